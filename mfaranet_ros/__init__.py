@@ -1,0 +1,2 @@
+"""mfaranet_ros: MFARANet real-time semantic segmentation for ROS 2."""
+__version__ = "0.1.0"

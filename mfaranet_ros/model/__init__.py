@@ -1,0 +1,31 @@
+"""MFARANet model, its metadata and checkpoint formats."""
+from .checkpoint import (
+    CheckpointError,
+    import_official,
+    load_backbone,
+    load_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+)
+from .metadata import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE, ModelMetadata, cityscapes_metadata
+from .mfaranet import MFARANet
+
+__all__ = [
+    "MFARANet",
+    "ModelMetadata",
+    "CheckpointError",
+    "CITYSCAPES_CLASSES",
+    "CITYSCAPES_PALETTE",
+    "cityscapes_metadata",
+    "build_mfaranet",
+    "load_checkpoint",
+    "save_checkpoint",
+    "read_checkpoint",
+    "import_official",
+    "load_backbone",
+]
+
+
+def build_mfaranet(num_classes: int = 19, **kwargs) -> MFARANet:
+    """Keyword-only builder: ``build_mfaranet(19, pruned=False, boundary_heads=True, ...)``."""
+    return MFARANet(num_classes, **kwargs)

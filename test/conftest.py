@@ -1,0 +1,37 @@
+"""Shared fixtures: the official reference data, tiny checkpoints, tmp dirs."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+REFERENCE_DIR = Path(os.environ.get(
+    "MFARANET_REFERENCE_DIR", REPO.parent / "shared" / "reference" / "mfaranet_official"))
+
+
+@pytest.fixture(scope="session")
+def reference_dir() -> Path:
+    if not (REFERENCE_DIR / "release_format_checkpoint.pth").is_file():
+        pytest.skip(f"official reference data not found at {REFERENCE_DIR} "
+                    f"(set MFARANET_REFERENCE_DIR to its folder)")
+    return REFERENCE_DIR
+
+
+@pytest.fixture(scope="session")
+def official_checkpoint(reference_dir) -> Path:
+    return reference_dir / "release_format_checkpoint.pth"
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A randomly initialised 19-class MFARANet in the project's format (seeded)."""
+    from mfaranet_ros.model import MFARANet, cityscapes_metadata, save_checkpoint
+
+    torch.manual_seed(0)
+    model = MFARANet(19)
+    path = tmp_path_factory.mktemp("ckpt") / "random19.pth"
+    save_checkpoint(path, model, cityscapes_metadata(source="test: random init, seed 0"))
+    return path
