@@ -58,6 +58,7 @@ def test_colcon_build_installs_ros_layout(tmp_path):
     assert (share / "package.xml").is_file()
     assert (install / "share" / "ament_index" / "resource_index" / "packages" / "mfaranet_ros").is_file()
     for folder in ("launch", "config", "models"):
-        shipped = sorted(p.name for p in (REPO / folder).iterdir() if p.is_file())
-        installed = sorted(p.name for p in (share / folder).iterdir()) if (share / folder).exists() else []
+        def names(d: Path):
+            return sorted(p.name for p in d.iterdir() if p.is_file()) if d.is_dir() else []
+        shipped, installed = names(REPO / folder), names(share / folder)
         assert installed == shipped, folder
