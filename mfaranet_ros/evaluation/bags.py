@@ -1,0 +1,393 @@
+"""Reading and writing bags without a ROS installation (the ``rosbags`` library).
+
+Reading accepts a rosbag2 directory (sqlite3 or MCAP storage), a bare ``.mcap`` or
+``.db3`` file, or a ROS 1 ``.bag``. Image messages come out as RGB arrays with their
+header stamp; label images as ``(H, W)`` uint8 arrays. Writing makes rosbag2 bags
+(MCAP with zstd-compressed chunks by default, or sqlite3) and ROS 1 bags, from
+messages built with the ``rosbags`` type store of ROS 2 Kilted (ROS 1: Noetic).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+__all__ = [
+    "BagError",
+    "IMAGE",
+    "COMPRESSED_IMAGE",
+    "ImageFrame",
+    "BagReader",
+    "BagWriter",
+    "decode_image",
+    "stamp_to_ns",
+]
+
+log = logging.getLogger(__name__)
+
+IMAGE = "sensor_msgs/msg/Image"
+COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
+IMAGE_TYPES = (IMAGE, COMPRESSED_IMAGE)
+PathLike = Union[str, os.PathLike]
+
+# Channel order of the raw encodings we accept, as indices into the stored channels.
+_TO_RGB = {"rgb8": (0, 1, 2), "bgr8": (2, 1, 0), "rgba8": (0, 1, 2), "bgra8": (2, 1, 0)}
+_MONO = ("mono8", "8UC1")
+
+
+class BagError(RuntimeError):
+    """A bag that cannot be used, with the reason (and what it holds, where that helps)."""
+
+
+def stamp_to_ns(stamp) -> int:
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+@dataclass
+class ImageFrame:
+    """One image message of a bag, decoded."""
+
+    index: int            # position on its topic, from 0
+    stamp_ns: int         # header stamp
+    log_time_ns: int      # the bag's receive time
+    frame_id: str
+    msgtype: str          # IMAGE or COMPRESSED_IMAGE
+    encoding: str         # raw encoding, or the compressed format string
+    image: np.ndarray     # (H, W, 3) uint8 RGB, or (H, W) uint8 for mono8 when asked
+    payload: bytes        # the message's pixel bytes as stored (to re-write it unchanged)
+    step: int = 0
+
+
+def _raw_pixels(msg, *, mono: bool) -> np.ndarray:
+    """A sensor_msgs/Image's pixels: ``(H, W, 3)`` RGB, or ``(H, W)`` if ``mono``."""
+    enc = str(msg.encoding)
+    h, w, step = int(msg.height), int(msg.width), int(msg.step)
+    data = np.asarray(msg.data, dtype=np.uint8)
+    if mono:
+        if enc not in _MONO:
+            raise BagError(f"label image has encoding {enc!r}; expected mono8 trainIds")
+        channels = 1
+    elif enc in _TO_RGB:
+        channels = 4 if enc.endswith("a8") else 3
+    elif enc in _MONO:
+        channels = 1
+    else:
+        raise BagError(
+            f"image encoding {enc!r} ({w}x{h}, step {step}) is not supported; "
+            f"use rgb8, bgr8, rgba8, bgra8 or mono8")
+    if step < w * channels or data.size < step * h:
+        raise BagError(
+            f"image {w}x{h} {enc}: step {step} and {data.size} data bytes do not hold "
+            f"{h} rows of {w * channels} bytes")
+    rows = data[: step * h].reshape(h, step)[:, : w * channels].reshape(h, w, channels)
+    if mono:
+        return np.ascontiguousarray(rows[:, :, 0])
+    if channels == 1:
+        return np.repeat(rows, 3, axis=2)
+    return np.ascontiguousarray(rows[:, :, list(_TO_RGB[enc])])
+
+
+def _decompress(msg, *, mono: bool) -> np.ndarray:
+    import cv2
+
+    buf = np.asarray(msg.data, dtype=np.uint8)
+    flag = cv2.IMREAD_UNCHANGED if mono else cv2.IMREAD_COLOR
+    img = cv2.imdecode(buf, flag) if buf.size else None
+    if img is None:
+        raise BagError(f"compressed image (format {msg.format!r}, {buf.size} bytes) "
+                       f"does not decode")
+    if mono:
+        if img.ndim != 2:
+            raise BagError(f"compressed label image has {img.shape[2]} channels; "
+                           f"expected one (mono8 PNG)")
+        return img
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def decode_image(msg, msgtype: str, *, mono: bool = False) -> np.ndarray:
+    """Pixels of an Image/CompressedImage message from a ``rosbags`` reader."""
+    if msgtype == IMAGE:
+        return _raw_pixels(msg, mono=mono)
+    if msgtype == COMPRESSED_IMAGE:
+        return _decompress(msg, mono=mono)
+    raise BagError(f"messages of type {msgtype} are not images")
+
+
+def _read_errors() -> Tuple[type, ...]:
+    """What a damaged bag raises inside ``rosbags``, its storage and its codecs."""
+    import sqlite3
+
+    from rosbags.highlevel import AnyReaderError
+    from rosbags.rosbag1 import ReaderError as Reader1Error
+    from rosbags.rosbag2 import ReaderError as Reader2Error
+    from rosbags.serde import SerdeError
+
+    return (AnyReaderError, Reader1Error, Reader2Error, SerdeError, sqlite3.Error,
+            struct.error, EOFError, KeyError, ValueError, IndexError, AssertionError)
+
+
+class BagReader:
+    """A bag opened for reading: topics, image frames and label images.
+
+    Use as a context manager::
+
+        with BagReader("drive_bag") as bag:
+            for frame in bag.images("/camera/image_raw"):
+                ...
+    """
+
+    def __init__(self, path: PathLike) -> None:
+        self.path = Path(path)
+        self._reader = None
+
+    def __enter__(self) -> "BagReader":
+        self.open()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def open(self) -> None:
+        from rosbags.highlevel import AnyReader
+        from rosbags.typesys import Stores, get_typestore
+
+        if not self.path.exists():
+            raise BagError(f"bag not found: {str(self.path)!r}")
+        try:
+            reader = AnyReader([self.path],
+                               default_typestore=get_typestore(Stores.ROS2_KILTED))
+            reader.open()
+        except FileNotFoundError as exc:
+            raise BagError(
+                f"{str(self.path)!r} is not a bag: expected a rosbag2 folder with "
+                f"metadata.yaml, a .mcap or .db3 file, or a ROS 1 .bag ({exc})") from None
+        except _read_errors() as exc:
+            raise BagError(
+                f"cannot open bag {str(self.path)!r}: it is damaged or not a bag "
+                f"({type(exc).__name__}: {exc})") from None
+        self._reader = reader
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+    @property
+    def reader(self):
+        if self._reader is None:
+            raise BagError("bag is not open")
+        return self._reader
+
+    def topics(self) -> Dict[str, str]:
+        """``{topic: message type}`` of every topic in the bag."""
+        return {name: str(info.msgtype) for name, info in sorted(self.reader.topics.items())}
+
+    def describe_topics(self) -> str:
+        counts = {name: info.msgcount for name, info in self.reader.topics.items()}
+        return "\n".join(f"  {name}  [{typ}]  {counts.get(name, 0)} messages"
+                         for name, typ in self.topics().items()) or "  (no topics)"
+
+    def image_topics(self) -> List[str]:
+        return [t for t, typ in self.topics().items() if typ in IMAGE_TYPES]
+
+    def require_topic(self, topic: str, what: str = "image") -> str:
+        """The topic's message type; a :class:`BagError` listing the bag's topics if absent."""
+        topics = self.topics()
+        if topic not in topics:
+            raise BagError(
+                f"{what} topic {topic!r} is not in {str(self.path)!r}; it holds:\n"
+                f"{self.describe_topics()}")
+        if topics[topic] not in IMAGE_TYPES:
+            raise BagError(f"{what} topic {topic!r} carries {topics[topic]}, not "
+                           f"sensor_msgs/Image or sensor_msgs/CompressedImage")
+        return topics[topic]
+
+    def message_count(self, topic: str) -> int:
+        info = self.reader.topics.get(topic)
+        return int(info.msgcount) if info is not None else 0
+
+    def images(self, topic: str, *, mono: bool = False) -> Iterator[ImageFrame]:
+        """Decoded frames of one topic, in log-time order."""
+        msgtype = self.require_topic(topic, "label" if mono else "image")
+        reader = self.reader
+        conns = [c for c in reader.connections if c.topic == topic]
+        errors = _read_errors()
+        it = reader.messages(connections=conns)
+        index = 0
+        while True:
+            try:
+                item = next(it)
+            except StopIteration:
+                return
+            except errors as exc:
+                raise BagError(
+                    f"bag {str(self.path)!r} is damaged: reading {topic!r} failed after "
+                    f"{index} messages ({type(exc).__name__}: {exc})") from None
+            conn, log_time, raw = item
+            try:
+                msg = reader.deserialize(raw, conn.msgtype)
+            except errors as exc:
+                raise BagError(f"message {index} on {topic!r} does not deserialize as "
+                               f"{conn.msgtype} ({exc})") from None
+            image = decode_image(msg, msgtype, mono=mono)
+            yield ImageFrame(
+                index=index,
+                stamp_ns=stamp_to_ns(msg.header.stamp),
+                log_time_ns=int(log_time),
+                frame_id=str(msg.header.frame_id),
+                msgtype=msgtype,
+                encoding=str(msg.encoding if msgtype == IMAGE else msg.format),
+                image=image,
+                payload=bytes(np.asarray(msg.data, dtype=np.uint8)),
+                step=int(msg.step) if msgtype == IMAGE else 0,
+            )
+            index += 1
+
+
+# ------------------------------------------------------------------------------ writing
+
+STORAGES = ("mcap", "sqlite3", "ros1")
+
+
+class BagWriter:
+    """Writes Image/CompressedImage (and a few other standard) messages to a new bag.
+
+    Args:
+        path: the bag to create (rosbag2: a folder; ROS 1: a ``.bag`` file). Must not exist.
+        storage: ``"mcap"`` (rosbag2, zstd-compressed chunks), ``"sqlite3"`` (rosbag2) or
+            ``"ros1"``.
+    """
+
+    def __init__(self, path: PathLike, storage: str = "mcap", *, compress: bool = True) -> None:
+        from rosbags.typesys import Stores, get_typestore
+
+        if storage not in STORAGES:
+            raise ValueError(f"storage must be one of {STORAGES}, got {storage!r}")
+        self.path = Path(path)
+        if self.path.exists():
+            raise BagError(f"{str(self.path)!r} exists already; bags are never overwritten")
+        self.storage = storage
+        self.ros1 = storage == "ros1"
+        self.typestore = get_typestore(Stores.ROS1_NOETIC if self.ros1 else Stores.ROS2_KILTED)
+        if self.ros1:
+            from rosbags.rosbag1 import Writer
+
+            self._writer = Writer(self.path)
+        else:
+            from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin, Writer
+
+            plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
+            self._writer = Writer(self.path, version=9, storage_plugin=plugin)
+            if compress and storage == "mcap":
+                self._writer.set_compression(CompressionMode.STORAGE, CompressionFormat.ZSTD)
+        self._writer.open()
+        self._connections: Dict[str, object] = {}
+        self._seq: Dict[str, int] = {}
+        self.closed = False
+
+    def __enter__(self) -> "BagWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        # Close (never abort): whatever was written stays a valid bag, also on Ctrl-C.
+        self.close()
+
+    @property
+    def mcap_file(self) -> Optional[Path]:
+        """The ``.mcap`` file inside a rosbag2 MCAP bag (what Foxglove opens)."""
+        return self.path / f"{self.path.name}.mcap" if self.storage == "mcap" else None
+
+    def _types(self, name: str):
+        return self.typestore.types[name]
+
+    def header(self, topic: str, stamp_ns: int, frame_id: str):
+        Header = self._types("std_msgs/msg/Header")
+        Time = self._types("builtin_interfaces/msg/Time")
+        stamp = Time(sec=int(stamp_ns // 1_000_000_000), nanosec=int(stamp_ns % 1_000_000_000))
+        if self.ros1:
+            seq = self._seq.get(topic, 0)
+            self._seq[topic] = seq + 1
+            return Header(seq=seq, stamp=stamp, frame_id=frame_id)
+        return Header(stamp=stamp, frame_id=frame_id)
+
+    def write(self, topic: str, msgtype: str, log_time_ns: int, msg) -> None:
+        conn = self._connections.get(topic)
+        if conn is None:
+            conn = self._writer.add_connection(topic, msgtype, typestore=self.typestore)
+            self._connections[topic] = conn
+        elif conn.msgtype != msgtype:
+            raise BagError(f"topic {topic!r} already carries {conn.msgtype}, not {msgtype}")
+        if self.ros1:
+            data = self.typestore.serialize_ros1(msg, msgtype)
+        else:
+            data = self.typestore.serialize_cdr(msg, msgtype)
+        self._writer.write(conn, int(log_time_ns), data)
+
+    def write_image(self, topic: str, log_time_ns: int, stamp_ns: int, frame_id: str,
+                    pixels: np.ndarray, encoding: Optional[str] = None) -> None:
+        """A raw sensor_msgs/Image: ``(H, W, 3)`` uint8 as rgb8 (default) or ``(H, W)`` mono8."""
+        pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
+        if pixels.ndim == 2:
+            encoding = encoding or "mono8"
+            channels = 1
+        elif pixels.ndim == 3 and pixels.shape[2] in (3, 4):
+            channels = pixels.shape[2]
+            encoding = encoding or ("rgb8" if channels == 3 else "rgba8")
+        else:
+            raise ValueError(f"expected (H, W) or (H, W, 3|4) pixels, got {pixels.shape}")
+        h, w = pixels.shape[:2]
+        self.write_raw_image(topic, log_time_ns, stamp_ns, frame_id, h, w, encoding,
+                             w * channels, pixels.reshape(-1))
+
+    def write_raw_image(self, topic: str, log_time_ns: int, stamp_ns: int, frame_id: str,
+                        height: int, width: int, encoding: str, step: int,
+                        data: Union[bytes, np.ndarray]) -> None:
+        Image = self._types(IMAGE)
+        msg = Image(header=self.header(topic, stamp_ns, frame_id), height=int(height),
+                    width=int(width), encoding=encoding, is_bigendian=0, step=int(step),
+                    data=np.frombuffer(data, dtype=np.uint8) if isinstance(data, bytes)
+                    else np.asarray(data, dtype=np.uint8))
+        self.write(topic, IMAGE, log_time_ns, msg)
+
+    def write_compressed(self, topic: str, log_time_ns: int, stamp_ns: int, frame_id: str,
+                         data: bytes, fmt: str) -> None:
+        Compressed = self._types(COMPRESSED_IMAGE)
+        msg = Compressed(header=self.header(topic, stamp_ns, frame_id), format=fmt,
+                         data=np.frombuffer(data, dtype=np.uint8))
+        self.write(topic, COMPRESSED_IMAGE, log_time_ns, msg)
+
+    def write_frame(self, topic: str, frame: ImageFrame) -> None:
+        """Re-writes a frame read by :class:`BagReader` as it was stored."""
+        if frame.msgtype == COMPRESSED_IMAGE:
+            self.write_compressed(topic, frame.log_time_ns, frame.stamp_ns, frame.frame_id,
+                                  frame.payload, frame.encoding)
+        else:
+            h, w = frame.image.shape[:2]
+            self.write_raw_image(topic, frame.log_time_ns, frame.stamp_ns, frame.frame_id,
+                                 h, w, frame.encoding, frame.step, frame.payload)
+
+    def write_latency(self, topic: str, log_time_ns: int, stamp_ns: int, frame_id: str,
+                      times_ms: Dict[str, float], name: str, hardware_id: str = "") -> None:
+        """Per-frame stage times as the node publishes them on ``~/latency``.
+
+        A diagnostic_msgs/DiagnosticArray whose header is the frame's header and whose one
+        status carries ``<stage>_ms`` key/values (strings, milliseconds).
+        """
+        Array = self._types("diagnostic_msgs/msg/DiagnosticArray")
+        Status = self._types("diagnostic_msgs/msg/DiagnosticStatus")
+        KeyValue = self._types("diagnostic_msgs/msg/KeyValue")
+        values = [KeyValue(key=f"{k}_ms", value=f"{float(v):.3f}") for k, v in times_ms.items()]
+        status = Status(level=Status.OK, name=name,
+                        message="stage times in ms", hardware_id=hardware_id, values=values)
+        msg = Array(header=self.header(topic, stamp_ns, frame_id), status=[status])
+        self.write(topic, "diagnostic_msgs/msg/DiagnosticArray", log_time_ns, msg)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._writer.close()
