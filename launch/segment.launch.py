@@ -1,0 +1,92 @@
+"""Launch the MFARANet segmentation node (and optionally RViz).
+
+    ros2 launch mfaranet_ros segment.launch.py image:=/camera/image_raw
+    ros2 launch mfaranet_ros segment.launch.py cameras:=front,left,right use_rviz:=true
+
+Arguments left empty keep the value from ``params_file``. The node's Fast DDS profile
+(a 64 MB shared-memory segment, so large best-effort outputs reach RViz on this host) is
+applied unless FASTDDS_DEFAULT_PROFILES_FILE is already set.
+"""
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
+from launch.conditions import IfCondition
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+PACKAGE = "mfaranet_ros"
+PROFILE_ENV = "FASTDDS_DEFAULT_PROFILES_FILE"
+
+
+def _launch_setup(context, *args, **kwargs):
+    share = get_package_share_directory(PACKAGE)
+
+    def arg(name):
+        return LaunchConfiguration(name).perform(context).strip()
+
+    overrides = {}
+    if arg("weights"):
+        overrides["weights"] = arg("weights")
+    if arg("backend"):
+        overrides["backend"] = arg("backend")
+    cameras = [c.strip() for c in arg("cameras").replace(";", ",").split(",") if c.strip()]
+    if cameras:
+        overrides["cameras"] = cameras
+
+    image = arg("image") or "image"
+    remappings = [] if cameras else [("image", image), ("image/compressed", image + "/compressed")]
+
+    actions = []
+    if not os.environ.get(PROFILE_ENV):
+        from mfaranet_ros.ros.qos import profile_path
+        actions.append(SetEnvironmentVariable(PROFILE_ENV, profile_path()))
+
+    actions.append(Node(
+        package=PACKAGE,
+        executable="segmentation_node",
+        name="mfaranet",
+        namespace=arg("namespace"),
+        parameters=[arg("params_file"), overrides],
+        remappings=remappings,
+        arguments=["--ros-args", "--log-level", arg("log_level")],
+        output="screen",
+        emulate_tty=True,
+    ))
+    actions.append(Node(
+        package="rviz2",
+        executable="rviz2",
+        name="rviz2",
+        namespace=arg("namespace"),
+        arguments=["-d", os.path.join(share, "config", "mfaranet.rviz")],
+        condition=IfCondition(LaunchConfiguration("use_rviz")),
+        output="screen",
+    ))
+    return actions
+
+
+def generate_launch_description():
+    share = get_package_share_directory(PACKAGE)
+    return LaunchDescription([
+        DeclareLaunchArgument("image", default_value="image",
+                              description="Camera image topic (single-camera mode)."),
+        DeclareLaunchArgument("params_file",
+                              default_value=os.path.join(share, "config", "segment.yaml"),
+                              description="Node parameters (YAML)."),
+        DeclareLaunchArgument("weights", default_value="",
+                              description="Checkpoint; empty = the params_file value."),
+        DeclareLaunchArgument("backend", default_value="",
+                              description="auto | tensorrt | torch | onnxruntime; "
+                                          "empty = the params_file value."),
+        DeclareLaunchArgument("namespace", default_value="",
+                              description="Namespace of the node (one per camera rig)."),
+        DeclareLaunchArgument("cameras", default_value="",
+                              description="Comma-separated camera names batched through one "
+                                          "model (c/image -> c/labels ...); empty = one camera."),
+        DeclareLaunchArgument("use_rviz", default_value="false",
+                              description="Start RViz with config/mfaranet.rviz."),
+        DeclareLaunchArgument("log_level", default_value="info",
+                              description="debug | info | warn | error | fatal"),
+        OpaqueFunction(function=_launch_setup),
+    ])

@@ -1,0 +1,8 @@
+"""The ROS 2 adapter: the ``segmentation_node`` and the pieces it is made of.
+
+Modules: :mod:`conversions` (sensor_msgs <-> numpy), :mod:`parameters` (declared
+parameters and their validation), :mod:`stats` (latency/rate statistics and the
+diagnostics status), :mod:`qos` (QoS adaptation and the Fast DDS profile),
+:mod:`node` (the node itself). Only :mod:`node` and :mod:`bench` import rclpy at
+module level, so the rest is testable without ROS.
+"""

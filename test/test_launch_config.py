@@ -1,0 +1,117 @@
+"""Launch file, parameter YAML, RViz config and Fast DDS profile agree with the node.
+
+launch_ros is not installable here, so the launch file is parsed (ast), never mocked or run.
+The running node's own parameter list is checked against the same table in test_node.py.
+"""
+from __future__ import annotations
+
+import ast
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mfaranet_ros.ros.parameters import PARAMETER_NAMES, PARAMETERS, validate_parameter
+
+REPO = Path(__file__).resolve().parents[1]
+LAUNCH = REPO / "launch" / "segment.launch.py"
+YAML = REPO / "config" / "segment.yaml"
+RVIZ = REPO / "config" / "mfaranet.rviz"
+
+LAUNCH_ARGS = {"image", "params_file", "weights", "backend", "namespace", "use_rviz",
+               "log_level", "cameras"}
+
+
+def _calls(tree, name):
+    return [n for n in ast.walk(tree) if isinstance(n, ast.Call) and (
+        getattr(n.func, "id", None) == name or getattr(n.func, "attr", None) == name)]
+
+
+def _kw(call, name):
+    return next((k.value for k in call.keywords if k.arg == name), None)
+
+
+@pytest.fixture(scope="module")
+def launch_tree():
+    return ast.parse(LAUNCH.read_text(), filename=str(LAUNCH))
+
+
+def test_launch_declares_the_documented_arguments(launch_tree):
+    names = {c.args[0].value for c in _calls(launch_tree, "DeclareLaunchArgument")}
+    assert names == LAUNCH_ARGS
+    # every LaunchConfiguration used refers to a declared argument
+    used = {c.args[0].value for c in _calls(launch_tree, "LaunchConfiguration")
+            if c.args and isinstance(c.args[0], ast.Constant)}
+    assert used <= names
+    performed = {c.args[0].value for c in _calls(launch_tree, "arg")
+                 if c.args and isinstance(c.args[0], ast.Constant)}
+    assert performed <= names and {"weights", "backend", "cameras", "namespace",
+                                   "params_file", "log_level", "image"} <= performed
+
+
+def test_launch_overrides_only_declared_parameters(launch_tree):
+    keys = {n.targets[0].slice.value for n in ast.walk(launch_tree)
+            if isinstance(n, ast.Assign) and isinstance(n.targets[0], ast.Subscript)
+            and getattr(n.targets[0].value, "id", None) == "overrides"}
+    assert keys == {"weights", "backend", "cameras"}
+    assert keys <= set(PARAMETER_NAMES)
+
+
+def test_launch_starts_the_console_script_as_mfaranet(launch_tree):
+    nodes = _calls(launch_tree, "Node")
+    seg = [n for n in nodes if _kw(n, "executable").value == "segmentation_node"]
+    assert len(seg) == 1
+    assert _kw(seg[0], "package").id == "PACKAGE"
+    assert 'PACKAGE = "mfaranet_ros"' in LAUNCH.read_text()
+    assert _kw(seg[0], "name").value == "mfaranet"
+    assert "segmentation_node = mfaranet_ros.ros.node:main" in (REPO / "setup.py").read_text()
+    assert any(_kw(n, "executable").value == "rviz2" and _kw(n, "condition") is not None
+               for n in nodes)
+    # the shared-memory profile is applied only when the user has not set one
+    assert "FASTDDS_DEFAULT_PROFILES_FILE" in LAUNCH.read_text()
+    assert _calls(launch_tree, "SetEnvironmentVariable")
+
+
+def test_yaml_keys_are_exactly_the_declared_parameters():
+    doc = yaml.safe_load(YAML.read_text())
+    assert list(doc) == ["/**/mfaranet"]
+    params = doc["/**/mfaranet"]["ros__parameters"]
+    assert sorted(params) == sorted(PARAMETER_NAMES)
+    for spec in PARAMETERS:
+        value = params[spec.name]
+        if spec.default is None:  # list parameters: unset / [] means empty
+            assert value == [], spec.name
+        else:
+            assert value == spec.default, spec.name
+        assert validate_parameter(spec.name, value) is None, spec.name
+
+
+def test_rviz_shows_camera_overlay_and_color():
+    doc = yaml.safe_load(RVIZ.read_text())
+    displays = doc["Visualization Manager"]["Displays"]
+    topics = {d["Name"]: d["Topic"]["Value"] for d in displays
+              if d["Class"] == "rviz_default_plugins/Image"}
+    assert topics == {"Camera": "image", "Overlay": "mfaranet/overlay",
+                      "Color": "mfaranet/color"}
+    # RViz subscribes best effort: the node's outputs are reliable, so it still connects
+    assert all(d["Topic"]["Reliability Policy"] == "Best Effort" for d in displays)
+
+
+def test_fastdds_profile_has_a_large_shm_segment():
+    path = REPO / "mfaranet_ros" / "ros" / "fastdds_shm.xml"
+    ns = {"d": "http://www.eprosima.com"}
+    root = ET.parse(path).getroot()
+    shm = [t for t in root.iterfind(".//d:transport_descriptor", ns)
+           if t.findtext("d:type", namespaces=ns) == "SHM"]
+    assert len(shm) == 1
+    assert int(shm[0].findtext("d:segment_size", namespaces=ns)) == 64 * 1024 * 1024
+    assert int(shm[0].findtext("d:maxMessageSize", namespaces=ns)) >= 6 * 1024 * 1024 * 4
+    participant = root.find(".//d:participant", ns)
+    assert participant.get("is_default_profile") == "true"
+    assert participant.findtext(".//d:useBuiltinTransports", namespaces=ns) == "false"
+    used = {t.text for t in participant.iterfind(".//d:userTransports/d:transport_id", ns)}
+    declared = {t.findtext("d:transport_id", namespaces=ns)
+                for t in root.iterfind(".//d:transport_descriptor", ns)}
+    assert used == declared and len(used) == 2
+    assert "ros/*.xml" in (REPO / "setup.py").read_text()
