@@ -45,3 +45,9 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def inference_cache_dir(tmp_path_factory) -> Path:
+    """One artifact cache (ONNX files) shared by the inference tests, so each export runs once."""
+    return tmp_path_factory.mktemp("inference_cache")

@@ -1,0 +1,71 @@
+"""Backends behind one interface, chosen by name; optional runtimes import only in their module."""
+from __future__ import annotations
+
+import logging
+from typing import List, Optional, Tuple
+
+import torch
+
+from ..cache import CacheDir
+from .base import PRECISIONS, Backend, BackendUnavailable, ModelSource, resolve_device
+
+__all__ = ["BACKENDS", "Backend", "BackendUnavailable", "ModelSource", "create_backend",
+           "resolve_device", "PRECISIONS"]
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
+
+
+def _create_one(name: str, source: ModelSource, device: Optional[str], precision: str,
+                cache: CacheDir, compile: bool) -> Backend:
+    if name == "torch":
+        from .torch_backend import TorchBackend
+        return TorchBackend(source, resolve_device(device), precision, compile=compile)
+    if name == "onnxruntime":
+        from .onnxruntime_backend import OnnxRuntimeBackend
+        return OnnxRuntimeBackend(source, resolve_device(device) if device else "cpu", precision,
+                                  cache=cache)
+    if name == "tensorrt":
+        from .tensorrt_backend import TensorRTBackend
+        return TensorRTBackend(source, device or "cuda", precision, cache=cache)
+    raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+
+
+def auto_candidates(device: Optional[str]) -> List[Tuple[str, Optional[str]]]:
+    """``auto``'s order: TensorRT, then torch on CUDA, then ONNX Runtime on the CPU."""
+    if device == "cpu":
+        return [("onnxruntime", "cpu"), ("torch", "cpu")]
+    gpu = device or "cuda"
+    return [("tensorrt", gpu), ("torch", gpu), ("onnxruntime", "cpu"), ("torch", "cpu")]
+
+
+def create_backend(name: str, source: ModelSource, *, device: Optional[str] = None,
+                   precision: str = "fp32", cache: CacheDir, compile: bool = False) -> Backend:
+    """The backend ``name`` (or the first that loads, for ``auto``).
+
+    A named backend that cannot run raises :class:`BackendUnavailable` saying why;
+    ``auto`` logs a warning with each reason and falls back.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if name != "auto":
+        return _create_one(name, source, device, precision, cache, compile)
+    reasons = []
+    for cand, dev in auto_candidates(device):
+        if cand == "torch" and dev != "cpu" and not torch.cuda.is_available():
+            reasons.append(f"torch on {dev}: no CUDA device")
+            continue
+        # fp16 is a GPU setting: the CPU fallbacks run fp32.
+        prec = precision if dev != "cpu" else "fp32"
+        try:
+            backend = _create_one(cand, source, dev, prec, cache, compile)
+        except BackendUnavailable as exc:
+            reasons.append(f"{cand} on {dev}: {exc}")
+            continue
+        if prec != precision:
+            reasons.append(f"{precision} is a GPU setting, running {prec}")
+        if reasons:
+            log.warning("backend 'auto' chose %s; unavailable: %s", backend.describe(), "; ".join(reasons))
+        return backend
+    raise BackendUnavailable("no backend can run here: " + "; ".join(reasons))

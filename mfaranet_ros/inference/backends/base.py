@@ -1,0 +1,93 @@
+"""The interface every backend implements, and what they share: the checkpoint source."""
+from __future__ import annotations
+
+import abc
+import logging
+import os
+from typing import Dict, Optional, Tuple, Union
+
+import numpy as np
+import torch
+
+from ...model import ModelMetadata, load_checkpoint, read_checkpoint
+from ..cache import checkpoint_sha256
+
+__all__ = ["Backend", "BackendUnavailable", "ModelSource", "PRECISIONS", "resolve_device"]
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("fp32", "fp16")
+Outputs = Tuple[np.ndarray, Optional[np.ndarray]]
+
+
+class BackendUnavailable(RuntimeError):
+    """A backend that cannot run here; the message says why (missing package, no GPU...)."""
+
+
+def resolve_device(device: Optional[str]) -> str:
+    """``None`` -> ``"cuda"`` when torch sees a GPU, else ``"cpu"``; validates the rest."""
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    dev = str(device)
+    if dev == "cpu":
+        return dev
+    if dev == "cuda" or (dev.startswith("cuda:") and dev[5:].isdigit()):
+        if not torch.cuda.is_available():
+            raise BackendUnavailable(f"device {dev!r} requested but torch sees no CUDA device "
+                                     f"(torch {torch.__version__}, CUDA build: {torch.version.cuda})")
+        return dev
+    raise ValueError(f"device must be None, 'cpu', 'cuda' or 'cuda:N'; got {device!r}")
+
+
+class ModelSource:
+    """A checkpoint read once: metadata and hash now, the model only when a backend needs it."""
+
+    def __init__(self, weights: Union[str, os.PathLike], pruned: bool = False) -> None:
+        self.path = os.fspath(weights)
+        self.pruned = bool(pruned)
+        self.metadata: ModelMetadata = read_checkpoint(self.path).metadata
+        if self.metadata.num_classes > 255:
+            raise ValueError(f"{self.path!r}: {self.metadata.num_classes} classes do not fit uint8 "
+                             f"labels (at most 255)")
+        self._sha256: Optional[str] = None
+
+    @property
+    def sha256(self) -> str:
+        if self._sha256 is None:
+            self._sha256 = checkpoint_sha256(self.path)
+        return self._sha256
+
+    def load_model(self) -> torch.nn.Module:
+        """A fresh CPU fp32 MFARANet in eval mode (full or pruned), loaded strictly."""
+        return load_checkpoint(self.path, pruned=self.pruned, device="cpu")
+
+    def describe(self) -> str:
+        return f"{os.path.basename(self.path)}{' (pruned)' if self.pruned else ''}"
+
+
+class Backend(abc.ABC):
+    """Runs :class:`~mfaranet_ros.inference.graph.SegmentationGraph` on uint8 NHWC batches."""
+
+    name: str = "?"
+
+    def __init__(self, source: ModelSource, device: str, precision: str) -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        self.source = source
+        self.device = device
+        self.precision = precision
+
+    @abc.abstractmethod
+    def prepare(self, batch: int, height: int, width: int, confidence: bool = False) -> float:
+        """Builds or loads what a ``(batch, height, width)`` input needs; returns seconds spent."""
+
+    @abc.abstractmethod
+    def run(self, pixels: np.ndarray, confidence: bool = False) -> Outputs:
+        """``(B, H, W, 3)`` uint8 -> labels ``(B, H, W)`` uint8 and confidence or None."""
+
+    def artifacts(self) -> Dict[Tuple, str]:
+        """Cached files in use, by shape (empty for backends that keep none)."""
+        return {}
+
+    def describe(self) -> str:
+        return f"{self.name} on {self.device}, {self.precision}"

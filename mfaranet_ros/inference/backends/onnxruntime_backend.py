@@ -1,0 +1,223 @@
+"""ONNX Runtime backend: our checkpoint exported to ONNX (cached), CPU or CUDA execution provider.
+
+One ONNX file per network input size (static height and width, dynamic batch): the
+flow-alignment grids then constant-fold, and the file is what an engine would be.
+The checkpoint's metadata is embedded in the file's ``metadata_props``.
+"""
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import time
+import warnings
+from contextlib import contextmanager, redirect_stdout
+from pathlib import Path
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+import torch
+
+from ..cache import ARTIFACT_FORMAT, CacheDir, lookup, store
+from ..graph import SegmentationGraph
+from .base import Backend, BackendUnavailable, ModelSource, Outputs
+
+__all__ = ["OnnxRuntimeBackend", "export_onnx", "onnx_cache_key", "OPSET", "physical_cores"]
+
+log = logging.getLogger(__name__)
+
+#: GridSample exists from opset 16; 17 is the project's floor, 18 what we write.
+OPSET = 18
+INPUT, LABELS, CONFIDENCE = "pixels", "labels", "confidence"
+META_PREFIX = "mfaranet_ros."
+
+
+def _import_ort():
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise BackendUnavailable(f"onnxruntime is not installed ({exc}); pip install onnxruntime") from None
+    return onnxruntime
+
+
+def physical_cores() -> int:
+    try:
+        import psutil
+        n = psutil.cpu_count(logical=False)
+    except ImportError:
+        n = None
+    return max(1, n or os.cpu_count() or 1)
+
+
+def onnx_cache_key(source: ModelSource, height: int, width: int, precision: str,
+                   confidence: bool) -> Dict:
+    import onnx
+    try:
+        import onnxscript
+        onnxscript_version = onnxscript.__version__
+    except ImportError:
+        onnxscript_version = None
+    return {
+        "format": ARTIFACT_FORMAT,
+        "artifact": "onnx",
+        "checkpoint_sha256": source.sha256,
+        "pruned": source.pruned,
+        "input_hw": [int(height), int(width)],
+        "batch": "dynamic",
+        "precision": precision,
+        "outputs": [LABELS, CONFIDENCE] if confidence else [LABELS],
+        "opset": OPSET,
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "onnxscript": onnxscript_version,
+    }
+
+
+@contextmanager
+def _quiet_loggers(names=("torch.onnx", "onnx_ir", "onnxscript")):
+    saved = [(logging.getLogger(n), logging.getLogger(n).level) for n in names]
+    for logger, _ in saved:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in saved:
+            logger.setLevel(level)
+
+
+def export_onnx(source: ModelSource, height: int, width: int, confidence: bool, key: Dict) -> bytes:
+    """Exports ``SegmentationGraph``: uint8 NHWC in, uint8 labels [+ float confidence] out.
+
+    Two files per size: ONNX Runtime computes every node of a graph even when only some
+    outputs are fetched, and the softmax for the confidence costs ~5 % of the model.
+    """
+    import onnx
+
+    meta = source.metadata
+    graph = SegmentationGraph(source.load_model(), meta.mean, meta.std, confidence=confidence).eval()
+    outputs = [LABELS, CONFIDENCE] if confidence else [LABELS]
+    example = torch.zeros((2, height, width, 3), dtype=torch.uint8)
+    batch = torch.export.Dim("batch", min=1, max=256)
+    # The exporter narrates on stdout and logs every optimisation pass: keep it quiet.
+    with warnings.catch_warnings(), redirect_stdout(io.StringIO()), _quiet_loggers():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            graph, (example,), None, dynamo=True, opset_version=OPSET, verbose=False,
+            input_names=[INPUT], output_names=outputs,
+            dynamic_shapes={"pixels": {0: batch}}, external_data=False,
+        )
+    proto = program.model_proto
+    props = {
+        "metadata": json.dumps(meta.to_dict(), sort_keys=True),
+        "cache_key": json.dumps(key, sort_keys=True),
+        "input": f"{INPUT}: (B, {height}, {width}, 3) uint8 RGB 0..255 (normalised inside)",
+        "outputs": f"{LABELS}: (B, {height}, {width}) uint8 trainIds"
+                   + (f"; {CONFIDENCE}: (B, {height}, {width}) float32 max softmax" if confidence else ""),
+        "source_checkpoint": os.path.basename(source.path),
+    }
+    del proto.metadata_props[:]
+    for k, v in props.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = META_PREFIX + k, v
+    proto.producer_name = "mfaranet_ros"
+    onnx.checker.check_model(proto)
+    return proto.SerializeToString()
+
+
+class OnnxRuntimeBackend(Backend):
+    name = "onnxruntime"
+
+    def __init__(self, source: ModelSource, device: str, precision: str = "fp32", *,
+                 cache: CacheDir, threads: Optional[int] = None) -> None:
+        super().__init__(source, device, precision)
+        ort = self._ort = _import_ort()
+        if precision != "fp32":
+            raise BackendUnavailable("the onnxruntime backend runs fp32 only; use torch or tensorrt "
+                                     "on a GPU for fp16")
+        available = ort.get_available_providers()
+        if device.startswith("cuda"):
+            if "CUDAExecutionProvider" not in available:
+                raise BackendUnavailable(f"device {device!r} needs onnxruntime's CUDAExecutionProvider; "
+                                         f"this onnxruntime {ort.__version__} has {available}")
+            dev_id = int(device.split(":")[1]) if ":" in device else 0
+            self.providers = [("CUDAExecutionProvider", {"device_id": dev_id}), "CPUExecutionProvider"]
+        else:
+            self.providers = ["CPUExecutionProvider"]
+        self.cache = cache
+        self.threads = threads or physical_cores()
+        self._sessions: Dict[Tuple[int, int, bool], object] = {}
+        self._paths: Dict[Tuple[int, int, bool], str] = {}
+
+    def describe(self) -> str:
+        return (f"{self.name} {self._ort.__version__} on {self.device} "
+                f"({self.providers[0] if isinstance(self.providers[0], str) else self.providers[0][0]}, "
+                f"{self.threads} threads), {self.precision}")
+
+    def _session_options(self):
+        so = self._ort.SessionOptions()
+        so.graph_optimization_level = self._ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.execution_mode = self._ort.ExecutionMode.ORT_SEQUENTIAL
+        # One thread per physical core: hyper-threads only contend for the same FMA units.
+        so.intra_op_num_threads = self.threads
+        so.inter_op_num_threads = 1
+        return so
+
+    def build(self, height: int, width: int, confidence: bool = False,
+              rebuild: str = "") -> Tuple[object, Optional[Path]]:
+        """The ONNX model for this input size: from the cache, else exported (and cached)."""
+        key = onnx_cache_key(self.source, height, width, self.precision, confidence)
+        if rebuild:
+            path, why = None, rebuild
+        else:
+            path, why = lookup(self.cache.path or (self.cache.requested if self.cache.requested.is_dir() else None),
+                               "mfaranet-onnx", key, "onnx")
+        if path is not None:
+            log.debug("using cached ONNX model %s", path)
+            return str(path), path
+        where = self.cache.path or "memory (cache directory not writable)"
+        log.info("exporting %s to ONNX for %dx%d input%s (%s), this takes a few seconds to a minute; "
+                 "cached at %s", self.source.describe(), height, width,
+                 " with confidence" if confidence else "", why, where)
+        t0 = time.perf_counter()
+        blob = export_onnx(self.source, height, width, confidence, key)
+        if self.cache.path is None:
+            log.info("exported in %.1f s (kept in memory)", time.perf_counter() - t0)
+            return blob, None
+        path = store(self.cache.path, "mfaranet-onnx", key, "onnx", lambda p: p.write_bytes(blob))
+        log.info("exported in %.1f s: %s", time.perf_counter() - t0, path)
+        return str(path), path
+
+    def session(self, height: int, width: int, confidence: bool = False):
+        hw = (int(height), int(width), bool(confidence))
+        sess = self._sessions.get(hw)
+        if sess is None:
+            model, path = self.build(*hw)
+            sess = self._ort.InferenceSession(model, self._session_options(), providers=self.providers)
+            embedded = sess.get_modelmeta().custom_metadata_map.get(META_PREFIX + "cache_key")
+            if embedded is None or json.loads(embedded) != onnx_cache_key(self.source, *hw[:2], self.precision, hw[2]):
+                # A manifest copied next to someone else's file: never trust it.
+                log.warning("ONNX model %s does not carry the key its manifest claims; re-exporting", path)
+                model, path = self.build(*hw, rebuild="embedded key differs from the manifest")
+                sess = self._ort.InferenceSession(model, self._session_options(), providers=self.providers)
+            self._sessions[hw] = sess
+            if path is not None:
+                self._paths[hw] = str(path)
+        return sess
+
+    def artifacts(self) -> Dict[Tuple, str]:
+        return dict(self._paths)
+
+    def prepare(self, batch: int, height: int, width: int, confidence: bool = False) -> float:
+        t0 = time.perf_counter()
+        self.session(height, width, confidence)
+        return time.perf_counter() - t0
+
+    def run(self, pixels: np.ndarray, confidence: bool = False) -> Outputs:
+        sess = self.session(pixels.shape[1], pixels.shape[2], confidence)
+        pixels = np.ascontiguousarray(pixels)
+        if confidence:
+            labels, conf = sess.run([LABELS, CONFIDENCE], {INPUT: pixels})
+            return labels, conf
+        (labels,) = sess.run([LABELS], {INPUT: pixels})
+        return labels, None

@@ -1,0 +1,154 @@
+"""The Segmenter: outputs at the source size, colour/overlay/confidence, batching, letterbox, errors."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from inference_frames import scene
+from mfaranet_ros.inference import SegmentationResult, Segmenter
+from mfaranet_ros.inference.processing import (
+    blend, colorize, letterbox_geometry, letterbox_into, palette_lut, restore_labels,
+)
+from mfaranet_ros.model import load_checkpoint
+
+
+@pytest.fixture(scope="module")
+def seg(tiny_checkpoint, inference_cache_dir):
+    return Segmenter.from_checkpoint(tiny_checkpoint, backend="torch", device="cpu",
+                                     cache_dir=inference_cache_dir)
+
+
+@pytest.fixture(scope="module")
+def seg_fixed(tiny_checkpoint, inference_cache_dir):
+    return Segmenter.from_checkpoint(tiny_checkpoint, backend="torch", device="cpu",
+                                     input_size=(64, 128), cache_dir=inference_cache_dir)
+
+
+def eager_labels(checkpoint, frame: np.ndarray) -> np.ndarray:
+    """Reference written from scratch: normalise, plain NCHW fp32 eager, argmax."""
+    model, meta = load_checkpoint(checkpoint, return_metadata=True)
+    x = torch.from_numpy(frame).permute(2, 0, 1)[None].float()
+    x = (x - torch.tensor(meta.mean).view(1, 3, 1, 1)) / torch.tensor(meta.std).view(1, 3, 1, 1)
+    with torch.inference_mode():
+        return model(x).argmax(1)[0].numpy().astype(np.uint8)
+
+
+def test_properties(seg, tiny_checkpoint):
+    assert seg.backend_name == "torch"
+    assert seg.device == "cpu"
+    assert seg.input_size is None
+    assert seg.metadata.num_classes == 19
+    assert seg.metadata.palette[0] == [128, 64, 128]
+
+
+def test_segment_outputs_at_source_size(seg, tiny_checkpoint):
+    frame = scene(48, 80, seed=1)
+    r = seg.segment(frame, confidence=True, overlay_alpha=0.25)
+    assert isinstance(r, SegmentationResult)
+    assert r.labels.shape == (48, 80) and r.labels.dtype == np.uint8
+    assert r.color.shape == (48, 80, 3) and r.color.dtype == np.uint8
+    assert r.overlay.shape == (48, 80, 3) and r.overlay.dtype == np.uint8
+    assert r.confidence.shape == (48, 80) and r.confidence.dtype == np.float32
+    assert set(r.timings) == {"preprocess", "inference", "postprocess"}
+    assert all(v >= 0 for v in r.timings.values())
+    # Full resolution: exactly the eager model's argmax.
+    np.testing.assert_array_equal(r.labels, eager_labels(tiny_checkpoint, frame))
+    # Colour is the palette of the label; overlay the alpha blend of frame and colour.
+    palette = np.asarray(seg.metadata.palette, np.uint8)
+    np.testing.assert_array_equal(r.color, palette[r.labels])
+    expected = np.round(0.75 * frame.astype(np.float64) + 0.25 * r.color).astype(np.int16)
+    assert np.abs(r.overlay.astype(np.int16) - expected).max() <= 1
+    # Confidence is the max softmax probability: in [1/C, 1].
+    assert r.confidence.min() >= 1.0 / 19 - 1e-6 and r.confidence.max() <= 1.0 + 1e-6
+
+
+def test_optional_outputs_off(seg):
+    r = seg.segment(scene(40, 40), color=False, overlay=False)
+    assert r.color is None and r.overlay is None and r.confidence is None
+    assert r.labels.shape == (40, 40)
+
+
+def test_batch_of_different_sizes(seg):
+    frames = [scene(48, 80, 1), scene(32, 64, 2), scene(48, 80, 3)]
+    results = seg.segment_batch(frames, overlay=False)
+    assert [r.labels.shape for r in results] == [(48, 80), (32, 64), (48, 80)]
+    for f, r in zip(frames, results):
+        np.testing.assert_array_equal(r.labels, seg.segment(f).labels)
+        assert r.timings["batch_size"] == 3
+        assert set(r.timings) == {"preprocess", "inference", "postprocess", "batch_size"}
+    assert seg.segment_batch([]) == []
+
+
+def test_fixed_input_size_letterbox(seg_fixed):
+    assert seg_fixed.input_size == (64, 128)
+    # Same aspect (downscale 2x), taller and wider frames: labels always at the source size.
+    frames = [scene(128, 256, 4), scene(100, 60, 5), scene(30, 200, 6)]
+    results = seg_fixed.segment_batch(frames)
+    for f, r in zip(frames, results):
+        assert r.labels.shape == f.shape[:2]
+        assert r.overlay.shape == f.shape
+    # A frame that is exactly the network size runs unchanged.
+    f = scene(64, 128, 7)
+    direct = seg_fixed.segment(f).labels
+    box = letterbox_geometry((64, 128), (64, 128))
+    assert box.is_identity
+    assert direct.shape == (64, 128)
+
+
+def test_letterbox_geometry_and_restore():
+    box = letterbox_geometry((100, 60), (64, 128))
+    assert box.valid == (64, 38)                      # height-limited, aspect kept
+    box2 = letterbox_geometry((1024, 2048), (512, 1024))
+    assert box2.valid == (512, 1024)                  # same aspect: plain resize
+    frame = scene(100, 60)
+    canvas = np.zeros((64, 128, 3), np.uint8)
+    fill = np.array([124, 116, 104], np.uint8)
+    letterbox_into(frame, canvas, box, fill)
+    assert (canvas[:, 38:] == fill).all()
+    labels = np.arange(64 * 128, dtype=np.int64).reshape(64, 128).astype(np.uint8)
+    back = restore_labels(labels, box)
+    assert back.shape == (100, 60)
+    assert set(np.unique(back)) <= set(np.unique(labels[:, :38]))
+
+
+def test_palette_lut_colorize_blend():
+    lut = palette_lut([[1, 2, 3], [4, 5, 6]])
+    labels = np.array([[0, 1], [255, 1]], np.uint8)
+    col = colorize(labels, lut)
+    assert col.tolist() == [[[1, 2, 3], [4, 5, 6]], [[0, 0, 0], [4, 5, 6]]]
+    out = blend(np.full((2, 2, 3), 200, np.uint8), np.zeros((2, 2, 3), np.uint8), 0.5)
+    assert (out == 100).all()
+    with pytest.raises(ValueError, match="overlay_alpha"):
+        blend(col, col, 1.5)
+
+
+@pytest.mark.parametrize("bad, words", [
+    (np.zeros((8, 8, 3), np.float32), "dtype uint8"),
+    (np.zeros((8, 8), np.uint8), "rank 3"),
+    (np.zeros((1, 8, 8, 3), np.uint8), "rank 3"),
+    (np.zeros((8, 8, 4), np.uint8), "3 channels"),
+    (np.zeros((0, 8, 3), np.uint8), "empty"),
+    ([[1, 2, 3]], "numpy array"),
+])
+def test_bad_frames_raise(seg, bad, words):
+    with pytest.raises(ValueError, match=words):
+        seg.segment(bad)
+    with pytest.raises(ValueError, match=f"frame 1.*{words}"):
+        seg.segment_batch([scene(8, 8), bad])
+
+
+def test_bad_arguments(tiny_checkpoint, inference_cache_dir):
+    with pytest.raises(ValueError, match="input_size"):
+        Segmenter.from_checkpoint(tiny_checkpoint, backend="torch", input_size=(8, 8))
+    with pytest.raises(ValueError, match="precision"):
+        Segmenter.from_checkpoint(tiny_checkpoint, backend="torch", precision="int4")
+    with pytest.raises(ValueError, match="unknown backend"):
+        Segmenter.from_checkpoint(tiny_checkpoint, backend="openvino")
+    with pytest.raises(ValueError, match="device"):
+        Segmenter.from_checkpoint(tiny_checkpoint, backend="torch", device="tpu")
+
+
+def test_warmup_returns_seconds(seg_fixed):
+    t = seg_fixed.warmup((96, 200))
+    assert isinstance(t, float) and t > 0
