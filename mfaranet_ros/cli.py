@@ -15,6 +15,7 @@ from typing import List, Optional
 COMMAND_MODULES = [
     "mfaranet_ros.model.cli",
     "mfaranet_ros.demo",
+    "mfaranet_ros.evaluation.cli",
 ]
 
 

@@ -1,0 +1,192 @@
+"""``eval-bag`` end to end with the real Segmenter on tiny bags the tests write."""
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from mfaranet_ros.evaluation.bags import BagError, BagReader
+from mfaranet_ros.evaluation.offline import EvalOptions, OUTPUT_BAG_NAME, evaluate_bag
+from mfaranet_ros.evaluation.synthbag import SyntheticBagSpec, make_synthetic_bag
+
+SIZE = (64, 128)
+NET = (32, 64)
+
+
+@pytest.fixture(scope="module")
+def segmenter(tiny_checkpoint):
+    from mfaranet_ros.inference import Segmenter
+
+    return Segmenter.from_checkpoint(tiny_checkpoint, backend="torch", input_size=NET)
+
+
+def _read_mcap(path):
+    """{topic: [(log_time, schema name, decoded message)]} by the independent readers."""
+    from mcap.reader import make_reader
+    from mcap_ros2.decoder import DecoderFactory
+
+    out = {}
+    with open(path, "rb") as f:
+        reader = make_reader(f, decoder_factories=[DecoderFactory()])
+        for schema, channel, message, decoded in reader.iter_decoded_messages():
+            out.setdefault(channel.topic, []).append((message.log_time, schema.name, decoded))
+    return out
+
+
+def _pixels(msg):
+    data = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step)
+    channels = {"mono8": 1, "rgb8": 3}[msg.encoding]
+    return data[:, : msg.width * channels].reshape(msg.height, msg.width, channels).squeeze()
+
+
+def test_eval_bag_mcap_label_topic(tmp_path, segmenter):
+    bag = make_synthetic_bag(tmp_path / "in", SyntheticBagSpec(frames=5, size=SIZE, seed=11))
+    report = evaluate_bag(bag["path"], tmp_path / "out", segmenter,
+                          EvalOptions(label_topic="/camera/labels", progress=False))
+    assert report["status"] == "complete"
+    assert report["bag"]["image_topic"] == "/camera/image_raw"   # found on its own
+    assert report["frames"] == {"processed": 5, "with_ground_truth": 5,
+                                "without_ground_truth": 0}
+    on_disk = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert on_disk["accuracy"]["miou"] == report["accuracy"]["miou"]
+    for stage in ("preprocess", "inference", "postprocess", "total"):
+        s = report["latency_ms"][stage]
+        assert s["count"] == 5 and 0 <= s["p50"] <= s["p90"] <= s["p99"] <= s["max"]
+    assert report["throughput"]["segmenter_fps"] > 0
+    for name in ("report.md", "per_class_iou.png", "latency_histogram.png",
+                 "overlay_strip.png"):
+        assert (tmp_path / "out" / name).is_file(), name
+    assert cv2.imread(str(tmp_path / "out" / "overlay_strip.png")) is not None
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "| road |" in md and "mIoU" in md and "## Latency" in md
+
+    # The output bag, read by the independent mcap + mcap-ros2-support readers.
+    msgs = _read_mcap(tmp_path / "out" / OUTPUT_BAG_NAME / f"{OUTPUT_BAG_NAME}.mcap")
+    assert set(msgs) == {"/camera/image_raw", "/mfaranet/labels", "/mfaranet/color",
+                         "/mfaranet/overlay", "/mfaranet/ground_truth/color",
+                         "/mfaranet/latency"}
+    with BagReader(bag["path"]) as reader:
+        frames = list(reader.images("/camera/image_raw"))
+    for topic, entries in msgs.items():
+        assert len(entries) == 5, topic
+        # Same receive times and header stamps as the input frames.
+        assert [t for t, _, _ in entries] == [f.log_time_ns for f in frames], topic
+        assert [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec
+                for _, _, m in entries] == [f.stamp_ns for f in frames], topic
+    assert msgs["/mfaranet/latency"][0][1] == "diagnostic_msgs/msg/DiagnosticArray"
+    keys = [kv.key for kv in msgs["/mfaranet/latency"][0][2].status[0].values]
+    assert keys == ["preprocess_ms", "inference_ms", "postprocess_ms", "total_ms"]
+    np.testing.assert_array_equal(_pixels(msgs["/camera/image_raw"][2][2]), frames[2].image)
+    # The labels in the bag are what the Segmenter says about that frame.
+    labels = _pixels(msgs["/mfaranet/labels"][2][2])
+    np.testing.assert_array_equal(labels, segmenter.segment(frames[2].image).labels)
+    palette = np.asarray(segmenter.metadata.palette, np.uint8)
+    np.testing.assert_array_equal(_pixels(msgs["/mfaranet/color"][2][2]), palette[labels])
+
+
+def test_metrics_equal_cityscapesscripts_on_the_segmenters_predictions(tmp_path, segmenter):
+    """The report's IoUs are what cityscapesscripts computes on the same predictions."""
+    from test_metrics import _cityscapes_eval
+
+    bag = make_synthetic_bag(tmp_path / "in", SyntheticBagSpec(frames=3, size=SIZE, seed=12))
+    report = evaluate_bag(bag["path"], tmp_path / "out", segmenter,
+                          EvalOptions(label_topic="/camera/labels", progress=False))
+    msgs = _read_mcap(tmp_path / "out" / OUTPUT_BAG_NAME / f"{OUTPUT_BAG_NAME}.mcap")
+    preds = [_pixels(m) for _, _, m in msgs["/mfaranet/labels"]]
+    with BagReader(bag["path"]) as reader:
+        gts = [f.image for f in reader.images("/camera/labels", mono=True)]
+    (tmp_path / "cs").mkdir()
+    theirs = _cityscapes_eval(tmp_path / "cs", preds, gts)
+    ours = report["accuracy"]
+    for name, entry in ours["per_class"].items():
+        expected = theirs["classScores"][name]
+        if np.isnan(expected):
+            assert entry["iou"] is None, name
+        else:
+            assert entry["iou"] == pytest.approx(expected, abs=1e-12), name
+    assert ours["miou"] == pytest.approx(theirs["averageScoreClasses"], abs=1e-12)
+
+
+@pytest.mark.parametrize("storage,compressed,labels", [
+    ("sqlite3", True, "folder-index"),
+    ("ros1", False, "folder-stamp"),
+])
+def test_eval_bag_other_storages_and_folder_truth(tmp_path, segmenter, storage, compressed,
+                                                  labels):
+    path = tmp_path / ("in.bag" if storage == "ros1" else "in")
+    bag = make_synthetic_bag(path, SyntheticBagSpec(frames=3, size=SIZE, seed=13,
+                                                    storage=storage, compressed=compressed,
+                                                    labels=labels),
+                             gt_folder=tmp_path / "gt")
+    report = evaluate_bag(bag["path"], tmp_path / "out", segmenter,
+                          EvalOptions(gt_folder=str(tmp_path / "gt"), progress=False))
+    assert report["status"] == "complete"
+    assert report["bag"]["image_type"] == ("sensor_msgs/msg/CompressedImage" if compressed
+                                           else "sensor_msgs/msg/Image")
+    assert report["frames"]["with_ground_truth"] == 3
+    assert f"by {labels.split('-')[1]}" in report["bag"]["ground_truth"]
+    msgs = _read_mcap(tmp_path / "out" / OUTPUT_BAG_NAME / f"{OUTPUT_BAG_NAME}.mcap")
+    # The input goes into the output bag as it was stored (compressed stays compressed).
+    assert msgs[bag["image_topic"]][0][1] == report["bag"]["image_type"]
+    assert len(msgs["/mfaranet/overlay"]) == 3
+
+
+def test_ctrl_c_leaves_valid_bag_and_partial_report(tmp_path, segmenter):
+    bag = make_synthetic_bag(tmp_path / "in", SyntheticBagSpec(frames=6, size=SIZE, seed=14))
+
+    def interrupt_after_two(done):
+        if done == 2:
+            raise KeyboardInterrupt   # what Ctrl-C raises in the loop
+
+    report = evaluate_bag(bag["path"], tmp_path / "out", segmenter,
+                          EvalOptions(label_topic="/camera/labels", progress=False),
+                          on_frame=interrupt_after_two)
+    assert report["status"] == "interrupted"
+    assert report["frames"]["processed"] == 2
+    on_disk = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert on_disk["status"] == "interrupted" and len(on_disk["per_frame"]) == 2
+    assert "INTERRUPTED" in (tmp_path / "out" / "report.md").read_text()
+    msgs = _read_mcap(tmp_path / "out" / OUTPUT_BAG_NAME / f"{OUTPUT_BAG_NAME}.mcap")
+    assert len(msgs["/mfaranet/labels"]) == 2
+    with BagReader(tmp_path / "out" / OUTPUT_BAG_NAME) as out:   # metadata.yaml too
+        assert out.message_count("/mfaranet/overlay") == 2
+
+
+def test_cli_missing_topic_and_corrupt_bag(tmp_path, capsys, tiny_checkpoint):
+    from mfaranet_ros.cli import main
+
+    bag = make_synthetic_bag(tmp_path / "in", SyntheticBagSpec(frames=1, size=SIZE))
+    rc = main(["eval-bag", bag["path"], "--out", str(tmp_path / "o1"), "--image-topic",
+               "/front/image", "--weights", str(tiny_checkpoint), "--backend", "torch",
+               "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "'/front/image' is not in" in err and "/camera/image_raw" in err
+    assert "/camera/labels" in err
+
+    mcap = tmp_path / "in" / "in.mcap"
+    mcap.write_bytes(mcap.read_bytes()[:-200])
+    rc = main(["eval-bag", bag["path"], "--out", str(tmp_path / "o2"), "--weights",
+               str(tiny_checkpoint), "--backend", "torch", "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "damaged or not a bag" in err
+
+
+def test_ground_truth_of_another_size_is_refused(tmp_path, segmenter):
+    bag = make_synthetic_bag(tmp_path / "in", SyntheticBagSpec(frames=1, size=SIZE,
+                                                               labels="folder-index"),
+                             gt_folder=tmp_path / "gt")
+    cv2.imwrite(str(tmp_path / "gt" / "000000.png"), np.zeros((10, 10), np.uint8))
+    with pytest.raises(BagError, match="10x10 but the image is 128x64"):
+        evaluate_bag(bag["path"], tmp_path / "out", segmenter,
+                     EvalOptions(gt_folder=str(tmp_path / "gt"), progress=False))
+    # The failure is recorded in a report as well.
+    assert json.loads((tmp_path / "out" / "report.json").read_text())["status"] == "failed"
+
+
+def test_several_image_topics_need_a_choice(tmp_path, segmenter):
+    bag = make_synthetic_bag(tmp_path / "in", SyntheticBagSpec(frames=1, size=SIZE))
+    with pytest.raises(BagError, match="several image topics"):
+        evaluate_bag(bag["path"], tmp_path / "out", segmenter, EvalOptions(progress=False))
