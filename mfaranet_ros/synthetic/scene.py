@@ -200,9 +200,18 @@ def _facade_wall(cv: _Canvas, cam: _Camera, rng: np.random.Generator, x: float,
         _facade_building(cv, cam, rng, back, z0, z1, light)
     height = rng.uniform(1.0, 2.8)
     if kind == WALL:
-        colour = _jitter(rng, (150, 148, 140), 25)
+        colour = _jitter(rng, (150, 150, 158), 20)
         cv.poly(cam.side(x, z0, z1, 0, height), _shade(colour, light), WALL)
         cv.poly(cam.side(x, z0, z1, height - 0.12, height), _shade(colour, light * 1.15), WALL)
+        # concrete blocks: joints make a wall look unlike a facade of the same grey
+        joint = _shade(colour, light * 0.72)
+        course = rng.uniform(0.3, 0.6)
+        for y in np.arange(course, height - 0.12, course):
+            cv.line(cam.project(x, y, z0), cam.project(x, y, z1), joint,
+                    max(1.0, cam.f * 0.03 / max(z0, 1.0)), WALL)
+        for pz in np.arange(z0, min(z1, 50.0), rng.uniform(0.8, 1.6)):
+            cv.line(cam.project(x, 0, pz), cam.project(x, height - 0.12, pz), joint,
+                    max(1.0, cam.f * 0.03 / pz), WALL)
     else:
         colour = _jitter(rng, (130, 100, 70) if rng.random() < 0.5 else (110, 120, 115), 20)
         cv.poly(cam.side(x, z0, z1, 0, height), _shade(colour, light * 0.8), FENCE)
