@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "mfaranet_ros.model.cli",
     "mfaranet_ros.demo",
     "mfaranet_ros.evaluation.cli",
+    "mfaranet_ros.training.cli",
 ]
 
 
