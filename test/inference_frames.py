@@ -19,3 +19,40 @@ def scene(height: int, width: int, seed: int = 0) -> np.ndarray:
         frame[blob] = rng.uniform(0, 255, 3)
     frame += rng.normal(0, 12, frame.shape)
     return np.clip(frame, 0, 255).astype(np.uint8)
+
+
+def make_varied_checkpoint(official, dst) -> None:
+    """The official reference weights with their classifiers re-drawn so labels vary.
+
+    The reference checkpoint's weights are random: its argmax is one class on every
+    pixel, which would make any parity figure meaningless. Standardising each head's
+    input features (mean/std measured on one frame) and drawing fresh 1x1 classifier
+    weights gives 18-19 classes per frame with many boundaries and close calls, i.e.
+    a hard parity case, while every other tensor stays the official one.
+    """
+    import torch
+
+    from mfaranet_ros.model import load_checkpoint, save_checkpoint
+
+    model, meta = load_checkpoint(official, return_metadata=True)
+    captured = {}
+
+    def grab(module, inputs, output):
+        captured["feats"] = inputs[0]
+
+    handle = model.heads.register_forward_hook(grab)
+    frame = torch.from_numpy(scene(64, 128, 99)).permute(2, 0, 1)[None].float()
+    x = (frame - torch.tensor(meta.mean).view(1, 3, 1, 1)) / torch.tensor(meta.std).view(1, 3, 1, 1)
+    with torch.no_grad():
+        model(x)
+    handle.remove()
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for s, feat in zip(model.heads.scales, captured["feats"]):
+            conv = model.heads.classifiers[s]
+            mu, sd = feat.mean((0, 2, 3)), feat.std((0, 2, 3)) + 1e-3
+            w = torch.randn(conv.weight.shape[:2], generator=gen) / sd
+            conv.weight.copy_(w[:, :, None, None])
+            conv.bias.copy_(-(w @ mu))
+    meta.source = "test: official reference weights, classifiers re-drawn (varied labels)"
+    save_checkpoint(dst, model, meta)
