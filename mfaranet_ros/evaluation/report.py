@@ -186,19 +186,25 @@ def _markdown(report: Dict, images: Dict[str, str]) -> str:
         f"| ground truth | {bag.get('ground_truth', 'none')} |",
         f"| frames | {frames['processed']} processed, {frames['with_ground_truth']} with "
         f"ground truth |",
-        f"| model | `{model.get('weights', '')}` ({model.get('source', '')}) |",
-        f"| backend | {model.get('backend', '')} on {model.get('device', '')}, input "
-        f"{model.get('input_size', '')} |",
     ]
-    thr = report.get("throughput", {})
-    if thr:
-        lines.append(f"| throughput | {thr.get('segmenter_fps', 0):.2f} FPS in the Segmenter, "
-                     f"{thr.get('pipeline_fps', 0):.2f} FPS with bag reading and writing |")
     live = report.get("live")
     if live:
-        lines.append(f"| live | {live['frames_sent']} frames seen on the input, "
-                     f"{live['frames_segmented']} segmented, {live['dropped']} dropped "
-                     f"({100 * live['drop_rate']:.1f} %) |")
+        lines += [
+            f"| node | `{live['node']}`" + (f" on {model['device']}" if model.get("device")
+                                           else "") + " |",
+            f"| live | {live['frames_sent']} frames seen on the input, "
+            f"{live['frames_segmented']} segmented, {live['dropped']} dropped "
+            f"({100 * live['drop_rate']:.1f} %), output {live['output_fps']:.2f} FPS |"]
+    else:
+        size = model.get("input_size")
+        lines += [
+            f"| model | `{model.get('weights', '')}` ({model.get('source', '')}) |",
+            f"| backend | {model.get('backend', '')} on {model.get('device', '')}, network "
+            f"input {f'{size[0]}x{size[1]}' if size else 'full resolution'} |"]
+    thr = report.get("throughput", {})
+    if "segmenter_fps" in thr:
+        lines.append(f"| throughput | {thr['segmenter_fps']:.2f} FPS in the Segmenter, "
+                     f"{thr['pipeline_fps']:.2f} FPS with bag reading and writing |")
     lines.append("")
     acc = report.get("accuracy")
     if acc:
