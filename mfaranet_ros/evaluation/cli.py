@@ -5,7 +5,7 @@ import argparse
 import logging
 import os
 import sys
-from typing import List, Optional, Tuple
+from typing import Optional, Tuple
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from .bags import BagError, BagReader, IMAGE, COMPRESSED_IMAGE, IMAGE_TYPES
+from .bags import COMPRESSED_IMAGE, IMAGE, BagError, BagReader
 
 __all__ = ["PlayOptions", "play_bag", "LiveOptions", "evaluate_live"]
 

@@ -209,7 +209,8 @@ def _markdown(report: Dict, images: Dict[str, str]) -> str:
     acc = report.get("accuracy")
     if acc:
         lines += ["## Accuracy", "",
-                  f"mIoU **{_fmt(acc['miou'])} %**, pixel accuracy {_fmt(acc['pixel_accuracy'])} %, "
+                  f"mIoU **{_fmt(acc['miou'])} %**, "
+                  f"pixel accuracy {_fmt(acc['pixel_accuracy'])} %, "
                   f"mean class accuracy {_fmt(acc['mean_class_accuracy'])} % over "
                   f"{acc['evaluated_pixels']} pixels (Cityscapes definitions; classes absent "
                   f"from both ground truth and prediction are left out of the mean).", "",
@@ -221,7 +222,8 @@ def _markdown(report: Dict, images: Dict[str, str]) -> str:
     lat = report.get("latency_ms", {})
     if lat:
         lines += ["## Latency (ms per frame)", "",
-                  "| stage | p50 | p90 | p99 | mean | max |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+                  "| stage | p50 | p90 | p99 | mean | max |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: |"]
         for stage, s in lat.items():
             lines.append(f"| {stage} | {s['p50']:.1f} | {s['p90']:.1f} | {s['p99']:.1f} | "
                          f"{s['mean']:.1f} | {s['max']:.1f} |")
