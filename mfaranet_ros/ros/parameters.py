@@ -140,13 +140,10 @@ def validate_parameter(name: str, value: Any) -> Optional[str]:
 def package_models_dir() -> str:
     """The package's ``models/``: the ament share dir when installed, else the source tree."""
     try:
-        from ament_index_python.packages import get_package_share_directory, \
-            PackageNotFoundError
-        try:
-            return os.path.join(get_package_share_directory("mfaranet_ros"), "models")
-        except PackageNotFoundError:
-            pass
-    except ImportError:
+        from ament_index_python.packages import get_package_share_directory
+        return os.path.join(get_package_share_directory("mfaranet_ros"), "models")
+    except (ImportError, LookupError, OSError, ValueError):
+        # not installed through colcon (no AMENT_PREFIX_PATH, or not in it)
         pass
     return os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
         os.path.abspath(__file__)))), "models")

@@ -1,0 +1,92 @@
+"""``input_transport: compressed`` (jpeg, png) in a namespace, parameters from the YAML."""
+from __future__ import annotations
+
+import array
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy", reason="needs rclpy (requirements-ros-pypi.txt)")
+
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
+
+from ros_helpers import (CAR, CAR_RGB, REPO, Client, NodeProcess,  # noqa: E402
+                         constant_checkpoint, kv, reliable, to_array)
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("compressed")
+    ckpt = constant_checkpoint(tmp / "car.pth")
+    proc = NodeProcess(tmp, "-r", "__ns:=/front", "--params-file",
+                       str(REPO / "config" / "segment.yaml"), "-p", f"weights:={ckpt}",
+                       "-p", "backend:=torch", "-p", "input_size:=[64, 128]",
+                       "-p", "input_transport:=compressed", "-p", "qos_reliability:=reliable")
+    yield proc
+    if proc.proc.poll() is None:
+        assert proc.interrupt() == 0, proc.output()
+
+
+@pytest.fixture(scope="module")
+def client(node):
+    c = Client("mfaranet_compressed_test")
+    c.collect(Image, "/front/mfaranet/overlay", reliable(5), "overlay")
+    c.collect(Image, "/front/mfaranet/labels", reliable(5), "labels")
+    c.collect(DiagnosticArray, "/diagnostics", reliable(20), "diag")
+    c.pub = c.node.create_publisher(CompressedImage, "/front/image/compressed", reliable(1))
+    try:
+        c.wait_until(lambda: c.pub.get_subscription_count() > 0 or node.proc.poll() is not None,
+                     60.0, "the node to subscribe")
+        assert node.proc.poll() is None, node.output()
+        yield c
+    finally:
+        c.close()
+
+
+def _compressed(rgb, ext, fmt, sec):
+    ok, buf = cv2.imencode(ext, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    assert ok
+    m = CompressedImage(format=fmt)
+    m.header.stamp.sec = sec
+    m.header.frame_id = "front_cam"
+    m.data = array.array("B", buf.tobytes())
+    return m
+
+
+def _wait_stamp(client, key, sec):
+    client.wait_until(lambda: any(m.header.stamp.sec == sec for m in client.messages(key)),
+                      10.0, f"{key} for stamp {sec}")
+    return [m for m in client.messages(key) if m.header.stamp.sec == sec][-1]
+
+
+@pytest.mark.parametrize("ext,fmt,sec", [(".jpg", "jpeg", 1), (".png", "png", 2),
+                                         (".jpg", "bgr8; jpeg compressed bgr8", 3)])
+def test_jpeg_and_png_frames(client, ext, fmt, sec):
+    rgb = np.zeros((96, 128, 3), np.uint8)
+    rgb[...] = (200, 120, 40)
+    client.pub.publish(_compressed(rgb, ext, fmt, sec))
+    overlay = _wait_stamp(client, "overlay", sec)
+    labels = _wait_stamp(client, "labels", sec)
+    assert (overlay.width, overlay.height, overlay.header.frame_id) == (128, 96, "front_cam")
+    assert np.all(to_array(labels) == CAR)
+    expected = rgb.astype(float) * 0.5 + np.array(CAR_RGB) * 0.5
+    assert np.abs(to_array(overlay)[48, 64] - expected[48, 64]).max() <= 6
+
+
+def test_corrupt_jpeg_is_rejected_then_the_next_frame_processed(node, client):
+    bad = CompressedImage(format="jpeg")
+    bad.header.stamp.sec = 10
+    bad.data = array.array("B", b"\xff\xd8\xff\xe0 not really a jpeg" * 8)
+    client.pub.publish(bad)
+    client.wait_until(lambda: client.messages("diag") and int(
+        kv(client.messages("diag")[-1].status[0])["frames_rejected"]) >= 1, 6.0, "a reject")
+    reason = kv(client.messages("diag")[-1].status[0])["last_reject_reason"]
+    assert "corrupt or undecodable compressed image" in reason
+    client.pub.publish(_compressed(np.zeros((32, 48, 3), np.uint8), ".png", "png", 11))
+    _wait_stamp(client, "overlay", 11)
+    assert not any(m.header.stamp.sec == 10 for m in client.messages("overlay"))
+    assert "rejected a frame on /front/image/compressed" in node.output()

@@ -1,0 +1,55 @@
+"""Start-up failures end the node with a clear message and a non-zero exit code."""
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+pytest.importorskip("rclpy", reason="needs rclpy (requirements-ros-pypi.txt)")
+
+from ros_helpers import REPO, node_command  # noqa: E402
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+
+
+def run_node(*ros_args, timeout=90):
+    res = subprocess.run(node_command(*ros_args), capture_output=True, text=True,
+                         timeout=timeout, cwd=str(REPO))
+    return res.returncode, res.stdout + res.stderr
+
+
+def test_missing_weights(tmp_path):
+    rc, out = run_node("-p", f"weights:={tmp_path / 'nope.pth'}")
+    assert rc != 0
+    assert "cannot load checkpoint" in out and "checkpoint not found" in out
+    assert "nope.pth" in out and "Traceback" not in out
+
+
+def test_relative_weights_resolve_against_the_package_models_dir(tmp_path):
+    rc, out = run_node("-p", "weights:=does_not_exist_here.pth")
+    assert rc != 0
+    assert str(REPO / "models" / "does_not_exist_here.pth") in out
+
+
+def test_corrupt_weights(tmp_path):
+    bad = tmp_path / "corrupt.pth"
+    bad.write_bytes(b"PK\x03\x04 this is not a checkpoint" * 10)
+    rc, out = run_node("-p", f"weights:={bad}")
+    assert rc != 0
+    assert "cannot load checkpoint" in out and "not a readable PyTorch checkpoint" in out
+
+
+def test_mismatched_weights(tmp_path):
+    import torch
+
+    wrong = tmp_path / "wrong.pth"
+    torch.save({"state_dict": {"conv.weight": torch.zeros(3, 3)}}, wrong)
+    rc, out = run_node("-p", f"weights:={wrong}")
+    assert rc != 0 and "cannot load checkpoint" in out and "wrong.pth" in out
+
+
+def test_invalid_parameter_is_refused_with_the_reason():
+    rc, out = run_node("-p", "backend:=tensorflow", "-p", "input_size:=[8, 8]")
+    assert rc != 0
+    assert "backend: 'tensorflow' is not one of auto, tensorrt, torch, onnxruntime" in out
+    assert "input_size: expected empty or [H, W] with both >= 32" in out
