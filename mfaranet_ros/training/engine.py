@@ -47,6 +47,7 @@ DEFAULT_CONFIG: Dict = {
     "optim": {"base_lr": 0.005, "head_lr_mult": 10.0, "momentum": 0.9, "weight_decay": 5e-4,
               "power": 0.9},
     "train": {"batch_size": 7, "iterations": 42400, "workers": 4, "amp": True, "channels_last": False,
+              "threads": 0,
               "val_every": 212, "checkpoint_every": 212, "log_every": 10, "progress": True},
     "eval": {"input_size": None},
     "metadata": {"dataset": "cityscapes", "source": None},
@@ -183,8 +184,10 @@ def validate(model: MFARANet, dataset, cfg: Dict, device: torch.device, rank: in
 DEFAULT_MEAN_STD = (cityscapes_metadata().mean, cityscapes_metadata().std)
 
 
-def train(cfg: Dict, resume: bool = True, stop_at: Optional[int] = None) -> Dict[str, float]:
-    """Runs (or resumes) training as ``cfg`` describes; returns the last metrics.
+def train(cfg: Dict, resume: bool = True, stop_at: Optional[int] = None,
+          return_model: bool = False):
+    """Runs (or resumes) training as ``cfg`` describes; returns the last metrics
+    (and the trained, unwrapped model with ``return_model=True``).
 
     ``output_dir`` receives ``last.pth`` (resumable), ``best.pth`` (best val mIoU) and
     ``log.csv``. ``stop_at`` ends the run early at that iteration (the schedule still
@@ -197,6 +200,9 @@ def train(cfg: Dict, resume: bool = True, stop_at: Optional[int] = None) -> Dict
     device = torch.device(f"cuda:{local}" if use_cuda else "cpu")
     if use_cuda:
         torch.cuda.set_device(device)
+    if tcfg.get("threads"):
+        # on a shared CPU one thread per process beats OpenMP threads waiting on each other
+        torch.set_num_threads(int(tcfg["threads"]))
     torch.manual_seed(cfg["seed"] + rank)
     random.seed(cfg["seed"] + rank)
     os.makedirs(out_dir, exist_ok=True)
@@ -320,4 +326,4 @@ def train(cfg: Dict, resume: bool = True, stop_at: Optional[int] = None) -> Dict
         bar.close()
     if world > 1:
         dist.barrier()
-    return metrics
+    return (metrics, model) if return_model else metrics

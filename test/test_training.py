@@ -1,0 +1,125 @@
+"""The training loop: learning, exact resume, a two-process DDP step, the demo weights."""
+from __future__ import annotations
+
+import csv
+import os
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from mfaranet_ros.model import MFARANet
+from mfaranet_ros.training import (DEFAULT_CONFIG, GeneratedDataset, MJSLoss, TrainTransform,
+                                   build_optimizer, merge_config, poly_lr, train)
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO_WEIGHTS = REPO / "models" / "mfaranet_synthetic.pth"
+
+
+def _tiny_config(out_dir, **train):
+    return merge_config(DEFAULT_CONFIG, {
+        "output_dir": str(out_dir), "seed": 3, "device": "cpu",
+        "data": {"type": "generated", "train": {"frames": 6, "size": [32, 64], "seed": 11}, "val": None},
+        "augment": {"crop_size": [32, 64]},
+        "loss": {"min_kept": 1000},
+        "optim": {"base_lr": 0.01},
+        "train": {"batch_size": 2, "iterations": 3, "workers": 0, "val_every": 0,
+                  "checkpoint_every": 1, "log_every": 1, "progress": False, **train},
+    })
+
+
+def _log(out_dir):
+    with open(os.path.join(out_dir, "log.csv")) as f:
+        return list(csv.DictReader(f))
+
+
+def test_a_few_iterations_on_generated_data_lower_the_loss():
+    torch.manual_seed(0)
+    ds = GeneratedDataset(2, (48, 96), seed=2, transform=TrainTransform(crop_size=(48, 96)))
+    items = [ds[(i, 5 + i)] for i in range(2)]
+    images, labels, edges = (torch.stack(t) for t in zip(*items))
+    model = MFARANet(19).train()
+    cfg = merge_config(DEFAULT_CONFIG, {"optim": {"base_lr": 0.01}})
+    optimizer = build_optimizer(model, cfg)
+    criterion = MJSLoss(min_kept=1000)
+    losses = []
+    for _ in range(4):
+        loss, _ = criterion(model(images), labels, edges)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.8 * losses[0], losses
+
+
+def test_optimizer_groups_and_poly_schedule():
+    model = MFARANet(19)
+    opt = build_optimizer(model, DEFAULT_CONFIG)
+    backbone, new = opt.param_groups
+    assert backbone["lr"] == 0.005 and new["lr"] == pytest.approx(0.05)
+    assert sum(p.numel() for p in backbone["params"]) == sum(p.numel() for p in model.encoder.parameters())
+    assert opt.defaults["momentum"] == 0.9 and opt.defaults["weight_decay"] == 5e-4
+    assert poly_lr(0.01, 0, 100) == 0.01 and poly_lr(0.01, 50, 100) == pytest.approx(0.01 * 0.5 ** 0.9)
+
+
+def test_resume_continues_exactly(tmp_path):
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    train(_tiny_config(straight))
+    train(_tiny_config(split), stop_at=2)
+    assert [r["iteration"] for r in _log(split)] == ["1", "2"]
+    train(_tiny_config(split))  # resumes from split/last.pth at iteration 2
+    a, b = _log(straight), _log(split)
+    assert [r["iteration"] for r in b] == ["1", "2", "3"]
+    assert a[2]["loss"] == b[2]["loss"], "the batch after resume must give the same loss"
+    wa = torch.load(straight / "last.pth", weights_only=True)["state_dict"]
+    wb = torch.load(split / "last.pth", weights_only=True)["state_dict"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank, world, port, out_dir, result_dir):
+    import torch.distributed as dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world),
+                      RANK=str(rank), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    metrics, model = train(_tiny_config(out_dir, iterations=1), return_model=True)
+    flat = torch.cat([p.detach().flatten() for p in model.parameters()])
+    gathered = [torch.zeros_like(flat) for _ in range(world)]
+    dist.all_gather(gathered, flat)
+    np.save(os.path.join(result_dir, f"rank{rank}.npy"),
+            np.array([float((gathered[0] - g).abs().max()) for g in gathered]))
+    dist.destroy_process_group()
+
+
+def test_two_cpu_processes_run_a_ddp_step(tmp_path):
+    mp.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path / "run"), str(tmp_path)), nprocs=2)
+    for rank in range(2):
+        diffs = np.load(tmp_path / f"rank{rank}.npy")
+        assert (diffs == 0).all(), "DDP replicas must hold identical weights after a step"
+    assert (tmp_path / "run" / "last.pth").is_file()
+    assert [r["iteration"] for r in _log(tmp_path / "run")] == ["1"]
+
+
+@pytest.mark.skipif(not DEMO_WEIGHTS.is_file(), reason="models/mfaranet_synthetic.pth not trained yet")
+def test_demo_weights_need_rgb_input():
+    from mfaranet_ros.model import load_checkpoint
+    from mfaranet_ros.training.metrics import evaluate_pairs, iou_from_confusion
+
+    model, meta = load_checkpoint(DEMO_WEIGHTS, return_metadata=True)
+    assert meta.num_classes == 19 and meta.input_size and "heldout_miou" in meta.metrics
+    data = GeneratedDataset(3, (256, 512), seed=4242)
+    frames = [data.load(i) for i in range(3)]
+    size = [s // 2 for s in meta.input_size]  # half the input size keeps the test fast
+    rgb = evaluate_pairs(model, frames, 19, size, meta.mean, meta.std)
+    bgr = evaluate_pairs(model, [(f[..., ::-1].copy(), l) for f, l in frames], 19, size, meta.mean, meta.std)
+    miou_rgb, miou_bgr = iou_from_confusion(rgb)[0], iou_from_confusion(bgr)[0]
+    assert miou_rgb > miou_bgr + 0.1, (miou_rgb, miou_bgr)
