@@ -201,8 +201,8 @@ class SegmentationNode(Node):
 
     # ---------------------------------------------------------------- QoS, events
     def _create_output(self, msg_type, topic: str, qos):
-        def on_incompatible(event, topic=topic):
-            self._qos_event("incompatible_offered", event, topic)
+        def on_incompatible(event, name=self.resolve_topic_name(topic)):
+            self._qos_event("incompatible_offered", event, name)
         return self.create_publisher(
             msg_type, topic, qos,
             event_callbacks=PublisherEventCallbacks(incompatible_qos=on_incompatible))

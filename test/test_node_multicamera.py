@@ -1,0 +1,169 @@
+"""Several cameras through one node and one model (issue 7): own outputs and stamps per
+camera, batched cycles, a stalled camera does not block the others, per-camera counters,
+and QoS events in /diagnostics."""
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy", reason="needs rclpy (requirements-ros-pypi.txt)")
+
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
+
+from ros_helpers import (CAR, Client, NodeProcess, constant_checkpoint, image_msg,  # noqa: E402
+                         kv, reliable, to_array)
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+
+# name -> (height, width, rate Hz, stamp base)
+CAMERAS = {"front": (120, 160, 8.0, 100_000), "left": (240, 320, 4.0, 200_000),
+           "rear": (90, 200, 2.0, 300_000)}
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("multicam")
+    ckpt = constant_checkpoint(tmp / "car.pth")
+    proc = NodeProcess(tmp, "-p", f"weights:={ckpt}", "-p", "backend:=torch",
+                       "-p", "input_size:=[64, 128]",
+                       "-p", f"cameras:=[{', '.join(CAMERAS)}]")
+    yield proc
+    if proc.proc.poll() is None:
+        proc.interrupt()
+
+
+@pytest.fixture(scope="module")
+def client(node):
+    c = Client("mfaranet_multicam_test")
+    c.collect(DiagnosticArray, "/diagnostics", reliable(20), "diag")
+    c.pubs = {}
+    for cam in CAMERAS:
+        c.collect(Image, f"/{cam}/overlay", reliable(20), f"{cam}/overlay")
+        c.collect(Image, f"/{cam}/labels", reliable(20), f"{cam}/labels")
+        c.collect(DiagnosticArray, f"/{cam}/latency", reliable(50), f"{cam}/latency")
+        c.pubs[cam] = c.node.create_publisher(Image, f"/{cam}/image", reliable(1))
+    try:
+        c.wait_until(lambda: all(p.get_subscription_count() for p in c.pubs.values())
+                     or node.proc.poll() is not None, 60.0, "the node to subscribe")
+        assert node.proc.poll() is None, node.output()
+        yield c
+    finally:
+        c.close()
+
+
+def stream(client, cameras, seconds):
+    """Publish each camera at its own rate from its own thread; the stamps sent."""
+    sent = {c: [] for c in cameras}
+
+    def run(cam):
+        h, w, rate, base = CAMERAS[cam]
+        frame = np.full((h, w, 3), 60, np.uint8)
+        t0 = time.monotonic()
+        i = 0
+        while time.monotonic() - t0 < seconds:
+            stamp = base + len(sent[cam])
+            client.pubs[cam].publish(image_msg(frame, "rgb8", stamp=(stamp, 0),
+                                               frame_id=f"{cam}_optical"))
+            sent[cam].append(stamp)
+            i += 1
+            time.sleep(max(0.0, t0 + i / rate - time.monotonic()))
+
+    threads = [threading.Thread(target=run, args=(c,)) for c in cameras]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sent
+
+
+def camera_status(client, cam):
+    for status in client.messages("diag")[-1].status:
+        if status.name == f"mfaranet: camera {cam}":
+            return status
+    raise AssertionError(f"no status for camera {cam}")
+
+
+def test_each_camera_gets_its_own_outputs_and_stamps(client):
+    sent = stream(client, CAMERAS, 3.0)
+    time.sleep(1.0)
+    for cam, (h, w, _, base) in CAMERAS.items():
+        overlays = client.messages(f"{cam}/overlay")
+        assert len(overlays) >= 2, cam
+        for m in overlays:
+            assert (m.height, m.width, m.header.frame_id) == (h, w, f"{cam}_optical")
+            assert m.header.stamp.sec in sent[cam]
+        labels = client.messages(f"{cam}/labels")
+        assert np.all(to_array(labels[-1]) == CAR)
+        assert {m.header.stamp.sec for m in labels} <= set(sent[cam])
+    batches = [int(kv(m.status[0])["batch_size"]) for cam in CAMERAS
+               for m in client.messages(f"{cam}/latency")]
+    assert max(batches) >= 2, "cameras with frames pending run as one batch"
+
+
+def test_per_camera_counters_in_diagnostics(client):
+    client.wait_until(lambda: client.messages("diag") and len(
+        client.messages("diag")[-1].status) == 1 + len(CAMERAS), 5.0, "per-camera statuses")
+    for cam in CAMERAS:
+        v = kv(camera_status(client, cam))
+        received, processed = int(v["frames_received"]), int(v["frames_processed"])
+        assert received > 0 and processed > 0, (cam, v)
+        assert abs(received - processed - int(v["frames_dropped"])) <= 1, (cam, v)
+        assert v["topic"] == f"/{cam}/image" and v["reliability"] == "reliable"
+        for key in ("input_rate_hz", "output_rate_hz", "frames_rejected",
+                    "end_to_end_p50_ms", "end_to_end_p95_ms", "end_to_end_max_ms"):
+            assert key in v
+    # a bad frame on one camera is counted on that camera only
+    before = {c: int(kv(camera_status(client, c))["frames_rejected"]) for c in CAMERAS}
+    bad = image_msg(np.zeros((10, 10, 3), np.uint8), "rgb8", stamp=(1, 0))
+    bad.encoding = "32FC7"
+    client.pubs["left"].publish(bad)
+    client.wait_until(lambda: int(kv(camera_status(client, "left"))["frames_rejected"])
+                      > before["left"], 6.0, "left's reject counter")
+    assert "unsupported encoding '32FC7'" in kv(camera_status(client, "left"))[
+        "last_reject_reason"]
+    for cam in ("front", "rear"):
+        assert int(kv(camera_status(client, cam))["frames_rejected"]) == before[cam]
+
+
+def test_a_stopped_camera_does_not_stall_the_others(client):
+    front_before = int(kv(camera_status(client, "front"))["frames_received"])
+    client.clear()
+    stream(client, ["left", "rear"], 2.5)
+    time.sleep(0.8)
+    assert len(client.messages("left/overlay")) >= 3
+    assert len(client.messages("rear/overlay")) >= 2
+    assert not client.messages("front/overlay")
+    client.wait_until(lambda: client.messages("diag"), 3.0, "diagnostics")
+    v = kv(camera_status(client, "front"))
+    assert int(v["frames_received"]) == front_before
+    assert float(kv(camera_status(client, "left"))["output_rate_hz"]) > 0.5
+
+
+def test_qos_incompatible_subscriber_shows_in_diagnostics(node, client):
+    """A viewer asking for transient-local durability cannot match the volatile outputs:
+    the node says so in /diagnostics (WARN) instead of leaving the viewer wondering."""
+    qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    sub = client.node.create_subscription(Image, "/rear/overlay", lambda m: None, qos)
+    try:
+        client.wait_until(lambda: client.messages("diag") and int(kv(
+            client.messages("diag")[-1].status[0])["qos_incompatible_subscribers"]) >= 1,
+            8.0, "the incompatible-QoS count")
+        status = client.messages("diag")[-1].status[0]
+        v = kv(status)
+        assert v["qos_last_policy"] == "DURABILITY"
+        assert v["qos_last_topic"] == "/rear/overlay"
+        assert status.level == b"\x01" and "QoS events" in status.message
+        assert node.wait_for_log("QoS event on /rear/overlay", 2.0)
+    finally:
+        client.node.destroy_subscription(sub)
+
+
+def test_sigint_exits_cleanly(node, client):
+    assert node.interrupt() == 0, node.output()
+    assert "Traceback" not in node.output()
