@@ -190,3 +190,45 @@ def test_several_image_topics_need_a_choice(tmp_path, segmenter):
     bag = make_synthetic_bag(tmp_path / "in", SyntheticBagSpec(frames=1, size=SIZE))
     with pytest.raises(BagError, match="several image topics"):
         evaluate_bag(bag["path"], tmp_path / "out", segmenter, EvalOptions(progress=False))
+
+
+def test_sigint_to_the_command_stops_between_frames(tmp_path, tiny_checkpoint):
+    """A real Ctrl-C (SIGINT) to ``mfaranet eval-bag``: valid MCAP, partial report, rc 130."""
+    import re
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import REPO
+
+    frames = 60
+    bag = make_synthetic_bag(tmp_path / "in", SyntheticBagSpec(frames=frames, size=SIZE))
+    log_path = tmp_path / "eval.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mfaranet_ros.cli", "eval-bag", bag["path"], "--out",
+             str(tmp_path / "out"), "--label-topic", "/camera/labels", "--weights",
+             str(tiny_checkpoint), "--backend", "torch", "--input-size", "32x64"],
+            stdout=log, stderr=subprocess.STDOUT, cwd=str(REPO))
+        try:
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline and proc.poll() is None:
+                done = [int(n) for n in re.findall(rf"(\d+)/{frames}", log_path.read_text())]
+                if done and max(done) >= 2:
+                    break
+                time.sleep(0.05)
+            proc.send_signal(signal.SIGINT)
+            rc = proc.wait(60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    output = log_path.read_text()
+    assert rc == 130, output
+    assert "interrupted:" in output and "stopping after this frame" in output
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["status"] == "interrupted"
+    done = report["frames"]["processed"]
+    assert 2 <= done < frames
+    msgs = _read_mcap(tmp_path / "out" / OUTPUT_BAG_NAME / f"{OUTPUT_BAG_NAME}.mcap")
+    assert {len(v) for v in msgs.values()} == {done}   # every frame written whole

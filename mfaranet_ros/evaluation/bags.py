@@ -35,8 +35,6 @@ COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
 IMAGE_TYPES = (IMAGE, COMPRESSED_IMAGE)
 PathLike = Union[str, os.PathLike]
 
-# Channel order of the raw encodings we accept, as indices into the stored channels.
-_TO_RGB = {"rgb8": (0, 1, 2), "bgr8": (2, 1, 0), "rgba8": (0, 1, 2), "bgra8": (2, 1, 0)}
 _MONO = ("mono8", "8UC1")
 
 
@@ -63,59 +61,50 @@ class ImageFrame:
     step: int = 0
 
 
-def _raw_pixels(msg, *, mono: bool) -> np.ndarray:
-    """A sensor_msgs/Image's pixels: ``(H, W, 3)`` RGB, or ``(H, W)`` if ``mono``."""
+def _label_pixels(msg) -> np.ndarray:
+    """A mono8 label image's pixels as ``(H, W)`` uint8 (row padding dropped)."""
     enc = str(msg.encoding)
     h, w, step = int(msg.height), int(msg.width), int(msg.step)
+    if enc not in _MONO:
+        raise BagError(f"label image has encoding {enc!r}; expected mono8 trainIds")
     data = np.asarray(msg.data, dtype=np.uint8)
-    if mono:
-        if enc not in _MONO:
-            raise BagError(f"label image has encoding {enc!r}; expected mono8 trainIds")
-        channels = 1
-    elif enc in _TO_RGB:
-        channels = 4 if enc.endswith("a8") else 3
-    elif enc in _MONO:
-        channels = 1
-    else:
-        raise BagError(
-            f"image encoding {enc!r} ({w}x{h}, step {step}) is not supported; "
-            f"use rgb8, bgr8, rgba8, bgra8 or mono8")
-    if step < w * channels or data.size < step * h:
-        raise BagError(
-            f"image {w}x{h} {enc}: step {step} and {data.size} data bytes do not hold "
-            f"{h} rows of {w * channels} bytes")
-    rows = data[: step * h].reshape(h, step)[:, : w * channels].reshape(h, w, channels)
-    if mono:
-        return np.ascontiguousarray(rows[:, :, 0])
-    if channels == 1:
-        return np.repeat(rows, 3, axis=2)
-    return np.ascontiguousarray(rows[:, :, list(_TO_RGB[enc])])
+    if step < w or data.size < step * h:
+        raise BagError(f"label image {w}x{h}: step {step} and {data.size} data bytes do "
+                       f"not hold {h} rows of {w} bytes")
+    return np.ascontiguousarray(data[: step * h].reshape(h, step)[:, :w])
 
 
-def _decompress(msg, *, mono: bool) -> np.ndarray:
+def _decompress_labels(msg) -> np.ndarray:
     import cv2
 
     buf = np.asarray(msg.data, dtype=np.uint8)
-    flag = cv2.IMREAD_UNCHANGED if mono else cv2.IMREAD_COLOR
-    img = cv2.imdecode(buf, flag) if buf.size else None
+    img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
     if img is None:
-        raise BagError(f"compressed image (format {msg.format!r}, {buf.size} bytes) "
+        raise BagError(f"compressed label image (format {msg.format!r}, {buf.size} bytes) "
                        f"does not decode")
-    if mono:
-        if img.ndim != 2:
-            raise BagError(f"compressed label image has {img.shape[2]} channels; "
-                           f"expected one (mono8 PNG)")
-        return img
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    if img.ndim != 2:
+        raise BagError(f"compressed label image has {img.shape[2]} channels; "
+                       f"expected one (mono8 PNG)")
+    return img
 
 
 def decode_image(msg, msgtype: str, *, mono: bool = False) -> np.ndarray:
-    """Pixels of an Image/CompressedImage message from a ``rosbags`` reader."""
-    if msgtype == IMAGE:
-        return _raw_pixels(msg, mono=mono)
-    if msgtype == COMPRESSED_IMAGE:
-        return _decompress(msg, mono=mono)
-    raise BagError(f"messages of type {msgtype} are not images")
+    """Pixels of an Image/CompressedImage message from a ``rosbags`` reader.
+
+    Camera images go through the node's own conversions (same encodings, same result as
+    the live node); ``mono=True`` reads a label image as ``(H, W)`` uint8.
+    """
+    from mfaranet_ros.ros.conversions import ImageFormatError, compressed_to_rgb, image_to_rgb
+
+    if msgtype not in IMAGE_TYPES:
+        raise BagError(f"messages of type {msgtype} are not images")
+    if mono:
+        return _label_pixels(msg) if msgtype == IMAGE else _decompress_labels(msg)
+    try:
+        rgb = image_to_rgb(msg) if msgtype == IMAGE else compressed_to_rgb(msg)
+    except ImageFormatError as exc:
+        raise BagError(f"image cannot be decoded: {exc}") from None
+    return np.ascontiguousarray(rgb)
 
 
 def _read_errors() -> Tuple[type, ...]:
@@ -301,6 +290,10 @@ class BagWriter:
     def mcap_file(self) -> Optional[Path]:
         """The ``.mcap`` file inside a rosbag2 MCAP bag (what Foxglove opens)."""
         return self.path / f"{self.path.name}.mcap" if self.storage == "mcap" else None
+
+    def topics(self) -> Dict[str, str]:
+        """``{topic: message type}`` written so far."""
+        return {t: c.msgtype for t, c in self._connections.items()}
 
     def _types(self, name: str):
         return self.typestore.types[name]

@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import shutil
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,6 +100,34 @@ def _prepare_output_bag(out: Path) -> Path:
     return path
 
 
+class _StopOnSigint:
+    """Turns the first Ctrl-C into a request to stop between frames.
+
+    So the frame in flight is finished and written whole: the output bag never holds a
+    half-written message. A second Ctrl-C raises KeyboardInterrupt at once. Only the main
+    thread can own signal handlers; elsewhere this does nothing.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def _handler(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        log.warning("Ctrl-C: stopping after this frame (press again to abort at once)")
+
+    def install(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+
+    def restore(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+
 class _Run:
     """Accumulators of one evaluation (shared by the offline and the live paths)."""
 
@@ -169,7 +199,9 @@ def evaluate_bag(bag_path, out_dir, segmenter, options: Optional[EvalOptions] = 
 
         bar = tqdm(total=expected, unit="frame", disable=not options.progress,
                    desc="eval-bag", dynamic_ncols=True)
+        stop = _StopOnSigint()
         try:
+            stop.install()
             for frame in bag.images(image_topic):
                 if options.max_frames is not None and processed >= options.max_frames:
                     break
@@ -194,15 +226,18 @@ def evaluate_bag(bag_path, out_dir, segmenter, options: Optional[EvalOptions] = 
                 bar.update(1)
                 if on_frame is not None:
                     on_frame(processed)
+                if stop.requested:
+                    raise KeyboardInterrupt
         except KeyboardInterrupt:
             status, detail = "interrupted", f"stopped by Ctrl-C after {processed} frames."
         except BagError as exc:
             status, detail, failure = "failed", f"{exc}", exc
         finally:
+            stop.restore()
             bar.close()
             if writer is not None:
                 writer.close()
-                bag_topics = {t: c.msgtype for t, c in writer._connections.items()}
+                bag_topics = writer.topics()
         wall = time.perf_counter() - t_start
 
     if status == "complete" and processed == 0:
