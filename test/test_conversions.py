@@ -182,3 +182,25 @@ def test_fill_image_is_the_fast_path():
 def test_fill_image_refuses_non_uint8():
     with pytest.raises(ValueError, match="uint8"):
         fill_image(Image(), Header(), np.zeros((2, 2), np.float32), "mono8")
+
+
+@pytest.mark.parametrize("frame_id,encoding,shape", [
+    ("", "mono8", (3, 5)), ("cam", "rgb8", (4, 6, 3)), ("front_optical_frame", "rgb8", (2, 1, 3)),
+    ("abcd", "mono8", (1, 7)), ("é", "rgb8", (3, 3, 3))])
+def test_serialize_image_matches_rclpy(frame_id, encoding, shape):
+    """Same layout as rclpy's serializer (its padding bytes are left uninitialised, so
+    the comparison is by length and by the message read back)."""
+    from rclpy.serialization import deserialize_message, serialize_message
+
+    from mfaranet_ros.ros.conversions import serialize_image
+
+    pixels = np.random.default_rng(1).integers(0, 256, shape, dtype=np.uint8)
+    header = Header(frame_id=frame_id)
+    header.stamp.sec, header.stamp.nanosec = -5, 999_999_999
+    ours = serialize_image(header, pixels, encoding)
+    reference = fill_image(Image(), header, pixels, encoding)
+    assert len(ours) == len(serialize_message(reference))
+    back = deserialize_message(ours, Image)
+    assert back == reference
+    assert back.header.frame_id == frame_id and back.encoding == encoding
+    np.testing.assert_array_equal(np.frombuffer(back.data, np.uint8), pixels.reshape(-1))
