@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "mfaranet_ros.demo",
     "mfaranet_ros.evaluation.cli",
     "mfaranet_ros.training.cli",
+    "mfaranet_ros.inference.cli",
     "mfaranet_ros.ros.cli",
 ]
 

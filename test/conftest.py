@@ -51,3 +51,13 @@ def pytest_collection_modifyitems(config, items):
 def inference_cache_dir(tmp_path_factory) -> Path:
     """One artifact cache (ONNX files) shared by the inference tests, so each export runs once."""
     return tmp_path_factory.mktemp("inference_cache")
+
+
+@pytest.fixture(scope="session")
+def varied_checkpoint(official_checkpoint, tmp_path_factory) -> Path:
+    """Official reference weights with re-drawn classifiers: 18-19 classes per frame (parity)."""
+    from inference_frames import make_varied_checkpoint
+
+    path = tmp_path_factory.mktemp("varied") / "varied.pth"
+    make_varied_checkpoint(official_checkpoint, path)
+    return path

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from inference_frames import make_varied_checkpoint, scene
+from inference_frames import scene
 from mfaranet_ros.inference import BackendUnavailable, Segmenter
 from mfaranet_ros.inference.backends import ModelSource
 from mfaranet_ros.inference.cache import lookup, resolve_cache_dir, store
@@ -42,13 +42,6 @@ def eager_reference(checkpoint, frames, pruned=False):
 
 def agreement(a, b) -> float:
     return float(np.mean(np.concatenate([(x == y).ravel() for x, y in zip(a, b)])))
-
-
-@pytest.fixture(scope="module")
-def varied_checkpoint(official_checkpoint, tmp_path_factory):
-    path = tmp_path_factory.mktemp("varied") / "varied.pth"
-    make_varied_checkpoint(official_checkpoint, path)
-    return path
 
 
 @pytest.fixture(scope="module")

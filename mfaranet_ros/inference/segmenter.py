@@ -10,7 +10,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..model import ModelMetadata
-from .backends import Backend, ModelSource, create_backend
+from .backends import BACKENDS, PRECISIONS, Backend, ModelSource, create_backend, resolve_device
 from .cache import resolve_cache_dir
 from .processing import (
     Letterbox, blend, check_frame, colorize, letterbox_geometry, letterbox_into, palette_lut,
@@ -86,6 +86,12 @@ class Segmenter:
         ``compile``: ``torch.compile`` for the torch backend.
         """
         size = _check_input_size(input_size)
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        if device is not None:
+            resolve_device(device)  # a malformed or unavailable device fails before any loading
         source = ModelSource(weights, pruned=pruned)
         cache = resolve_cache_dir(cache_dir)
         be = create_backend(backend, source, device=device, precision=precision, cache=cache,

@@ -1,0 +1,149 @@
+"""``mfaranet bench`` and ``mfaranet build-engine``."""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import tempfile
+from typing import Optional, Tuple
+
+BENCH_BACKENDS = ("torch", "onnxruntime", "tensorrt")
+
+
+def parse_size(text: str) -> Tuple[int, int]:
+    """``"512x1024"`` -> ``(512, 1024)`` (height x width)."""
+    m = re.fullmatch(r"\s*(\d+)\s*[xX,]\s*(\d+)\s*", text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"expected HxW (e.g. 512x1024), got {text!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
+def _weights_or_random(weights: Optional[str], tmp: str) -> str:
+    if weights:
+        return weights
+    from .bench import random_checkpoint
+    print("no --weights: timing a random-init 19-class MFARANet (timings do not depend on the weights)")
+    return random_checkpoint(tmp)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import platform
+
+    import torch
+
+    from . import bench
+
+    report = {"command": " ".join(sys.argv), "torch": torch.__version__,
+              "machine": f"{platform.machine()}, {__import__('os').cpu_count()} logical CPUs, "
+                         f"{torch.get_num_threads()} torch threads",
+              "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    with tempfile.TemporaryDirectory() as tmp:
+        weights = _weights_or_random(args.weights, tmp)
+        if args.cameras:
+            results = []
+            for n in args.cameras:
+                results.append(bench.bench_cameras(
+                    weights, n, backend=args.camera_backend, input_size=args.input_size[0],
+                    frame_size=args.frame_size, iterations=args.iterations, warmup=args.warmup,
+                    pruned=args.pruned, precision=args.precision, device=args.device,
+                    cache_dir=args.cache_dir))
+            print()
+            print(f"multi-camera, backend {results[0]['batched']['backend']}, network input "
+                  f"{args.input_size[0][0]}x{args.input_size[0][1]}, {args.iterations} iterations per camera")
+            print(bench.format_camera_table(results))
+            report["cameras"] = results
+        else:
+            rows = bench.bench_single(
+                weights, args.backends, args.input_size, frame_size=args.frame_size,
+                iterations=args.iterations, warmup=args.warmup, pruned=args.pruned,
+                precision=args.precision, device=args.device, cache_dir=args.cache_dir)
+            print()
+            print(f"{'pruned' if args.pruned else 'full'} model, {args.iterations} iterations after "
+                  f"{args.warmup} warm-up; baseline = torch fp32 eager, NCHW, inference_mode, CPU")
+            print(bench.format_table(rows))
+            report["single"] = [r.as_dict() for r in rows]
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1)
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _build_engine(args: argparse.Namespace) -> int:
+    import time
+
+    from .backends import BackendUnavailable, ModelSource, create_backend
+    from .cache import resolve_cache_dir
+
+    precision = args.precision or ("fp16" if args.backend == "tensorrt" else "fp32")
+    h, w = args.input_size
+    cache = resolve_cache_dir(args.cache_dir)
+    print(f"cache directory: {cache.path or f'{cache.requested} (NOT writable: {cache.reason})'}")
+    try:
+        source = ModelSource(args.weights, pruned=args.pruned)
+        backend = create_backend(args.backend, source, device=args.device, precision=precision,
+                                 cache=cache)
+    except (BackendUnavailable, ValueError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"building {backend.describe()} for {source.describe()}, input {args.batch}x{h}x{w}"
+          f"{' with confidence' if args.confidence else ''} ...", flush=True)
+    t0 = time.perf_counter()
+    backend.prepare(args.batch, h, w, confidence=args.confidence)
+    paths = backend.artifacts()
+    if not paths:
+        print("error: nothing was written (cache directory not writable)", file=sys.stderr)
+        return 1
+    for path in paths.values():
+        print(f"ready in {time.perf_counter() - t0:.1f} s; cached at {path}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bench", help="latency/throughput per backend and input size (or --cameras N)",
+        description="Median/p90/p99 of the bare model and of the whole Segmenter call per backend "
+                    "and network input size, with the ratio to torch fp32 eager measured in the "
+                    "same run. With --cameras: N cameras batched in one process vs N processes.")
+    p.add_argument("--weights", default=None, help="checkpoint (default: a random-init model)")
+    p.add_argument("--backends", default=list(BENCH_BACKENDS[:2]),
+                   type=lambda s: [b.strip() for b in s.split(",") if b.strip()],
+                   help="comma-separated: torch,onnxruntime,tensorrt (default: torch,onnxruntime)")
+    p.add_argument("--input-size", type=parse_size, nargs="+", default=[(512, 1024)],
+                   metavar="HxW", help="network input size(s) (default: 512x1024)")
+    p.add_argument("--frame-size", type=parse_size, default=None, metavar="HxW",
+                   help="source frame size for the Segmenter call (default: the input size)")
+    p.add_argument("--iterations", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--pruned", action="store_true", help="MFARANet-Pruned (branch 2)")
+    p.add_argument("--precision", choices=("fp32", "fp16"), default="fp32")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: auto)")
+    p.add_argument("--cache-dir", default=None, help="artifact cache (default: user cache dir)")
+    p.add_argument("--cameras", type=int, nargs="+", default=None, metavar="N",
+                   help="multi-camera mode: N cameras batched in one process vs N processes")
+    p.add_argument("--camera-backend", default="auto",
+                   help="backend of the multi-camera mode (default: auto)")
+    p.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON")
+    p.set_defaults(func=_bench)
+
+    p = sub.add_parser(
+        "build-engine", help="compile and cache a backend artifact (ONNX file, TensorRT engine)",
+        description="Builds the artifact the node would build on first use, without ROS, and "
+                    "prints where it is cached (for install scripts and Dockerfiles).")
+    p.add_argument("--weights", required=True, help="checkpoint (project or official format)")
+    p.add_argument("--backend", choices=("onnxruntime", "tensorrt"), required=True)
+    p.add_argument("--input-size", type=parse_size, required=True, metavar="HxW",
+                   help="network input size, e.g. 512x1024 (or the camera's size for full resolution)")
+    p.add_argument("--precision", choices=("fp32", "fp16"), default=None,
+                   help="default: fp16 for tensorrt, fp32 for onnxruntime")
+    p.add_argument("--pruned", action="store_true", help="MFARANet-Pruned (branch 2)")
+    p.add_argument("--batch", type=int, default=1,
+                   help="batch size (TensorRT engines are static: one per camera count)")
+    p.add_argument("--confidence", action="store_true", help="the variant with a confidence output")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: auto)")
+    p.add_argument("--cache-dir", default=None, help="artifact cache (default: user cache dir)")
+    p.set_defaults(func=_build_engine)
+
+
+__all__ = ["register", "parse_size"]
