@@ -58,7 +58,11 @@ def constant_checkpoint(path: Path, class_index: int = CAR,
 
 
 def node_command(*ros_args: str) -> List[str]:
-    """The node's entry point (what the ``segmentation_node`` console script runs)."""
+    """The ``segmentation_node`` console script when installed beside this Python, else
+    the module it runs (the same ``main``)."""
+    script = Path(sys.executable).parent / "segmentation_node"
+    if script.is_file():
+        return [str(script), "--ros-args", *ros_args]
     return [sys.executable, "-m", "mfaranet_ros.ros.node", "--ros-args", *ros_args]
 
 

@@ -90,3 +90,24 @@ def test_corrupt_jpeg_is_rejected_then_the_next_frame_processed(node, client):
     _wait_stamp(client, "overlay", 11)
     assert not any(m.header.stamp.sec == 10 for m in client.messages("overlay"))
     assert "rejected a frame on /front/image/compressed" in node.output()
+
+
+def test_best_effort_camera_against_forced_reliable_is_explained(client):
+    """qos_reliability: reliable cannot match a best-effort camera: /diagnostics says why
+    no images arrive (incompatible QoS, policy RELIABILITY) with a WARN."""
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+    be = client.node.create_publisher(
+        CompressedImage, "/front/image/compressed",
+        QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT))
+    try:
+        client.wait_until(lambda: client.messages("diag") and int(kv(
+            client.messages("diag")[-1].status[0])["qos_incompatible_publishers"]) >= 1,
+            8.0, "the incompatible-publisher count")
+        status = client.messages("diag")[-1].status[0]
+        assert kv(status)["qos_last_policy"] == "RELIABILITY"
+        assert kv(status)["qos_last_topic"] == "/front/image/compressed"
+        assert kv(status)["input_reliability"] == "reliable"
+        assert status.level == b"\x01" and "incompatible publishers" in status.message
+    finally:
+        client.node.destroy_publisher(be)
