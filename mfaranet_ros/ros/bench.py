@@ -23,7 +23,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-__all__ = ["bench_node", "format_report"]
+__all__ = ["bench_node", "format_report", "bench_multicamera", "format_multicamera"]
 
 OUTPUTS = ("labels", "color", "overlay")
 
@@ -207,4 +207,200 @@ def format_report(r: Dict[str, object]) -> str:
         s = r[key]
         lines.append(f"  {label:<50} median {s['median']:8.2f} ms   p95 {s['p95']:8.2f}"
                      f"   max {s['max']:8.2f}")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ several cameras
+
+def _peak_rss_mb(pid: int) -> float:
+    """Peak resident memory (VmHWM) of a live process, in MB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def _node_cmd(ns, weights, backend, input_size, cameras=None):
+    cmd = [sys.executable, "-m", "mfaranet_ros.ros.node", "--ros-args", "-r", f"__ns:={ns}",
+           "-p", f"weights:={weights}", "-p", f"backend:={backend}"]
+    if input_size:
+        cmd += ["-p", f"input_size:=[{int(input_size[0])}, {int(input_size[1])}]"]
+    if cameras:
+        cmd += ["-p", f"cameras:=[{', '.join(cameras)}]"]
+    return cmd
+
+
+def _run_cameras(layout, procs, height, width, rate, seconds, settle, log):
+    """Publish every camera at ``rate`` Hz; count labels per camera after ``settle`` s.
+
+    ``layout``: (input topic, labels topic, latency topic) per camera. Returns the
+    frames/s over all cameras, the median node end-to-end latency and per-camera counts.
+    """
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.context import Context
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+
+    context = Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node("mfaranet_bench_cameras", context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+    lock = threading.Lock()
+    window = {"open": False}
+    counts = [0] * len(layout)
+    latencies: List[float] = []
+
+    def on_latency(i):
+        def cb(msg):
+            with lock:
+                if window["open"]:
+                    counts[i] += 1
+                    for kv in msg.status[0].values:
+                        if kv.key == "end_to_end_ms":
+                            latencies.append(float(kv.value))
+        return cb
+
+    pubs, subs = [], []
+    for i, (image, labels, latency) in enumerate(layout):
+        pubs.append(node.create_publisher(Image, image, qos))
+        subs.append(node.create_subscription(Image, labels, lambda m: None, qos))
+        subs.append(node.create_subscription(DiagnosticArray, latency, on_latency(i), qos))
+    spinner = threading.Thread(target=lambda: _spin(executor, context), daemon=True)
+    spinner.start()
+    try:
+        deadline = time.monotonic() + 180.0
+        while any(p.get_subscription_count() == 0 for p in pubs) or any(
+                s.get_publisher_count() == 0 for s in subs):
+            if any(p.poll() is not None for p in procs) or time.monotonic() > deadline:
+                raise RuntimeError("a node did not come up")
+            time.sleep(0.1)
+        frame = np.random.default_rng(0).integers(0, 256, (height, width, 3), np.uint8)
+        data = array.array("B")
+        data.frombytes(frame.reshape(-1))
+        t0 = time.monotonic()
+        tick = 0
+        t_open = t_close = None
+        while True:
+            now = time.monotonic()
+            if t_open is None and now - t0 >= settle:
+                with lock:
+                    window["open"] = True
+                t_open = now
+            if t_open is not None and now - t_open >= seconds:
+                with lock:
+                    window["open"] = False
+                t_close = now
+                break
+            for i, pub in enumerate(pubs):
+                msg = Image(height=height, width=width, encoding="rgb8", step=width * 3)
+                msg.header.stamp.sec = tick
+                msg.header.frame_id = f"cam{i}"
+                msg.data = data
+                pub.publish(msg)
+            tick += 1
+            time.sleep(max(0.0, t0 + tick / rate - time.monotonic()))
+        log(f"  {len(layout)} cameras: {sum(counts)} frames segmented in "
+            f"{t_close - t_open:.1f} s")
+        return {"frames_per_s": sum(counts) / (t_close - t_open),
+                "median_latency_ms": statistics.median(latencies) if latencies else float("nan"),
+                "per_camera_frames": counts}
+    finally:
+        executor.shutdown(timeout_sec=1.0)
+        node.destroy_node()
+        context.try_shutdown()
+        spinner.join(timeout=2.0)
+
+
+def _stop(procs):
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(2)
+    for p in procs:
+        try:
+            p.wait(30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def bench_multicamera(cameras: Sequence[int] = (2, 4), weights: Optional[str] = None, *,
+                      backend: str = "torch", input_size: Optional[Sequence[int]] = (256, 512),
+                      height: int = 480, width: int = 640, rate: float = 15.0,
+                      seconds: float = 10.0, settle: float = 3.0,
+                      log=print) -> Dict[str, object]:
+    """N cameras batched in one node process against N single-camera node processes.
+
+    Every camera publishes at ``rate`` Hz (faster than the model runs, so both setups
+    are saturated and the frames/s is their capacity). Memory is the peak RSS (VmHWM)
+    of the node process(es), summed over the N processes.
+    """
+    env = dict(os.environ)
+    env.setdefault("ROS_DOMAIN_ID", str(random.randint(100, 199)))
+    env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    os.environ["ROS_DOMAIN_ID"] = env["ROS_DOMAIN_ID"]
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    from mfaranet_ros.ros.qos import apply_fastdds_profile
+    apply_fastdds_profile()
+    tmp = tempfile.TemporaryDirectory(prefix="mfaranet_bench_mc_")
+    weights = weights or _random_checkpoint(tmp.name)
+    results = []
+    try:
+        for n in cameras:
+            names = [f"cam{i}" for i in range(n)]
+            row: Dict[str, object] = {"cameras": n}
+            for mode in ("batched", "separate"):
+                ns = f"/mc_{os.getpid()}_{mode}_{n}"
+                devnull = open(os.devnull, "w")
+                if mode == "batched":
+                    procs = [subprocess.Popen(_node_cmd(ns, weights, backend, input_size, names),
+                                              stdout=devnull, stderr=subprocess.STDOUT, env=env)]
+                    layout = [(f"{ns}/{c}/image", f"{ns}/{c}/labels", f"{ns}/{c}/latency")
+                              for c in names]
+                else:
+                    procs = [subprocess.Popen(_node_cmd(f"{ns}/{c}", weights, backend, input_size),
+                                              stdout=devnull, stderr=subprocess.STDOUT, env=env)
+                             for c in names]
+                    layout = [(f"{ns}/{c}/image", f"{ns}/{c}/mfaranet/labels",
+                               f"{ns}/{c}/mfaranet/latency") for c in names]
+                log(f"{mode}: {n} cameras, {len(procs)} node process(es)")
+                try:
+                    r = _run_cameras(layout, procs, height, width, rate, seconds, settle, log)
+                    r["peak_rss_mb"] = sum(_peak_rss_mb(p.pid) for p in procs)
+                    r["processes"] = len(procs)
+                finally:
+                    _stop(procs)
+                    devnull.close()
+                row[mode] = r
+            b, s = row["batched"], row["separate"]
+            row["throughput_ratio"] = b["frames_per_s"] / max(s["frames_per_s"], 1e-9)
+            row["latency_ratio"] = b["median_latency_ms"] / s["median_latency_ms"]
+            row["memory_ratio"] = b["peak_rss_mb"] / s["peak_rss_mb"]
+            results.append(row)
+    finally:
+        tmp.cleanup()
+    return {"conditions": {"backend": backend, "input_size": list(input_size) if input_size
+                           else None, "frame": f"{width}x{height} rgb8",
+                           "rate_hz_per_camera": rate, "seconds": seconds,
+                           "cpu_count": os.cpu_count(), "device": "cpu" if backend in (
+                               "torch", "onnxruntime") else backend},
+            "results": results}
+
+
+def format_multicamera(r: Dict[str, object]) -> str:
+    c = r["conditions"]
+    lines = [f"several cameras, {c['frame']} at {c['rate_hz_per_camera']} Hz each, backend "
+             f"{c['backend']}, network input {c['input_size']}, {c['seconds']} s "
+             f"({c['cpu_count']} CPUs); batched = one node, one model; separate = one node "
+             f"process per camera:"]
+    for row in r["results"]:
+        b, s = row["batched"], row["separate"]
+        lines.append(
+            f"  N={row['cameras']}: frames/s {b['frames_per_s']:6.2f} vs {s['frames_per_s']:6.2f}"
+            f" (x{row['throughput_ratio']:.2f}); median latency {b['median_latency_ms']:7.1f}"
+            f" vs {s['median_latency_ms']:7.1f} ms (x{row['latency_ratio']:.2f}); peak RSS "
+            f"{b['peak_rss_mb']:6.0f} vs {s['peak_rss_mb']:6.0f} MB (x{row['memory_ratio']:.2f})")
     return "\n".join(lines)
