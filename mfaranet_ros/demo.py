@@ -44,7 +44,7 @@ def _find_weights(requested: Optional[str]) -> str:
         f"Train the demo weights (mfaranet train ...) or pass --weights FILE.")
 
 
-def _ensure_bag(bag: Path, spec, regenerate: bool) -> Dict:
+def _ensure_bag(bag: Path, spec, regenerate: bool, progress: bool = True) -> Dict:
     """The synthetic bag of ``spec`` at ``bag``, generated only if missing or different."""
     from mfaranet_ros.evaluation.bags import BagError, BagReader
     from mfaranet_ros.evaluation.synthbag import make_synthetic_bag
@@ -66,7 +66,7 @@ def _ensure_bag(bag: Path, spec, regenerate: bool) -> Dict:
     print(f"Generating the synthetic driving bag {bag} ({spec.frames} frames, "
           f"{spec.size[0]}x{spec.size[1]}, {spec.rate_hz:g} Hz; once) ...", flush=True)
     try:
-        summary = make_synthetic_bag(bag, spec, progress=True)
+        summary = make_synthetic_bag(bag, spec, progress=progress)
     except BaseException:
         shutil.rmtree(bag, ignore_errors=True)   # never leave half a bag to be reused
         raise
@@ -83,7 +83,7 @@ def _demo(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     spec = SyntheticBagSpec(frames=args.frames, size=args.size, rate_hz=args.rate,
                             seed=args.seed, storage="mcap")
-    bag = _ensure_bag(Path(args.bag), spec, args.regenerate)
+    bag = _ensure_bag(Path(args.bag), spec, args.regenerate, not args.no_progress)
     if bag["reused"]:
         print(f"Using the synthetic driving bag {bag['path']} ({spec.frames} frames, "
               f"{spec.size[0]}x{spec.size[1]})")
@@ -130,8 +130,8 @@ def _print_summary(report: Dict, bag: Dict, args: argparse.Namespace, wall: floa
         "Watch it:",
         f"  Foxglove: open {outputs.get('mcap', '')} and add Image panels on "
         f"/mfaranet/overlay and {bag['image_topic']}",
-        f"  RViz:     ros2 bag play {outputs.get('bag', '')}   then rviz2 with an Image "
-        f"display on /mfaranet/overlay",
+        f"  RViz:     ros2 bag play {outputs.get('bag', '')} --loop   and   "
+        f"rviz2 -d config/mfaranet.rviz   (Overlay and Color displays)",
         "  Live, with the node (three terminals):",
         f"    segmentation_node --ros-args -r image:={bag['image_topic']}",
         f"    mfaranet eval-bag {bag['path']} --live --label-topic {bag['label_topic']} "

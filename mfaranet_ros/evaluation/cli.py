@@ -42,7 +42,9 @@ def add_segmenter_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default="", help="cpu, cuda, cuda:N (default: CUDA if present)")
     g.add_argument("--precision", default="fp32", choices=("fp32", "fp16"))
     g.add_argument("--input-size", type=parse_size, default=None, metavar="HxW",
-                   help="network input size (default: the checkpoint's)")
+                   help="network input size (default: the checkpoint's metadata.input_size)")
+    g.add_argument("--full-resolution", action="store_true",
+                   help="run the network at each frame's own size instead")
     g.add_argument("--pruned", action="store_true", help="the pruned network variant")
     g.add_argument("--cache-dir", default=None, help="engine / exported-model cache")
 
@@ -53,9 +55,16 @@ def load_segmenter(args: argparse.Namespace):
     weights = resolve_weights(args.weights)
     if not os.path.isfile(weights):
         raise SystemExit(f"error: weights not found: {weights} (pass --weights)")
+    size = args.input_size
+    if size is None and not args.full_resolution:
+        from mfaranet_ros.model import read_checkpoint
+
+        # The size the weights were trained at, as the checkpoint records it.
+        stored = read_checkpoint(weights).metadata.input_size
+        size = tuple(stored) if stored else None
     seg = Segmenter.from_checkpoint(
         weights, backend=args.backend, device=args.device or None, precision=args.precision,
-        input_size=args.input_size, pruned=args.pruned, cache_dir=args.cache_dir)
+        input_size=size, pruned=args.pruned, cache_dir=args.cache_dir)
     return seg, weights
 
 
