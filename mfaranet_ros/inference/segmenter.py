@@ -8,10 +8,12 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
+import torch
 
 from ..model import ModelMetadata
 from .backends import BACKENDS, PRECISIONS, Backend, ModelSource, create_backend, resolve_device
 from .cache import resolve_cache_dir
+from .device_processing import DeviceProcessing
 from .processing import (
     Letterbox, blend, check_frame, colorize, letterbox_geometry, letterbox_into, palette_lut,
     restore_confidence, restore_labels,
@@ -62,20 +64,28 @@ class Segmenter:
     """
 
     def __init__(self, backend: Backend, metadata: ModelMetadata,
-                 input_size: Optional[Tuple[int, int]] = None) -> None:
+                 input_size: Optional[Tuple[int, int]] = None,
+                 device_processing: Optional[bool] = None) -> None:
         self._backend = backend
         self.metadata = metadata
         self.input_size = _check_input_size(input_size)
         self._lut = palette_lut(metadata.palette)
         # Letterbox padding = the normalisation mean, which the graph maps to ~0.
         self._fill = np.clip(np.round(np.asarray(metadata.mean, np.float64)), 0, 255).astype(np.uint8)
+        if device_processing is None:
+            device_processing = backend.supports_tensors and backend.device.startswith("cuda")
+        if device_processing and not backend.supports_tensors:
+            raise ValueError(f"backend {backend.name} has no device-side processing path")
+        self._device_proc = (DeviceProcessing(backend.device, self._lut, self._fill)
+                             if device_processing else None)
 
     @classmethod
     def from_checkpoint(cls, weights: Union[str, os.PathLike], backend: str = "auto",
                         device: Optional[str] = None, precision: str = "fp32",
                         input_size: Optional[Sequence[int]] = None, pruned: bool = False,
                         cache_dir: Optional[Union[str, os.PathLike]] = None,
-                        compile: bool = False) -> "Segmenter":
+                        compile: bool = False,
+                        device_processing: Optional[bool] = None) -> "Segmenter":
         """Loads ``weights`` (project or official format) into the backend ``backend``.
 
         ``backend``: ``auto`` (TensorRT -> torch on CUDA -> ONNX Runtime on CPU), ``torch``,
@@ -84,6 +94,8 @@ class Segmenter:
         ``cache_dir``: where exported / compiled artifacts are kept (default: the user
         cache directory; an unwritable one gives a warning and in-memory artifacts).
         ``compile``: ``torch.compile`` for the torch backend.
+        ``device_processing``: pre/post-processing as torch ops on the backend's device
+        (default: on for the torch and tensorrt backends on CUDA; numpy/OpenCV otherwise).
         """
         size = _check_input_size(input_size)
         if backend not in BACKENDS:
@@ -98,7 +110,7 @@ class Segmenter:
                             compile=compile)
         log.info("segmenter: %s, %s, network input %s", source.describe(), be.describe(),
                  "full resolution" if size is None else f"{size[0]}x{size[1]} (letterboxed)")
-        return cls(be, source.metadata, size)
+        return cls(be, source.metadata, size, device_processing=device_processing)
 
     # ------------------------------------------------------------------ properties
 
@@ -113,6 +125,11 @@ class Segmenter:
     @property
     def device(self) -> str:
         return self._backend.device
+
+    @property
+    def device_processing(self) -> bool:
+        """Whether pre/post-processing runs as torch ops on the backend's device."""
+        return self._device_proc is not None
 
     @property
     def precision(self) -> str:
@@ -163,6 +180,8 @@ class Segmenter:
             return []
         if overlay and not 0.0 <= overlay_alpha <= 1.0:
             raise ValueError(f"overlay_alpha must be in [0, 1], got {overlay_alpha}")
+        if self._device_proc is not None:
+            return self._segment_on_device(frames, color, overlay, confidence, overlay_alpha)
         t0 = time.perf_counter()
         groups = self._prepare_groups(frames)
         t1 = time.perf_counter()
@@ -186,6 +205,47 @@ class Segmenter:
     __call__ = segment
 
     # ------------------------------------------------------------------ internals
+
+    @torch.inference_mode()
+    def _segment_on_device(self, frames: List[np.ndarray], color: bool, overlay: bool,
+                           confidence: bool, alpha: float) -> List[SegmentationResult]:
+        dp = self._device_proc
+        t0 = time.perf_counter()
+        uploaded = dp.upload(frames)
+        boxes = [letterbox_geometry(f.shape[:2], self.network_shape(f.shape[:2])) for f in frames]
+        if self.input_size is not None:
+            groups = [(list(range(len(frames))), dp.letterbox(uploaded, boxes, self.input_size))]
+        else:
+            by_shape: Dict[Tuple[int, int], List[int]] = {}
+            for i, f in enumerate(frames):
+                by_shape.setdefault(f.shape[:2], []).append(i)
+            groups = [(idx, torch.stack([uploaded[i] for i in idx])) for idx in by_shape.values()]
+        dp.sync()
+        t1 = time.perf_counter()
+        outputs: List = [None] * len(frames)
+        for indices, pixels in groups:
+            labels, conf = self._backend.run_tensor(pixels, confidence=confidence)
+            for j, i in enumerate(indices):
+                outputs[i] = (labels[j], None if conf is None else conf[j])
+        dp.sync()
+        t2 = time.perf_counter()
+        results = []
+        for frame_t, box, (labels, conf) in zip(uploaded, boxes, outputs):
+            labels = dp.restore_labels(labels, box)
+            col = dp.colorize(labels) if (color or overlay) else None
+            ov = dp.blend(frame_t, col, alpha) if overlay else None
+            results.append(SegmentationResult(
+                labels=dp.download(labels),
+                color=dp.download(col) if color else None,
+                overlay=dp.download(ov),
+                confidence=None if conf is None else dp.download(dp.restore_confidence(conf, box)),
+            ))
+        t3 = time.perf_counter()
+        timings = {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3,
+                   "postprocess": (t3 - t2) * 1e3, "batch_size": len(frames)}
+        for r in results:
+            r.timings = dict(timings)
+        return results
 
     def _prepare_groups(self, frames: List[np.ndarray]) -> List[Tuple[List[int], np.ndarray]]:
         if self.input_size is None:

@@ -85,6 +85,13 @@ class Backend(abc.ABC):
     def run(self, pixels: np.ndarray, confidence: bool = False) -> Outputs:
         """``(B, H, W, 3)`` uint8 -> labels ``(B, H, W)`` uint8 and confidence or None."""
 
+    #: Whether :meth:`run_tensor` exists (device-side pre/post-processing can be used).
+    supports_tensors: bool = False
+
+    def run_tensor(self, pixels: torch.Tensor, confidence: bool = False):
+        """``(B, H, W, 3)`` tensor on :attr:`device` -> labels ``(B, H, W)`` uint8 tensor, conf or None."""
+        raise NotImplementedError(f"{self.name} takes numpy batches only")
+
     def artifacts(self) -> Dict[Tuple, str]:
         """Cached files in use, by shape (empty for backends that keep none)."""
         return {}

@@ -177,14 +177,20 @@ class TensorRTBackend(Backend):
         self.module(batch, height, width, confidence)
         return time.perf_counter() - t0
 
+    supports_tensors = True
+
     @torch.inference_mode()
-    def run(self, pixels: np.ndarray, confidence: bool = False) -> Outputs:
+    def run_tensor(self, pixels: torch.Tensor, confidence: bool = False):
         b, h, w, _ = pixels.shape
         mod = self.module(b, h, w, confidence)
-        x = torch.from_numpy(np.ascontiguousarray(pixels)).to(self.device, non_blocking=True).to(self.dtype)
-        out = mod(x)
+        out = mod(pixels.to(self.dtype).contiguous())
         if confidence:
             labels, conf = out
-            return labels.to(torch.uint8).cpu().numpy(), conf.float().cpu().numpy()
+            return labels.to(torch.uint8), conf
         labels = out[0] if isinstance(out, (tuple, list)) else out
-        return labels.to(torch.uint8).cpu().numpy(), None
+        return labels.to(torch.uint8), None
+
+    def run(self, pixels: np.ndarray, confidence: bool = False) -> Outputs:
+        x = torch.from_numpy(np.ascontiguousarray(pixels)).to(self.device, non_blocking=True)
+        labels, conf = self.run_tensor(x, confidence)
+        return labels.cpu().numpy(), None if conf is None else conf.float().cpu().numpy()

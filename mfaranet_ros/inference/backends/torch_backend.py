@@ -70,10 +70,13 @@ class TorchBackend(Backend):
             log.info("compiled in %.1f s", time.perf_counter() - t0)
         return time.perf_counter() - t0
 
+    supports_tensors = True
+
     @torch.inference_mode()
+    def run_tensor(self, pixels: torch.Tensor, confidence: bool = False):
+        out = self._graphs[bool(confidence)](pixels)
+        return out if confidence else (out, None)
+
     def run(self, pixels: np.ndarray, confidence: bool = False) -> Outputs:
-        out = self._graphs[bool(confidence)](self._to_device(pixels))
-        if confidence:
-            labels, conf = out
-            return labels.cpu().numpy(), conf.float().cpu().numpy()
-        return out.cpu().numpy(), None
+        labels, conf = self.run_tensor(self._to_device(pixels), confidence)
+        return labels.cpu().numpy(), None if conf is None else conf.float().cpu().numpy()

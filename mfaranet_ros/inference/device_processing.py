@@ -1,0 +1,98 @@
+"""Pre- and post-processing with torch on the backend's device (the GPU path).
+
+On a GPU the frame goes up once (uint8), is letterboxed there, runs through the graph,
+and only what is asked for comes down: uint8 labels, colour and overlay at the frame's
+size (the full-size logits never leave the graph). The operations mirror
+:mod:`.processing` (bilinear / area resize in, nearest-neighbour labels out, palette
+lookup, alpha blend), so both paths give the same labels up to resize rounding.
+It runs on any torch device; the CPU is only used for tests.
+"""
+from __future__ import annotations
+
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .processing import Letterbox
+
+__all__ = ["DeviceProcessing"]
+
+
+class DeviceProcessing:
+    """Letterbox, label restore, colour and overlay as torch ops on ``device``."""
+
+    def __init__(self, device: str, lut: np.ndarray, fill: np.ndarray) -> None:
+        self.device = torch.device(device)
+        self.cuda = self.device.type == "cuda"
+        self.lut = torch.from_numpy(np.ascontiguousarray(lut)).to(self.device)       # (256, 3) uint8
+        self.fill = torch.from_numpy(np.ascontiguousarray(fill)).to(self.device)     # (3,) uint8
+
+    def sync(self) -> None:
+        """Waits for queued GPU work, so that stage timings mean something."""
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
+
+    def upload(self, frames: Sequence[np.ndarray]) -> List[torch.Tensor]:
+        out = []
+        for f in frames:
+            t = torch.from_numpy(np.ascontiguousarray(f))
+            if self.cuda:
+                t = t.pin_memory().to(self.device, non_blocking=True)
+            out.append(t)
+        return out
+
+    def letterbox(self, frames: Sequence[torch.Tensor], boxes: Sequence[Letterbox],
+                  canvas_hw: Tuple[int, int]) -> torch.Tensor:
+        """``(B, H, W, 3)`` uint8 batch on the device."""
+        h, w = canvas_hw
+        canvas = self.fill.view(1, 1, 1, 3).expand(len(frames), h, w, 3).clone()
+        for i, (f, box) in enumerate(zip(frames, boxes)):
+            vh, vw = box.valid
+            if (vh, vw) == box.source:
+                canvas[i, :vh, :vw] = f
+                continue
+            x = f.permute(2, 0, 1).unsqueeze(0).float()
+            sh, sw = box.source
+            if sh % vh == 0 and sw % vw == 0:
+                # Integer factor (1024x2048 -> 512x1024): box average, exactly cv2.INTER_AREA.
+                x = F.interpolate(x, size=(vh, vw), mode="area")
+            else:
+                # Otherwise antialiased bilinear: within ~1 grey level (mean) of INTER_AREA
+                # when shrinking, and INTER_LINEAR when enlarging.
+                x = F.interpolate(x, size=(vh, vw), mode="bilinear", align_corners=False,
+                                  antialias=vh < sh)
+            canvas[i, :vh, :vw] = x[0].permute(1, 2, 0).round_().clamp_(0, 255).to(torch.uint8)
+        return canvas
+
+    @staticmethod
+    def restore_labels(labels: torch.Tensor, box: Letterbox) -> torch.Tensor:
+        vh, vw = box.valid
+        valid = labels[:vh, :vw]
+        if (vh, vw) == box.source:
+            return valid
+        # "nearest" picks floor(dst * src / dst_size), as cv2.INTER_NEAREST does.
+        up = F.interpolate(valid[None, None].float(), size=box.source, mode="nearest")
+        return up[0, 0].to(torch.uint8)
+
+    @staticmethod
+    def restore_confidence(conf: torch.Tensor, box: Letterbox) -> torch.Tensor:
+        vh, vw = box.valid
+        valid = conf[:vh, :vw].float()
+        if (vh, vw) == box.source:
+            return valid
+        return F.interpolate(valid[None, None], size=box.source, mode="bilinear",
+                             align_corners=False)[0, 0]
+
+    def colorize(self, labels: torch.Tensor) -> torch.Tensor:
+        return self.lut[labels.long()]
+
+    @staticmethod
+    def blend(frame: torch.Tensor, color: torch.Tensor, alpha: float) -> torch.Tensor:
+        out = frame.float() * (1.0 - alpha) + color.float() * alpha
+        return out.round_().clamp_(0, 255).to(torch.uint8)
+
+    @staticmethod
+    def download(t: Optional[torch.Tensor]) -> Optional[np.ndarray]:
+        return None if t is None else t.cpu().numpy()
