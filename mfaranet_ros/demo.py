@@ -135,8 +135,8 @@ def _print_summary(report: Dict, bag: Dict, args: argparse.Namespace, wall: floa
         "  Live, with the node (three terminals):",
         f"    segmentation_node --ros-args -r image:={bag['image_topic']}",
         f"    mfaranet eval-bag {bag['path']} --live --label-topic {bag['label_topic']} "
-        f"--image-topic {bag['image_topic']} --out {out}_live",
-        f"    mfaranet play-bag {bag['path']} --image-topic {bag['image_topic']}",
+        f"--out {out}_live",
+        f"    mfaranet play-bag {bag['path']}",
     ]
     print("\n".join(lines))
 

@@ -187,9 +187,22 @@ def test_ground_truth_of_another_size_is_refused(tmp_path, segmenter):
 
 
 def test_several_image_topics_need_a_choice(tmp_path, segmenter):
+    from mfaranet_ros.evaluation.bags import BagReader, BagWriter
+
     bag = make_synthetic_bag(tmp_path / "in", SyntheticBagSpec(frames=1, size=SIZE))
-    with pytest.raises(BagError, match="several image topics"):
-        evaluate_bag(bag["path"], tmp_path / "out", segmenter, EvalOptions(progress=False))
+    # A camera and a ".../labels" topic: the camera is the image topic.
+    report = evaluate_bag(bag["path"], tmp_path / "out", segmenter,
+                          EvalOptions(progress=False, write_bag=False))
+    assert report["bag"]["image_topic"] == "/camera/image_raw"
+    # Two cameras: the user must choose.
+    with BagReader(bag["path"]) as src, BagWriter(tmp_path / "two") as dst:
+        for frame in src.images("/camera/image_raw"):
+            dst.write_frame("/left/image_raw", frame)
+            dst.write_frame("/right/image_raw", frame)
+    with pytest.raises(BagError, match="several image topics") as err:
+        evaluate_bag(tmp_path / "two", tmp_path / "out2", segmenter,
+                     EvalOptions(progress=False))
+    assert "/left/image_raw" in str(err.value) and "--image-topic" in str(err.value)
 
 
 def test_sigint_to_the_command_stops_between_frames(tmp_path, tiny_checkpoint):

@@ -36,19 +36,20 @@ def test_play_bag_node_eval_live(tmp_path, tiny_checkpoint):
                                                                   rate_hz=10.0, seed=21))
     node = NodeProcess(tmp_path, "-p", f"weights:={tiny_checkpoint}", "-p", "backend:=torch",
                        "-p", "input_size:=[32,64]", "-r", "image:=/camera/image_raw")
+    # Neither command is told the camera topic: both take the bag's camera.
     live = _mfaranet("eval-bag", bag["path"], "--live", "--label-topic", "/camera/labels",
-                     "--image-topic", "/camera/image_raw", "--out", str(tmp_path / "live"),
+                     "--out", str(tmp_path / "live"),
                      "--idle", "4", "--startup-timeout", "90", "--weights",
                      str(tiny_checkpoint), log_path=tmp_path / "live.log")
     try:
         assert node.wait_for_log("subscribed to", 90), node.output()
         play = subprocess.run(
             [sys.executable, "-m", "mfaranet_ros.cli", "play-bag", bag["path"],
-             "--image-topic", "/camera/image_raw", "--wait-subscribers", "2",
+             "--wait-subscribers", "2",
              "--wait-timeout", "60", "--delay", "0.5"],
             capture_output=True, text=True, timeout=120, cwd=str(REPO))
         assert play.returncode == 0, play.stdout + play.stderr
-        assert f"played {FRAMES} frames" in play.stdout
+        assert f"played {FRAMES} frames on /camera/image_raw" in play.stdout
         assert live.wait(60) == 0, (tmp_path / "live.log").read_text()
     finally:
         if live.poll() is None:

@@ -89,7 +89,7 @@ def _eval_bag(args: argparse.Namespace) -> int:
         from .live import LiveOptions, evaluate_live
 
         options = LiveOptions(
-            image_topic=args.image_topic or "/camera/image_raw", label_topic=args.label_topic,
+            image_topic=args.image_topic, label_topic=args.label_topic,
             gt_folder=args.gt_folder, gt_match=args.gt_match, gt_ids=args.gt_ids,
             node=args.node, duration_s=args.duration, idle_s=args.idle,
             max_frames=args.max_frames, startup_timeout_s=args.startup_timeout)
@@ -131,7 +131,8 @@ def _register_eval(sub) -> None:
     p.add_argument("bag", help="rosbag2 folder, .mcap / .db3 file, or ROS 1 .bag")
     p.add_argument("--out", required=True, help="output folder for the report and bag")
     p.add_argument("--image-topic", default=None,
-                   help="sensor_msgs/Image or CompressedImage topic (default: the only one)")
+                   help="sensor_msgs/Image or CompressedImage topic (default: the only one "
+                        "not named .../label*)")
     gt = p.add_argument_group("ground truth (optional)")
     gt.add_argument("--label-topic", default=None,
                     help="mono8 trainId label topic, matched by header stamp")
@@ -189,7 +190,8 @@ def _register_play(sub) -> None:
                     "running node sees a real-time camera. Needs rclpy.")
     p.add_argument("bag")
     p.add_argument("--image-topic", default=None,
-                   help="topic to read from the bag (default: the only image topic)")
+                   help="topic to read from the bag (default: the only image topic not "
+                        "named .../label*)")
     p.add_argument("--topic", default=None,
                    help="topic to publish on (default: the same name as in the bag)")
     p.add_argument("--rate", type=float, default=1.0, help="speed factor (default: 1.0)")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Dict, Optional
 
@@ -172,7 +172,7 @@ def play_bag(path, options: Optional[PlayOptions] = None) -> Dict:
 
 @dataclass
 class LiveOptions:
-    image_topic: str = "/camera/image_raw"   # the camera topic the node subscribes to
+    image_topic: Optional[str] = None        # the camera topic; None: the bag's camera
     label_topic: Optional[str] = None        # ground truth in the bag (by stamp)
     gt_folder: Optional[str] = None
     gt_match: str = "auto"
@@ -324,6 +324,10 @@ def evaluate_live(bag_path, out_dir, options: Optional[LiveOptions] = None, *,
     truth = None
     stamp_index: Dict[int, int] = {}
     with BagReader(bag_path) as bag:
+        from .offline import EvalOptions, choose_image_topic
+
+        options = replace(options, image_topic=choose_image_topic(
+            bag, EvalOptions(image_topic=options.image_topic, label_topic=options.label_topic)))
         if options.label_topic:
             truth = TopicGroundTruth(bag, options.label_topic)
     if options.gt_folder:

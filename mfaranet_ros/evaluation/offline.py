@@ -56,6 +56,10 @@ def choose_image_topic(bag: BagReader, options: EvalOptions) -> str:
         bag.require_topic(options.image_topic, "image")
         return options.image_topic
     candidates = [t for t in bag.image_topics() if t != options.label_topic]
+    if len(candidates) > 1:
+        # A bag with ground truth usually records it on a ".../labels" image topic.
+        cameras = [t for t in candidates if not t.rsplit("/", 1)[-1].startswith("label")]
+        candidates = cameras if len(cameras) == 1 else candidates
     if len(candidates) != 1:
         raise BagError(
             f"{'several' if candidates else 'no'} image topics in {str(bag.path)!r}; name "
