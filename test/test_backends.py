@@ -99,7 +99,10 @@ def test_onnxruntime_parity_and_cache(varied_checkpoint, reference, inference_ca
     key = json.loads(props["mfaranet_ros.cache_key"])
     assert key["checkpoint_sha256"] == ModelSource(varied_checkpoint).sha256
     assert key["input_hw"] == [64, 128] and key["pruned"] is False
-    assert "GridSample" in {n.op_type for n in proto.graph.node}
+    # The flow warps are exported as gathers, not ONNX Runtime's slow CPU GridSample.
+    assert key["grid_sample"] == "gather"
+    ops = {n.op_type for n in proto.graph.node}
+    assert "GridSample" not in ops and "Gather" in ops
 
     # A second segmenter reuses the file without exporting.
     caplog.clear()
@@ -228,6 +231,27 @@ def test_tensorrt_cache_key_names_everything(tiny_checkpoint, tmp_path):
     for other in variants:
         assert other != key
         assert lookup(tmp_path, "mfaranet-trt", other, "ep")[0] is None
+
+
+def test_gather_grid_sample_equals_grid_sample():
+    from mfaranet_ros.inference.graph import GatherGridSample, gather_grid_sample
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, 7, 9)
+    grid = torch.rand(2, 11, 13, 2) * 2.4 - 1.2          # some samples outside the image
+    grid[0, 0, 0] = torch.tensor([1.0, 1.0])             # exact corners and edges
+    grid[0, 0, 1] = torch.tensor([-1.0, -1.0])
+    expected = torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="zeros",
+                                               align_corners=True)
+    torch.testing.assert_close(gather_grid_sample(x, grid), expected, atol=1e-5, rtol=1e-5)
+    with GatherGridSample():
+        routed = torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="zeros",
+                                                 align_corners=True)
+        # Other settings are left to PyTorch.
+        nearest = torch.nn.functional.grid_sample(x, grid, mode="nearest", align_corners=True)
+    torch.testing.assert_close(routed, expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        nearest, torch.nn.functional.grid_sample(x, grid, mode="nearest", align_corners=True))
 
 
 # ----------------------------------------------------------------------------- GPU only

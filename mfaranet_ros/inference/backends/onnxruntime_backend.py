@@ -2,7 +2,9 @@
 
 One ONNX file per network input size (static height and width, dynamic batch): the
 flow-alignment grids then constant-fold, and the file is what an engine would be.
-The checkpoint's metadata is embedded in the file's ``metadata_props``.
+The checkpoint's metadata is embedded in the file's ``metadata_props``. The bilinear
+flow warps are exported as gathers (:func:`..graph.gather_grid_sample`) rather than
+``GridSample``, whose CPU kernel was the network's hotspot; results are identical.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ import numpy as np
 import torch
 
 from ..cache import ARTIFACT_FORMAT, CacheDir, lookup, store
-from ..graph import SegmentationGraph
+from ..graph import GatherGridSample, SegmentationGraph
 from .base import Backend, BackendUnavailable, ModelSource, Outputs
 
 __all__ = ["OnnxRuntimeBackend", "export_onnx", "onnx_cache_key", "OPSET", "physical_cores"]
@@ -68,6 +70,7 @@ def onnx_cache_key(source: ModelSource, height: int, width: int, precision: str,
         "precision": precision,
         "outputs": [LABELS, CONFIDENCE] if confidence else [LABELS],
         "opset": OPSET,
+        "grid_sample": "gather",  # see graph.gather_grid_sample
         "torch": torch.__version__,
         "onnx": onnx.__version__,
         "onnxscript": onnxscript_version,
@@ -100,7 +103,8 @@ def export_onnx(source: ModelSource, height: int, width: int, confidence: bool, 
     example = torch.zeros((2, height, width, 3), dtype=torch.uint8)
     batch = torch.export.Dim("batch", min=1, max=256)
     # The exporter narrates on stdout and logs every optimisation pass: keep it quiet.
-    with warnings.catch_warnings(), redirect_stdout(io.StringIO()), _quiet_loggers():
+    # GatherGridSample: the flow warps as row gathers, ~2x faster than ORT's CPU GridSample.
+    with warnings.catch_warnings(), redirect_stdout(io.StringIO()), _quiet_loggers(), GatherGridSample():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
             graph, (example,), None, dynamo=True, opset_version=OPSET, verbose=False,
