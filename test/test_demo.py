@@ -38,5 +38,20 @@ def test_demo_generates_once_and_reports(tmp_path, capsys, tiny_checkpoint):
     assert "Using the synthetic driving bag" in out and "Generating" not in out
     again = json.loads((tmp_path / "demo" / "report.json").read_text())
     assert again["accuracy"]["miou"] == miou
-    assert _demo(tmp_path, tiny_checkpoint, 4) == 0
-    assert "Generating the synthetic driving bag" in capsys.readouterr().out
+
+
+def test_demo_bag_is_regenerated_only_when_needed(tmp_path, capsys):
+    from mfaranet_ros.demo import _ensure_bag
+    from mfaranet_ros.evaluation.synthbag import SyntheticBagSpec
+
+    bag = tmp_path / "bags" / "drive"
+    spec = SyntheticBagSpec(frames=2, size=(32, 64))
+    assert _ensure_bag(bag, spec, regenerate=False, progress=False)["reused"] is False
+    assert _ensure_bag(bag, spec, regenerate=False, progress=False)["reused"] is True
+    assert _ensure_bag(bag, spec, regenerate=True, progress=False)["reused"] is False
+    other = SyntheticBagSpec(frames=3, size=(32, 64))          # a different drive
+    summary = _ensure_bag(bag, other, regenerate=False, progress=False)
+    assert summary["reused"] is False and summary["frames"] == 3
+    # A bag damaged since (here: its data file gone) is made again, not reused.
+    (bag / "drive.mcap").unlink()
+    assert _ensure_bag(bag, other, regenerate=False, progress=False)["reused"] is False
