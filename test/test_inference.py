@@ -149,6 +149,27 @@ def test_bad_arguments(tiny_checkpoint, inference_cache_dir):
         Segmenter.from_checkpoint(tiny_checkpoint, backend="torch", device="tpu")
 
 
+def test_strided_views_are_accepted(seg, seg_fixed):
+    bgr = scene(48, 80, 8)[..., ::-1]             # e.g. an RGB view of a BGR buffer
+    crop = scene(96, 160, 9)[::2, 10:90]          # strided crop
+    for s in (seg, seg_fixed):
+        for f in (bgr, crop):
+            r = s.segment(f)
+            np.testing.assert_array_equal(r.labels, s.segment(np.ascontiguousarray(f)).labels)
+            assert r.overlay.shape == f.shape
+
+
+def test_checkpoint_metadata_must_fit_uint8_labels(tmp_path):
+    from mfaranet_ros.model import MFARANet, ModelMetadata, save_checkpoint
+
+    n = 300
+    meta = ModelMetadata(class_names=[f"c{i}" for i in range(n)], palette=[[i % 256, 0, 0] for i in range(n)])
+    path = tmp_path / "c300.pth"
+    save_checkpoint(path, MFARANet(n, boundary_heads=False), meta)
+    with pytest.raises(ValueError, match="300 classes do not fit uint8"):
+        Segmenter.from_checkpoint(path, backend="torch", device="cpu", cache_dir=tmp_path)
+
+
 def test_warmup_returns_seconds(seg_fixed):
     t = seg_fixed.warmup((96, 200))
     assert isinstance(t, float) and t > 0

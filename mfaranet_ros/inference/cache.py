@@ -141,7 +141,8 @@ def store(directory: Path, name: str, key: Dict, ext: str,
           write: Callable[[Path], None]) -> Path:
     """Builds an entry with ``write(tmp_path)`` and publishes it atomically with its manifest."""
     artifact, manifest = entry_paths(directory, name, key, ext)
-    tmp = artifact.with_name(f".{artifact.name}.{os.getpid()}.tmp")
+    # Keep the extension last: some writers (torch_tensorrt.save) choose the format by it.
+    tmp = artifact.with_name(f".{artifact.stem}.{os.getpid()}.tmp{artifact.suffix}")
     try:
         write(tmp)
         digest = file_sha256(tmp)

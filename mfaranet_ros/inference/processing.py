@@ -47,7 +47,8 @@ def check_frame(frame: object, index: Optional[int] = None) -> np.ndarray:
         raise ValueError(f"{where}: expected 3 channels (RGB), got {frame.shape[2]} with shape {frame.shape}")
     if frame.shape[0] < 1 or frame.shape[1] < 1:
         raise ValueError(f"{where}: empty image, shape {frame.shape}")
-    return frame
+    # Views such as bgr[..., ::-1] or crops: OpenCV needs contiguous rows (no copy otherwise).
+    return np.ascontiguousarray(frame)
 
 
 @dataclass(frozen=True)
