@@ -114,7 +114,6 @@ class SegmentationNode(Node):
         self.qos_events = QosEventCounters()
         self._failures = 0
         self._last_error = ""
-        self._stamp_start = time.monotonic()
 
         self._is_compressed = self.cfg.input_transport == "compressed"
         self.cameras: List[CameraInput] = [
@@ -191,7 +190,10 @@ class SegmentationNode(Node):
             raise StartupError(f"cannot start the {cfg.backend} backend with {path!r}: "
                                f"{type(exc).__name__}: {exc}") from None
         warm_shape = tuple(seg.input_size) if seg.input_size else (512, 1024)
-        warm_s = seg.warmup(frame_shape=warm_shape)
+        # every batch size a cycle can have (1..number of cameras), so no artifact is
+        # built or first allocated while frames are waiting
+        warm_s = sum(seg.warmup(frame_shape=warm_shape, batch=b)
+                     for b in range(1, max(1, len(cfg.cameras)) + 1))
         self._input_size_text = ("x".join(str(v) for v in seg.input_size)
                                  if seg.input_size else "full resolution")
         log.info(f"model ready: backend {seg.backend_name}, device {seg.device}, input size "
