@@ -60,6 +60,7 @@ def _launch_setup(context, *args, **kwargs):
         name="rviz2",
         namespace=arg("namespace"),
         arguments=["-d", os.path.join(share, "config", "mfaranet.rviz")],
+        remappings=[("image", image)],  # the RViz "Camera" display shows the input
         condition=IfCondition(LaunchConfiguration("use_rviz")),
         output="screen",
     ))
