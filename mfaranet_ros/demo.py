@@ -20,9 +20,10 @@ from typing import Dict, Optional
 log = logging.getLogger(__name__)
 
 DEMO_WEIGHTS = "mfaranet_synthetic.pth"
-#: Scene seed of the demo drive. Training draws its frames with seed 0 and its held-out
-#: set with seed 1000 (mfaranet_ros.training.cli); frame_seed() keeps seed 2000 apart
-#: from both, so the demo never evaluates on a training frame.
+#: Scene seed of the demo drive. The demo weights' recipe (config/train_synthetic.yaml)
+#: trains on seed 0 and validates on seed 999 (``eval-weights`` defaults to 1000);
+#: frame_seed() keeps seed 2000 apart from all of them, so the demo never evaluates on
+#: a frame the weights were trained or selected on.
 DEMO_SEED = 2000
 
 
