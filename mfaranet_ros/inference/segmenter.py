@@ -173,6 +173,7 @@ class Segmenter:
         With a fixed ``input_size`` all frames, whatever their sizes, run as one batch; at
         full resolution frames of the same size are batched together.
         """
+        t0 = time.perf_counter()
         if isinstance(frames, np.ndarray) and frames.ndim == 3:
             raise ValueError("segment_batch expects a sequence of frames; use segment() for one frame")
         frames = [check_frame(f, i) for i, f in enumerate(frames)]
@@ -181,8 +182,7 @@ class Segmenter:
         if overlay and not 0.0 <= overlay_alpha <= 1.0:
             raise ValueError(f"overlay_alpha must be in [0, 1], got {overlay_alpha}")
         if self._device_proc is not None:
-            return self._segment_on_device(frames, color, overlay, confidence, overlay_alpha)
-        t0 = time.perf_counter()
+            return self._segment_on_device(frames, color, overlay, confidence, overlay_alpha, t0)
         groups = self._prepare_groups(frames)
         t1 = time.perf_counter()
         outputs: List[Tuple[np.ndarray, Optional[np.ndarray]]] = [None] * len(frames)  # type: ignore
@@ -208,9 +208,8 @@ class Segmenter:
 
     @torch.inference_mode()
     def _segment_on_device(self, frames: List[np.ndarray], color: bool, overlay: bool,
-                           confidence: bool, alpha: float) -> List[SegmentationResult]:
+                           confidence: bool, alpha: float, t0: float) -> List[SegmentationResult]:
         dp = self._device_proc
-        t0 = time.perf_counter()
         uploaded = dp.upload(frames)
         boxes = [letterbox_geometry(f.shape[:2], self.network_shape(f.shape[:2])) for f in frames]
         if self.input_size is not None:

@@ -24,7 +24,7 @@ def _create_one(name: str, source: ModelSource, device: Optional[str], precision
         return TorchBackend(source, resolve_device(device), precision, compile=compile)
     if name == "onnxruntime":
         from .onnxruntime_backend import OnnxRuntimeBackend
-        return OnnxRuntimeBackend(source, resolve_device(device) if device else "cpu", precision,
+        return OnnxRuntimeBackend(source, resolve_device(device) if device else None, precision,
                                   cache=cache)
     if name == "tensorrt":
         from .tensorrt_backend import TensorRTBackend

@@ -132,10 +132,14 @@ def export_onnx(source: ModelSource, height: int, width: int, confidence: bool, 
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
 
-    def __init__(self, source: ModelSource, device: str, precision: str = "fp32", *,
+    def __init__(self, source: ModelSource, device: Optional[str], precision: str = "fp32", *,
                  cache: CacheDir, threads: Optional[int] = None) -> None:
+        ort = _import_ort()
+        if device is None:  # auto: the CUDA provider where this onnxruntime build has one
+            cuda_ep = "CUDAExecutionProvider" in ort.get_available_providers()
+            device = "cuda" if cuda_ep and torch.cuda.is_available() else "cpu"
         super().__init__(source, device, precision)
-        ort = self._ort = _import_ort()
+        self._ort = ort
         if precision != "fp32":
             raise BackendUnavailable("the onnxruntime backend runs fp32 only; use torch or tensorrt "
                                      "on a GPU for fp16")
