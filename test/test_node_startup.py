@@ -53,3 +53,25 @@ def test_invalid_parameter_is_refused_with_the_reason():
     assert rc != 0
     assert "backend: 'tensorflow' is not one of auto, tensorrt, torch, onnxruntime" in out
     assert "input_size: expected empty or [H, W] with both >= 32" in out
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_signal_during_start_up_exits_cleanly(tmp_path, sig):
+    """Ctrl-C (or launch's SIGTERM) while the model loads or warms up: exit 0, no trace."""
+    import signal
+    import time
+
+    from ros_helpers import NodeProcess, constant_checkpoint
+
+    ckpt = constant_checkpoint(tmp_path / "car.pth")
+    node = NodeProcess(tmp_path, "-p", f"weights:={ckpt}", "-p", "backend:=torch",
+                       "-p", "input_size:=[512, 1024]")
+    assert node.wait_for_log("loading", 30.0), node.output()
+    time.sleep(0.5)  # inside the Segmenter's load / warm-up
+    node.proc.send_signal(getattr(signal, sig))
+    rc = node.proc.wait(30)
+    node.interrupt()
+    assert rc == 0, node.output()
+    out = node.output()
+    assert "Traceback" not in out and "subscribed to" not in out
+    assert "context is invalid" not in out

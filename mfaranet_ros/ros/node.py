@@ -59,6 +59,10 @@ class StartupError(RuntimeError):
     """The node cannot start (invalid parameters, unusable checkpoint); the text says why."""
 
 
+class _StartupInterrupted(Exception):
+    """A signal shut the context down while the model was loading."""
+
+
 def _descriptor(spec: ParamSpec) -> ParameterDescriptor:
     d = ParameterDescriptor(name=spec.name, type=_PARAM_TYPES[spec.kind],
                             description=spec.description, read_only=spec.read_only)
@@ -194,6 +198,8 @@ class SegmentationNode(Node):
         # built or first allocated while frames are waiting
         warm_s = sum(seg.warmup(frame_shape=warm_shape, batch=b)
                      for b in range(1, max(1, len(cfg.cameras)) + 1))
+        if not self.context.ok():  # SIGTERM arrived during the load (rclpy shut down)
+            raise _StartupInterrupted()
         self._input_size_text = ("x".join(str(v) for v in seg.input_size)
                                  if seg.input_size else "full resolution")
         log.info(f"model ready: backend {seg.backend_name}, device {seg.device}, input size "
@@ -469,6 +475,17 @@ def _stage_values(stages: StageStats) -> Dict[str, str]:
     return out
 
 
+def _start(profile: Optional[str]) -> Optional[SegmentationNode]:
+    """Build the node; None when a signal (SIGINT, SIGTERM) ended start-up."""
+    try:
+        node = SegmentationNode()
+    except _StartupInterrupted:
+        return None
+    if profile:
+        node.get_logger().info(f"Fast DDS profile: {profile} (large shared-memory segment)")
+    return node
+
+
 def main(args=None) -> int:
     """Console script: apply the Fast DDS profile, start the node, spin until SIGINT."""
     profile = qos_tools.apply_fastdds_profile()
@@ -476,17 +493,14 @@ def main(args=None) -> int:
     rclpy.init(args=args)
     node = None
     try:
-        node = SegmentationNode()
-        if profile:
-            node.get_logger().info(f"Fast DDS profile: {profile} (large shared-memory segment)")
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        executor.spin()
+        node = _start(profile)
+        if node is not None:
+            executor = SingleThreadedExecutor()
+            executor.add_node(node)
+            executor.spin()
     except StartupError as exc:
-        logger = rclpy.logging.get_logger(NODE_NAME)
-        logger.fatal(str(exc))
+        rclpy.logging.get_logger(NODE_NAME).fatal(str(exc))
         print(f"{NODE_NAME}: {exc}", file=sys.stderr)
-        rclpy.try_shutdown()
         return 1
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
