@@ -104,6 +104,7 @@ def test_bench_cameras(bench_checkpoint, inference_cache_dir, tmp_path, capsys):
         assert g["frames"] == 4 and g["throughput_fps"] > 0
         assert g["latency"]["n"] == (2 if mode == "batched" else 4)
         assert g["peak_rss_mb_sum"] > 50           # each process holds torch + the model
+        assert g["cpu_s_per_frame"] > 0
     q = res["ratios_batched_over_separate"]
     assert q["peak_rss"] == pytest.approx(res["batched"]["peak_rss_mb_sum"] / res["separate"]["peak_rss_mb_sum"])
     # One model copy instead of two: clearly less memory.
