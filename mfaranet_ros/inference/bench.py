@@ -27,6 +27,8 @@ import numpy as np
 
 __all__ = ["Stats", "stats", "bench_single", "bench_cameras", "format_table", "format_camera_table"]
 
+BASELINE = "torch-eager (baseline)"
+
 
 @dataclass
 class Stats:
@@ -45,17 +47,6 @@ def stats(samples_s: Sequence[float], frames_per_sample: int = 1) -> Stats:
     med = float(np.median(a))
     return Stats(med, float(np.percentile(a, 90)), float(np.percentile(a, 99)),
                  1e3 * frames_per_sample / med if med > 0 else float("inf"), len(a))
-
-
-def _time(fn, iterations: int, warmup: int) -> List[float]:
-    for _ in range(warmup):
-        fn()
-    out = []
-    for _ in range(iterations):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return out
 
 
 def _synthetic_frame(height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -100,22 +91,27 @@ def random_checkpoint(directory: str) -> str:
     return path
 
 
-def _measure(seg, input_size, frame_size, iterations, warmup) -> Tuple[Stats, Stats, float]:
-    """(bare model, whole segmenter call, median pre+post ms) for one segmenter."""
-    net = seg.network_shape(frame_size)
-    pixels = _synthetic_frame(*net)[None]
-    frame = _synthetic_frame(*frame_size, seed=1)
-    seg.warmup(frame_size)
-    backend = seg.backend
-    model_t = _time(lambda: backend.run(pixels), iterations, warmup)
-    pre_post: List[float] = []
+class _Subject:
+    """One segmenter under test, with its inputs and collected samples."""
 
-    def call():
-        r = seg.segment(frame, color=True, overlay=True)
-        pre_post.append(r.timings["preprocess"] + r.timings["postprocess"])
+    def __init__(self, name: str, seg, frame_size: Tuple[int, int]) -> None:
+        self.name, self.seg = name, seg
+        self.pixels = _synthetic_frame(*seg.network_shape(frame_size))[None]
+        self.frame = _synthetic_frame(*frame_size, seed=1)
+        self.model_s: List[float] = []
+        self.segment_s: List[float] = []
+        self.pre_post_ms: List[float] = []
 
-    seg_t = _time(call, iterations, warmup)
-    return stats(model_t), stats(seg_t), float(np.median(pre_post[warmup:] or pre_post))
+    def step(self, record: bool) -> None:
+        t0 = time.perf_counter()
+        self.seg.backend.run(self.pixels)
+        t1 = time.perf_counter()
+        r = self.seg.segment(self.frame, color=True, overlay=True)
+        t2 = time.perf_counter()
+        if record:
+            self.model_s.append(t1 - t0)
+            self.segment_s.append(t2 - t1)
+            self.pre_post_ms.append(r.timings["preprocess"] + r.timings["postprocess"])
 
 
 def bench_single(weights: str, backends: Sequence[str], input_sizes: Sequence[Tuple[int, int]],
@@ -123,7 +119,11 @@ def bench_single(weights: str, backends: Sequence[str], input_sizes: Sequence[Tu
                  warmup: int = 2, pruned: bool = False, precision: str = "fp32",
                  device: Optional[str] = None, cache_dir: Optional[str] = None,
                  log=print) -> List[Row]:
-    """One baseline row and one row per backend for every input size."""
+    """One baseline row and one row per backend for every input size.
+
+    The subjects are measured interleaved (baseline, backend 1, backend 2, baseline, ...)
+    so that a background load that comes and goes weighs on all of them alike.
+    """
     from ..model import read_checkpoint
     from .backends import BackendUnavailable, ModelSource, create_backend
     from .backends.torch_backend import TorchBackend
@@ -135,27 +135,35 @@ def bench_single(weights: str, backends: Sequence[str], input_sizes: Sequence[Tu
     meta = read_checkpoint(weights).metadata
     cache = resolve_cache_dir(cache_dir)
     for size in input_sizes:
+        tag = f"[{size[0]}x{size[1]}]"
         fsize = tuple(frame_size) if frame_size else tuple(size)
-        baseline = Segmenter(TorchBackend(source, "cpu", "fp32", channels_last=False), meta, size)
-        log(f"[{size[0]}x{size[1]}] baseline: {baseline.describe()} ...")
-        bm, bs, bpp = _measure(baseline, size, fsize, iterations, warmup)
-        rows.append(Row("torch-eager (baseline)", baseline.describe(), tuple(size), fsize, bm, bs,
-                        bpp, 100 * bpp / bm.median_ms, 1.0, 1.0))
-        del baseline
+        subjects = [_Subject(BASELINE, Segmenter(
+            TorchBackend(source, "cpu", "fp32", channels_last=False), meta, size), fsize)]
+        unavailable: List[Row] = []
         for name in backends:
             try:
                 be = create_backend(name, source, device=device, precision=precision, cache=cache)
             except (BackendUnavailable, ValueError) as exc:
-                log(f"[{size[0]}x{size[1]}] {name}: unavailable: {exc}")
-                rows.append(Row(name, "", tuple(size), fsize, None, None, error=str(exc)))
+                log(f"{tag} {name}: unavailable: {exc}")
+                unavailable.append(Row(name, "", tuple(size), fsize, None, None, error=str(exc)))
                 continue
-            seg = Segmenter(be, meta, size)
-            log(f"[{size[0]}x{size[1]}] {name}: {seg.describe()} ...")
-            m, s, pp = _measure(seg, size, fsize, iterations, warmup)
-            rows.append(Row(name, seg.describe(), tuple(size), fsize, m, s, pp,
-                            100 * pp / m.median_ms, bm.median_ms / m.median_ms,
-                            bs.median_ms / s.median_ms))
-            del seg, be
+            subjects.append(_Subject(name, Segmenter(be, meta, size), fsize))
+        for sub in subjects:
+            log(f"{tag} {sub.name}: {sub.seg.describe()}: warm-up ...")
+            sub.seg.warmup(fsize)
+        log(f"{tag} measuring {len(subjects)} subjects interleaved, {iterations} iterations ...")
+        for i in range(warmup + iterations):
+            for sub in subjects:
+                sub.step(record=i >= warmup)
+        base_m, base_s = stats(subjects[0].model_s), stats(subjects[0].segment_s)
+        for sub in subjects:
+            m, s = stats(sub.model_s), stats(sub.segment_s)
+            pp = float(np.median(sub.pre_post_ms))
+            rows.append(Row(sub.name, sub.seg.describe(), tuple(size), fsize, m, s, pp,
+                            100 * pp / m.median_ms, base_m.median_ms / m.median_ms,
+                            base_s.median_ms / s.median_ms))
+        rows.extend(unavailable)
+        del subjects
     return rows
 
 
