@@ -161,6 +161,17 @@ def _load_training_state(path: str, model: MFARANet, optimizer: torch.optim.Opti
     return int(state["iteration"])
 
 
+def _truncate_log(path: str, iteration: int) -> None:
+    """Drops log rows past ``iteration``: a run killed after its last checkpoint logged
+    iterations that the resumed run will do again."""
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    kept = rows[:1] + [r for r in rows[1:] if r and int(r[0]) <= iteration]
+    if len(kept) != len(rows):
+        with open(path, "w", newline="") as f:
+            csv.writer(f).writerows(kept)
+
+
 def validate(model: MFARANet, dataset, cfg: Dict, device: torch.device, rank: int = 0,
              world: int = 1) -> np.ndarray:
     """Confusion matrix over the validation set (each process takes every world-th frame)."""
@@ -258,6 +269,8 @@ def train(cfg: Dict, resume: bool = True, stop_at: Optional[int] = None,
     if rank == 0 and not os.path.isfile(log_path):
         with open(log_path, "w", newline="") as f:
             csv.writer(f).writerow(fields)
+    elif rank == 0:
+        _truncate_log(log_path, start)
     bar = None
     if rank == 0 and tcfg.get("progress", True):
         from tqdm import tqdm
