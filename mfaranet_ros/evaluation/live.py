@@ -41,16 +41,26 @@ def _init_rclpy():
                        f"requirements-ros-pypi.txt): {exc}") from None
     from mfaranet_ros.ros.qos import apply_fastdds_profile
 
+    from rclpy.signals import SignalHandlerOptions
+
     apply_fastdds_profile()
     if not rclpy.ok():
-        rclpy.init()
+        # Python's own SIGINT handling: Ctrl-C raises KeyboardInterrupt wherever the loop
+        # is (rclpy's handler would shut the context down under a publishing loop).
+        rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
     return rclpy
 
 
 def _shutdown(rclpy, node) -> None:
     node.destroy_node()
-    if rclpy.ok():
-        rclpy.shutdown()
+    rclpy.try_shutdown()   # Ctrl-C may have shut the context down already
+
+
+def _interrupts():
+    """What Ctrl-C raises in an rclpy loop: KeyboardInterrupt, or rclpy's own shutdown."""
+    from rclpy.executors import ExternalShutdownException
+
+    return (KeyboardInterrupt, ExternalShutdownException)
 
 
 def _msg_class(msgtype: str):
@@ -159,7 +169,7 @@ def play_bag(path, options: Optional[PlayOptions] = None) -> Dict:
             if not options.loop or (options.max_frames is not None
                                     and published >= options.max_frames):
                 break
-    except KeyboardInterrupt:
+    except _interrupts():
         interrupted = True
     finally:
         wall = time.monotonic() - wall0
@@ -362,7 +372,7 @@ def evaluate_live(bag_path, out_dir, options: Optional[LiveOptions] = None, *,
             if now - watcher.last_event > options.idle_s:
                 detail = f"no frame for {options.idle_s:g} s: the bag has ended."
                 break
-    except KeyboardInterrupt:
+    except _interrupts():
         status, detail = "interrupted", "stopped by Ctrl-C."
     finally:
         _shutdown(rclpy, node)

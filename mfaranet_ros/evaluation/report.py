@@ -90,7 +90,9 @@ def format_headline(report: Dict) -> str:
     """``mIoU 61.2 %, pixel accuracy 93.0 %, 12.3 FPS (...)`` from a report dict."""
     parts = []
     acc = report.get("accuracy")
-    if acc and acc.get("miou") is not None:
+    if not report.get("frames", {}).get("processed"):
+        parts.append("no frame evaluated")
+    elif acc and acc.get("miou") is not None:
         parts.append(f"mIoU {100 * acc['miou']:.1f} %")
         parts.append(f"pixel accuracy {100 * acc['pixel_accuracy']:.1f} %")
     else:
