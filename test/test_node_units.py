@@ -89,9 +89,6 @@ def test_profile_applied_unless_the_user_set_one():
     mine = {qos_tools.PROFILE_ENV: "/etc/my_profile.xml"}
     assert qos_tools.apply_fastdds_profile(mine) is None
     assert mine[qos_tools.PROFILE_ENV] == "/etc/my_profile.xml"
-    env = {qos_tools.PUBLICATION_MODE_ENV: "SYNCHRONOUS"}
-    assert not qos_tools.apply_async_publication(env)
-    assert env[qos_tools.PUBLICATION_MODE_ENV] == "SYNCHRONOUS"
 
 
 def test_stage_stats_percentiles():

@@ -489,7 +489,6 @@ def _start(profile: Optional[str]) -> Optional[SegmentationNode]:
 def main(args=None) -> int:
     """Console script: apply the Fast DDS profile, start the node, spin until SIGINT."""
     profile = qos_tools.apply_fastdds_profile()
-    qos_tools.apply_async_publication()
     rclpy.init(args=args)
     node = None
     try:

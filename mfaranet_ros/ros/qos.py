@@ -18,7 +18,6 @@ __all__ = ["PROFILE_ENV", "profile_path", "apply_fastdds_profile", "choose_relia
            "input_qos", "output_qos", "reliability_name"]
 
 PROFILE_ENV = "FASTDDS_DEFAULT_PROFILES_FILE"
-PUBLICATION_MODE_ENV = "RMW_FASTRTPS_PUBLICATION_MODE"
 
 
 def profile_path() -> str:
@@ -37,21 +36,6 @@ def apply_fastdds_profile(environ: Optional[MutableMapping[str, str]] = None) ->
         return None
     env[PROFILE_ENV] = profile_path()
     return env[PROFILE_ENV]
-
-
-def apply_async_publication(environ: Optional[MutableMapping[str, str]] = None) -> bool:
-    """Let Fast DDS send from its own thread (unless the user chose a mode).
-
-    Synchronous publication copies a 6 MB output to every subscriber inside
-    ``publish()``, on the node's inference thread (~14 ms per output measured here);
-    asynchronous publication returns once the sample is in the writer's history.
-    Must run before ``rclpy.init``. Returns True when it set the mode.
-    """
-    env = os.environ if environ is None else environ
-    if env.get(PUBLICATION_MODE_ENV):
-        return False
-    env[PUBLICATION_MODE_ENV] = "ASYNCHRONOUS"
-    return True
 
 
 def choose_reliability(setting: str, offered: Iterable[ReliabilityPolicy],
