@@ -95,3 +95,26 @@ def test_play_bag_rate_and_loop(tmp_path):
     # 12 frames at 10 Hz x2 (a loop restarts one period after the last frame): 11 gaps of
     # 50 ms = 0.55 s of schedule.
     assert 0.5 <= stats["wall_s"] < 3.0 and wall >= stats["wall_s"]
+
+
+def test_play_bag_stops_on_ctrl_c(tmp_path):
+    import signal
+
+    bag = make_synthetic_bag(tmp_path / "drive", SyntheticBagSpec(frames=3, size=(16, 32),
+                                                                  labels="none"))
+    log_path = tmp_path / "play.log"
+    proc = _mfaranet("play-bag", bag["path"], "--loop", log_path=log_path)
+    try:
+        deadline = time.monotonic() + 90
+        while "playing 3 frames" not in log_path.read_text() and time.monotonic() < deadline:
+            assert proc.poll() is None, log_path.read_text()
+            time.sleep(0.05)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        rc = proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    output = log_path.read_text()
+    assert rc == 130, output
+    assert "(interrupted)" in output and "Traceback" not in output
