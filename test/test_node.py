@@ -15,7 +15,6 @@ import pytest
 pytest.importorskip("rclpy", reason="needs rclpy (requirements-ros-pypi.txt)")
 
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 from mfaranet_ros.ros.parameters import PARAMETER_NAMES, PARAMETERS  # noqa: E402

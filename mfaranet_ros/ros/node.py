@@ -35,7 +35,7 @@ from . import qos as qos_tools
 from .conversions import ImageFormatError, compressed_to_rgb, image_to_rgb, serialize_image
 from .parameters import PARAMETERS, NodeConfig, ParamSpec, resolve_weights, topic_layout, \
     validate_parameter
-from .stats import ERROR, OK, WARN, InputCounters, QosEventCounters, StageStats, assess
+from .stats import OK, WARN, InputCounters, QosEventCounters, StageStats, assess
 
 __all__ = ["SegmentationNode", "StartupError", "main"]
 
