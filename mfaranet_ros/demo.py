@@ -82,6 +82,7 @@ def _demo(args: argparse.Namespace) -> int:
     from mfaranet_ros.evaluation.synthbag import SyntheticBagSpec
 
     t0 = time.perf_counter()
+    args.weights_given = args.weights is not None
     spec = SyntheticBagSpec(frames=args.frames, size=args.size, rate_hz=args.rate,
                             seed=args.seed, storage="mcap")
     bag = _ensure_bag(Path(args.bag), spec, args.regenerate, not args.no_progress)
@@ -89,6 +90,8 @@ def _demo(args: argparse.Namespace) -> int:
         print(f"Using the synthetic driving bag {bag['path']} ({spec.frames} frames, "
               f"{spec.size[0]}x{spec.size[1]})")
     args.weights = _find_weights(args.weights)
+    if args.input_size is None:
+        args.input_size = "checkpoint"   # the demo runs the weights at their trained size
     segmenter, weights = load_segmenter(args)
     size = segmenter.input_size
     print(f"Model {weights}: {segmenter.backend_name} on {segmenter.device}"
@@ -105,6 +108,10 @@ def _print_summary(report: Dict, bag: Dict, args: argparse.Namespace, wall: floa
     from mfaranet_ros.evaluation.report import format_headline
 
     out = Path(args.out)
+    size = report["model"]["input_size"]
+    node_args = f" -p weights:={report['model']['weights']}" if args.weights_given else ""
+    if size:
+        node_args += f" -p input_size:=[{size[0]},{size[1]}]"
     lat = report["latency_ms"].get("total", {})
     outputs = report["outputs"]
     status = "" if report["status"] == "complete" else f" ({report['status'].upper()}: partial)"
@@ -134,7 +141,7 @@ def _print_summary(report: Dict, bag: Dict, args: argparse.Namespace, wall: floa
         f"  RViz:     ros2 bag play {outputs.get('bag', '')} --loop   and   "
         f"rviz2 -d config/mfaranet.rviz   (Overlay and Color displays)",
         "  Live, with the node (three terminals):",
-        f"    segmentation_node --ros-args -r image:={bag['image_topic']}",
+        f"    segmentation_node --ros-args -r image:={bag['image_topic']}{node_args}",
         f"    mfaranet eval-bag {bag['path']} --live --label-topic {bag['label_topic']} "
         f"--out {out}_live",
         f"    mfaranet play-bag {bag['path']}",

@@ -245,3 +245,22 @@ def test_sigint_to_the_command_stops_between_frames(tmp_path, tiny_checkpoint):
     assert 2 <= done < frames
     msgs = _read_mcap(tmp_path / "out" / OUTPUT_BAG_NAME / f"{OUTPUT_BAG_NAME}.mcap")
     assert {len(v) for v in msgs.values()} == {done}   # every frame written whole
+
+
+def test_input_size_option_reads_the_checkpoints_size(tmp_path, tiny_checkpoint):
+    import argparse
+
+    import torch
+
+    from mfaranet_ros.evaluation.cli import checkpoint_input_size, parse_input_size
+    from mfaranet_ros.model import MFARANet, cityscapes_metadata, save_checkpoint
+
+    torch.manual_seed(0)
+    path = tmp_path / "sized.pth"
+    save_checkpoint(path, MFARANet(19), cityscapes_metadata(source="test", input_size=[32, 64]))
+    assert checkpoint_input_size(str(path)) == (32, 64)
+    assert checkpoint_input_size(str(tiny_checkpoint)) is None     # records none
+    assert parse_input_size("checkpoint") == "checkpoint"
+    assert parse_input_size("48x96") == (48, 96)
+    with pytest.raises(argparse.ArgumentTypeError, match="expected HxW"):
+        parse_input_size("big")

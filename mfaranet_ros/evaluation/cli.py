@@ -12,6 +12,11 @@ log = logging.getLogger(__name__)
 DEFAULT_WEIGHTS = "mfaranet_synthetic.pth"
 
 
+def parse_input_size(text: str):
+    """``--input-size``: ``HxW``, or ``checkpoint`` for the size the weights record."""
+    return "checkpoint" if text == "checkpoint" else parse_size(text)
+
+
 def parse_size(text: str) -> Tuple[int, int]:
     """``512x1024`` or ``512,1024`` -> ``(512, 1024)`` (H, W)."""
     parts = text.lower().replace(",", "x").split("x")
@@ -41,12 +46,20 @@ def add_segmenter_options(p: argparse.ArgumentParser) -> None:
                    choices=("auto", "tensorrt", "onnxruntime", "torch"))
     g.add_argument("--device", default="", help="cpu, cuda, cuda:N (default: CUDA if present)")
     g.add_argument("--precision", default="fp32", choices=("fp32", "fp16"))
-    g.add_argument("--input-size", type=parse_size, default=None, metavar="HxW",
-                   help="network input size (default: the checkpoint's metadata.input_size)")
-    g.add_argument("--full-resolution", action="store_true",
-                   help="run the network at each frame's own size instead")
+    g.add_argument("--input-size", type=parse_input_size, default=None,
+                   metavar="HxW|checkpoint",
+                   help="network input size; 'checkpoint': the size the weights record "
+                        "(default, as the node: every frame at full resolution)")
     g.add_argument("--pruned", action="store_true", help="the pruned network variant")
     g.add_argument("--cache-dir", default=None, help="engine / exported-model cache")
+
+
+def checkpoint_input_size(weights: str) -> Optional[Tuple[int, int]]:
+    """The network input size the checkpoint records (what it was trained at), if any."""
+    from mfaranet_ros.model import read_checkpoint
+
+    stored = read_checkpoint(weights).metadata.input_size
+    return (int(stored[0]), int(stored[1])) if stored else None
 
 
 def load_segmenter(args: argparse.Namespace):
@@ -56,12 +69,8 @@ def load_segmenter(args: argparse.Namespace):
     if not os.path.isfile(weights):
         raise SystemExit(f"error: weights not found: {weights} (pass --weights)")
     size = args.input_size
-    if size is None and not args.full_resolution:
-        from mfaranet_ros.model import read_checkpoint
-
-        # The size the weights were trained at, as the checkpoint records it.
-        stored = read_checkpoint(weights).metadata.input_size
-        size = tuple(stored) if stored else None
+    if size == "checkpoint":
+        size = checkpoint_input_size(weights)
     seg = Segmenter.from_checkpoint(
         weights, backend=args.backend, device=args.device or None, precision=args.precision,
         input_size=size, pruned=args.pruned, cache_dir=args.cache_dir)
