@@ -20,7 +20,7 @@ import time
 from typing import Any, Dict, List, Optional, Tuple
 
 import rclpy
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 ParameterType, SetParametersResult)
 from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
@@ -31,11 +31,12 @@ from rclpy.parameter import Parameter
 from rclpy.qos import QoSPolicyKind, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 
+from . import diagnostics
 from . import qos as qos_tools
 from .conversions import ImageFormatError, compressed_to_rgb, image_to_rgb, serialize_image
 from .parameters import PARAMETERS, NodeConfig, ParamSpec, resolve_weights, topic_layout, \
     validate_parameter
-from .stats import OK, WARN, InputCounters, QosEventCounters, StageStats, assess
+from .stats import InputCounters, QosEventCounters, StageStats, assess
 
 __all__ = ["SegmentationNode", "StartupError", "main"]
 
@@ -367,17 +368,10 @@ class SegmentationNode(Node):
         self.stages.add(times)
         with self._lock:
             cam.counters.processed += 1
-        values = {f"{k}_ms": f"{v:.3f}" for k, v in times.items()}
-        values["queue_ms"] = f"{(t_start - t_recv) * 1000.0:.3f}"
-        values["batch_size"] = str(batch_size)
-        values["outputs"] = ",".join(sent)
-        report = DiagnosticArray()
-        report.header = header
-        report.status = [DiagnosticStatus(
-            level=DiagnosticStatus.OK, name=f"{self.get_fully_qualified_name()}/latency"
-            + (f"/{cam.key}" if cam.key else ""), message="stage times in ms",
-            hardware_id=str(self.segmenter.device),
-            values=[KeyValue(key=k, value=v) for k, v in values.items()])]
+        report = diagnostics.latency_report(
+            header, f"{self.get_fully_qualified_name()}/latency"
+            + (f"/{cam.key}" if cam.key else ""), str(self.segmenter.device), times,
+            (t_start - t_recv) * 1000.0, batch_size, sent)
         cam.pubs["latency"].publish(report)
 
     # -------------------------------------------------------------- diagnostics
@@ -401,18 +395,6 @@ class SegmentationNode(Node):
 
     def _node_status(self, health, now: float) -> DiagnosticStatus:
         seg = self.segmenter
-        totals = {"received": 0, "processed": 0, "dropped": 0, "rejected": 0}
-        rate_in = rate_out = 0.0
-        reasons = []
-        for cam in self.cameras:
-            for k in totals:
-                totals[k] += getattr(cam.counters, k)
-            w = cam.counters.window(now)
-            rate_in += w.rate_in
-            rate_out += w.rate_out
-            if cam.counters.last_reject_reason:
-                reasons.append(cam.counters.last_reject_reason)
-        ev = self.qos_events
         values = {
             "backend": seg.backend_name, "device": str(seg.device),
             "precision": self.cfg.precision, "input_size": self._input_size_text,
@@ -421,42 +403,20 @@ class SegmentationNode(Node):
             "input_reliability": " ".join(qos_tools.reliability_name(c.reliability)
                                           for c in self.cameras),
             "publishers": str(sum(c.publisher_count for c in self.cameras)),
-            "frames_received": str(totals["received"]),
-            "frames_processed": str(totals["processed"]),
-            "frames_dropped": str(totals["dropped"]),
-            "frames_rejected": str(totals["rejected"]),
-            "last_reject_reason": reasons[-1] if reasons else "",
-            "input_rate_hz": f"{rate_in:.2f}", "output_rate_hz": f"{rate_out:.2f}",
-            "inference_failures": str(self._failures), "last_error": self._last_error,
-            "qos_incompatible_publishers": str(ev.incompatible_requested),
-            "qos_incompatible_subscribers": str(ev.incompatible_offered),
-            "qos_messages_lost": str(ev.messages_lost),
-            "qos_last_policy": ev.last_policy, "qos_last_topic": ev.last_topic,
         }
-        values.update(_stage_values(self.stages))
-        return DiagnosticStatus(
-            level=bytes([health.level]), name=f"{self.get_name()}: segmentation",
-            message=health.message, hardware_id=str(seg.device),
-            values=[KeyValue(key=k, value=v) for k, v in values.items()])
+        values.update(diagnostics.counter_values((c.counters for c in self.cameras), now))
+        values.update({"inference_failures": str(self._failures),
+                       "last_error": self._last_error})
+        values.update(diagnostics.qos_values(self.qos_events))
+        values.update(diagnostics.stage_values(self.stages))
+        return diagnostics.status(health.level, f"{self.get_name()}: segmentation",
+                                  health.message, str(seg.device), values)
 
     def _camera_status(self, cam: CameraInput, now: float) -> DiagnosticStatus:
-        c = cam.counters
-        w = c.window(now)
-        level = WARN if (w.dropped or w.rejected) else OK
-        message = "ok" if level == OK else (
-            f"{w.dropped} dropped, {w.rejected} rejected recently")
-        values = {"topic": cam.resolved_topic,
-                  "reliability": qos_tools.reliability_name(cam.reliability),
-                  "publishers": str(cam.publisher_count),
-                  "frames_received": str(c.received), "frames_processed": str(c.processed),
-                  "frames_dropped": str(c.dropped), "frames_rejected": str(c.rejected),
-                  "last_reject_reason": c.last_reject_reason,
-                  "input_rate_hz": f"{w.rate_in:.2f}", "output_rate_hz": f"{w.rate_out:.2f}"}
-        values.update(_stage_values(cam.stages))
-        return DiagnosticStatus(
-            level=bytes([level]), name=f"{self.get_name()}: camera {cam.key}",
-            message=message, hardware_id=str(self.segmenter.device),
-            values=[KeyValue(key=k, value=v) for k, v in values.items()])
+        return diagnostics.camera_status(
+            f"{self.get_name()}: camera {cam.key}", str(self.segmenter.device),
+            cam.resolved_topic, qos_tools.reliability_name(cam.reliability),
+            cam.publisher_count, cam.counters, cam.stages, now)
 
     # ------------------------------------------------------------------ shutdown
     def close(self) -> None:
@@ -464,15 +424,6 @@ class SegmentationNode(Node):
             self._stop = True
             self._wake.notify_all()
         self._worker.join(timeout=5.0)
-
-
-def _stage_values(stages: StageStats) -> Dict[str, str]:
-    out = {}
-    for stage, (p50, p95, vmax) in stages.summary().items():
-        out[f"{stage}_p50_ms"] = f"{p50:.2f}"
-        out[f"{stage}_p95_ms"] = f"{p95:.2f}"
-        out[f"{stage}_max_ms"] = f"{vmax:.2f}"
-    return out
 
 
 def _start(profile: Optional[str]) -> Optional[SegmentationNode]:
