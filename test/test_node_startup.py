@@ -65,7 +65,7 @@ def test_signal_during_start_up_exits_cleanly(tmp_path, sig):
 
     ckpt = constant_checkpoint(tmp_path / "car.pth")
     node = NodeProcess(tmp_path, "-p", f"weights:={ckpt}", "-p", "backend:=torch",
-                       "-p", "input_size:=[512, 1024]")
+                       "-p", "input_size:=[384, 768]")
     assert node.wait_for_log("loading", 30.0), node.output()
     time.sleep(0.5)  # inside the Segmenter's load / warm-up
     node.proc.send_signal(getattr(signal, sig))
