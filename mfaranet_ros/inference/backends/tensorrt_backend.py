@@ -146,10 +146,17 @@ class TensorRTBackend(Backend):
         key = self.key(*shape)
         directory = self.cache.path or (self.cache.requested if self.cache.requested.is_dir() else None)
         path, why = lookup(directory, "mfaranet-trt", key, "ep")
+        mod = None
         if path is not None:
             log.info("loading cached TensorRT engine %s", path)
-            mod = self._trt.load(str(path)).module()
-        else:
+            try:
+                mod = self._trt.load(str(path)).module()
+            except (RuntimeError, OSError, ValueError, KeyError) as exc:
+                # e.g. an engine serialized by another TensorRT build: rebuild, never trust it
+                why = f"cached engine {path.name} failed to load ({type(exc).__name__}: {exc})"
+                log.warning("%s; rebuilding", why)
+                path = None
+        if mod is None:
             where = self.cache.path or "memory only (cache directory not writable)"
             log.info("building the TensorRT engine for %s, %dx%dx%d, %s on %s (%s); this can take "
                      "minutes; cached at %s", self.source.describe(), batch, height, width,
