@@ -264,3 +264,17 @@ def test_input_size_option_reads_the_checkpoints_size(tmp_path, tiny_checkpoint)
     assert parse_input_size("48x96") == (48, 96)
     with pytest.raises(argparse.ArgumentTypeError, match="expected HxW"):
         parse_input_size("big")
+
+
+def test_rerun_without_ground_truth_leaves_no_stale_accuracy(tmp_path, segmenter):
+    bag = make_synthetic_bag(tmp_path / "in", SyntheticBagSpec(frames=2, size=SIZE))
+    evaluate_bag(bag["path"], tmp_path / "out", segmenter,
+                 EvalOptions(label_topic="/camera/labels", progress=False))
+    assert (tmp_path / "out" / "per_class_iou.png").is_file()
+    report = evaluate_bag(bag["path"], tmp_path / "out", segmenter,
+                          EvalOptions(image_topic="/camera/image_raw", progress=False))
+    assert report["accuracy"] is None and report["frames"]["with_ground_truth"] == 0
+    assert not (tmp_path / "out" / "per_class_iou.png").exists()
+    assert "no ground truth" in (tmp_path / "out" / "report.md").read_text()
+    assert len(_read_mcap(tmp_path / "out" / OUTPUT_BAG_NAME /
+                          f"{OUTPUT_BAG_NAME}.mcap")["/mfaranet/labels"]) == 2

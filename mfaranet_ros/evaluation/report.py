@@ -19,7 +19,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-__all__ = ["ThumbnailStrip", "write_report", "format_headline"]
+__all__ = ["ThumbnailStrip", "write_report", "format_headline", "PLOTS"]
+
+PLOTS = ("per_class_iou.png", "latency_histogram.png", "overlay_strip.png")
 
 log = logging.getLogger(__name__)
 
@@ -255,6 +257,8 @@ def write_report(report: Dict, out_dir, *, latency_samples: Dict[str, List[float
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    for stale in PLOTS:   # a plot this run cannot draw must not survive from an earlier one
+        (out / stale).unlink(missing_ok=True)
     written: Dict[str, str] = {}
     images: Dict[str, str] = {}
     if _plot_iou(report, palette, out / "per_class_iou.png"):
