@@ -25,6 +25,7 @@ __all__ = [
     "BagReader",
     "BagWriter",
     "decode_image",
+    "read_errors",
     "stamp_to_ns",
 ]
 
@@ -107,7 +108,7 @@ def decode_image(msg, msgtype: str, *, mono: bool = False) -> np.ndarray:
     return np.ascontiguousarray(rgb)
 
 
-def _read_errors() -> Tuple[type, ...]:
+def read_errors() -> Tuple[type, ...]:
     """What a damaged bag raises inside ``rosbags``, its storage and its codecs."""
     import sqlite3
 
@@ -155,7 +156,7 @@ class BagReader:
             raise BagError(
                 f"{str(self.path)!r} is not a bag: expected a rosbag2 folder with "
                 f"metadata.yaml, a .mcap or .db3 file, or a ROS 1 .bag ({exc})") from None
-        except _read_errors() as exc:
+        except read_errors() as exc:
             raise BagError(
                 f"cannot open bag {str(self.path)!r}: it is damaged or not a bag "
                 f"({type(exc).__name__}: {exc})") from None
@@ -205,7 +206,7 @@ class BagReader:
         msgtype = self.require_topic(topic, "label" if mono else "image")
         reader = self.reader
         conns = [c for c in reader.connections if c.topic == topic]
-        errors = _read_errors()
+        errors = read_errors()
         it = reader.messages(connections=conns)
         index = 0
         while True:

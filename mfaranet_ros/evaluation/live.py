@@ -21,7 +21,7 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from .bags import COMPRESSED_IMAGE, IMAGE, BagError, BagReader
+from .bags import COMPRESSED_IMAGE, IMAGE, BagError, BagReader, read_errors
 
 __all__ = ["PlayOptions", "play_bag", "LiveOptions", "evaluate_live"]
 
@@ -105,7 +105,7 @@ def _bag_messages(path, topic: Optional[str]):
                 # ROS 1 bags store ROS 1 serialization; DDS wants CDR.
                 data = raw if reader.is2 else reader.typestore.ros1_to_cdr(raw, conn.msgtype)
                 out.append((int(t), bytes(data)))
-        except Exception as exc:  # noqa: BLE001 - any storage error: report it, named
+        except read_errors() as exc:
             raise BagError(f"bag {str(path)!r} is damaged: reading {topic!r} failed "
                            f"after {len(out)} messages ({type(exc).__name__}: {exc})") from None
     if not out:
@@ -210,7 +210,7 @@ def _stage_times(msg) -> Dict[str, float]:
 class _Watcher:
     """Subscriptions and bookkeeping of one live evaluation."""
 
-    def __init__(self, rclpy, node, options: LiveOptions, run, truth, stamp_index) -> None:
+    def __init__(self, node, options: LiveOptions, run, truth, stamp_index) -> None:
         from diagnostic_msgs.msg import DiagnosticArray
         from sensor_msgs.msg import CompressedImage, Image
 
@@ -237,7 +237,6 @@ class _Watcher:
         node.create_subscription(Image, f"{ns}/labels", self._on_labels, qos)
         node.create_subscription(Image, f"{ns}/overlay", self._on_overlay, qos)
         node.create_subscription(DiagnosticArray, f"{ns}/latency", self._on_latency, qos)
-        self.DiagnosticArray = DiagnosticArray
 
     def ensure_input_subscription(self) -> None:
         """Subscribes to the camera topic once its publisher is known (to match its QoS)."""
@@ -326,7 +325,7 @@ def evaluate_live(bag_path, out_dir, options: Optional[LiveOptions] = None, *,
     from mfaranet_ros.model import cityscapes_metadata
 
     from .groundtruth import FolderGroundTruth, TopicGroundTruth
-    from .offline import _Run
+    from .offline import FrameAccumulator
     from .report import write_report
 
     options = options or LiveOptions()
@@ -344,11 +343,11 @@ def evaluate_live(bag_path, out_dir, options: Optional[LiveOptions] = None, *,
         truth = FolderGroundTruth(options.gt_folder, options.gt_match, options.gt_ids)
         if truth.match == "index":
             stamp_index = _stamp_index(bag_path, options.image_topic)
-    run = _Run(meta.class_names, meta.palette, getattr(meta, "ignore_index", 255))
+    run = FrameAccumulator(meta.class_names, meta.palette, getattr(meta, "ignore_index", 255))
 
     rclpy = _init_rclpy()
     node = rclpy.create_node("mfaranet_eval_live")
-    watcher = _Watcher(rclpy, node, options, run, truth, stamp_index)
+    watcher = _Watcher(node, options, run, truth, stamp_index)
     status, detail = "complete", ""
     t0 = time.monotonic()
     try:

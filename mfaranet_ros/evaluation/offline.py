@@ -24,7 +24,7 @@ from .groundtruth import FolderGroundTruth, GroundTruth, TopicGroundTruth
 from .metrics import ConfusionMatrix, LatencyStats, iou_from_matrix
 from .report import ThumbnailStrip, write_report
 
-__all__ = ["EvalOptions", "evaluate_bag", "choose_image_topic", "model_info",
+__all__ = ["EvalOptions", "evaluate_bag", "choose_image_topic", "model_info", "FrameAccumulator",
            "OUTPUT_BAG_NAME", "LATENCY_FIELDS"]
 
 log = logging.getLogger(__name__)
@@ -132,8 +132,11 @@ class _StopOnSigint:
             self._previous = None
 
 
-class _Run:
-    """Accumulators of one evaluation (shared by the offline and the live paths)."""
+class FrameAccumulator:
+    """What one evaluation accumulates per frame: confusion matrix, latencies, thumbnails.
+
+    Shared by the offline and the live paths.
+    """
 
     def __init__(self, class_names, palette, ignore_index: int = 255) -> None:
         self.class_names = list(class_names)
@@ -182,7 +185,7 @@ def evaluate_bag(bag_path, out_dir, segmenter, options: Optional[EvalOptions] = 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     meta = segmenter.metadata
-    run = _Run(meta.class_names, meta.palette, getattr(meta, "ignore_index", 255))
+    run = FrameAccumulator(meta.class_names, meta.palette, getattr(meta, "ignore_index", 255))
     ns = options.output_namespace.rstrip("/")
     status, detail, failure = "complete", "", None
     t_start = time.perf_counter()
@@ -283,7 +286,7 @@ def evaluate_bag(bag_path, out_dir, segmenter, options: Optional[EvalOptions] = 
 
 
 def _write_results(writer: BagWriter, ns: str, image_topic: str, frame: ImageFrame, result,
-                   gt: Optional[np.ndarray], run: _Run, timings: Dict[str, float],
+                   gt: Optional[np.ndarray], run: FrameAccumulator, timings: Dict[str, float],
                    device: str) -> None:
     t, stamp, fid = frame.log_time_ns, frame.stamp_ns, frame.frame_id
     writer.write_frame(image_topic, frame)
