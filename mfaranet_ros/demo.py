@@ -111,7 +111,7 @@ def _print_summary(report: Dict, bag: Dict, args: argparse.Namespace, wall: floa
     size = report["model"]["input_size"]
     node_args = f" -p weights:={report['model']['weights']}" if args.weights_given else ""
     if size:
-        node_args += f" -p input_size:=[{size[0]},{size[1]}]"
+        node_args += f" -p \"input_size:=[{size[0]},{size[1]}]\""
     lat = report["latency_ms"].get("total", {})
     outputs = report["outputs"]
     status = "" if report["status"] == "complete" else f" ({report['status'].upper()}: partial)"
