@@ -248,3 +248,15 @@ def test_cityscapes_table_matches_cityscapesscripts():
                    if 0 <= l.trainId < 255 and not l.ignoreInEval)
     assert [n for _, n, _ in train] == list(CITYSCAPES_CLASSES)
     assert [tuple(c) for _, _, c in train] == list(CITYSCAPES_PALETTE)
+
+
+def test_official_state_dict_without_module_prefix(official_checkpoint, golden, tmp_path):
+    # A checkpoint saved from the bare (non-DDP) official model has no "module." prefix.
+    raw = torch.load(official_checkpoint, weights_only=True)["state_dict"]
+    bare = {k[len("module."):]: v for k, v in raw.items()}
+    path = tmp_path / "bare.pth"
+    torch.save({"epoch": 1, "state_dict": bare}, path)
+    model = load_checkpoint(path)
+    with torch.inference_mode():
+        diff = (model(golden["inputs"][1]) - golden["outputs"][1]).abs().max().item()
+    assert diff < 1e-4

@@ -134,8 +134,8 @@ def official_to_project_keys(state_dict: Mapping[str, torch.Tensor]) -> Dict[str
 
 
 def _looks_official(state_dict: Mapping[str, torch.Tensor]) -> bool:
-    return any(k.lstrip("module.").startswith(("layer0.", "channel_changes.")) or
-               k.startswith("module.layer0.") for k in state_dict)
+    return any(k.removeprefix("module.").startswith(("layer0.", "channel_changes."))
+               for k in state_dict)
 
 
 # --------------------------------------------------------------------------- strict load
