@@ -73,7 +73,11 @@ class NodeProcess:
         self.log_path = tmp / f"node-{time.monotonic_ns()}.log"
         self._log = open(self.log_path, "w")
         full_env = dict(os.environ, PYTHONUNBUFFERED="1", RCUTILS_COLORIZED_OUTPUT="0",
-                        OMP_NUM_THREADS="1", **(env or {}))
+                        OMP_NUM_THREADS="1")
+        # An in-process test (the live replay) may have set the profile variable in this
+        # process; the node starts with the user's choice only: what the test passes.
+        full_env.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
+        full_env.update(env or {})
         self.proc = subprocess.Popen(node_command(*ros_args), stdout=self._log,
                                      stderr=subprocess.STDOUT, env=full_env, cwd=str(REPO))
 

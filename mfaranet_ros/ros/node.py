@@ -14,6 +14,7 @@ status carries the stage times in milliseconds as key/values (``decode_ms``,
 """
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -434,6 +435,10 @@ def _start(profile: Optional[str]) -> Optional[SegmentationNode]:
         return None
     if profile:
         node.get_logger().info(f"Fast DDS profile: {profile} (large shared-memory segment)")
+    elif os.environ.get(qos_tools.PROFILE_ENV):
+        node.get_logger().info(
+            f"Fast DDS profile: {os.environ[qos_tools.PROFILE_ENV]} (the user's, from "
+            f"{qos_tools.PROFILE_ENV}; the shipped large shared-memory profile is not applied)")
     return node
 
 
