@@ -53,6 +53,16 @@ def _check_input_size(input_size) -> Optional[Tuple[int, int]]:
     return h, w
 
 
+def _with_timings(results: List[SegmentationResult], t0: float, t1: float, t2: float,
+                  t3: float) -> List[SegmentationResult]:
+    """Gives each result of one batch the batch's stage times (ms) and size."""
+    timings = {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3,
+               "postprocess": (t3 - t2) * 1e3, "batch_size": len(results)}
+    for r in results:
+        r.timings = dict(timings)
+    return results
+
+
 class Segmenter:
     """Runs MFARANet on frames through one backend.
 
@@ -196,11 +206,7 @@ class Segmenter:
             box = letterbox_geometry(frame.shape[:2], self.network_shape(frame.shape[:2]))
             results.append(self._finish(frame, box, labels, conf, color, overlay, overlay_alpha))
         t3 = time.perf_counter()
-        timings = {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3,
-                   "postprocess": (t3 - t2) * 1e3, "batch_size": len(frames)}
-        for r in results:
-            r.timings = dict(timings)
-        return results
+        return _with_timings(results, t0, t1, t2, t3)
 
     __call__ = segment
 
@@ -240,11 +246,7 @@ class Segmenter:
                 confidence=None if conf is None else dp.download(dp.restore_confidence(conf, box)),
             ))
         t3 = time.perf_counter()
-        timings = {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3,
-                   "postprocess": (t3 - t2) * 1e3, "batch_size": len(frames)}
-        for r in results:
-            r.timings = dict(timings)
-        return results
+        return _with_timings(results, t0, t1, t2, t3)
 
     def _prepare_groups(self, frames: List[np.ndarray]) -> List[Tuple[List[int], np.ndarray]]:
         if self.input_size is None:

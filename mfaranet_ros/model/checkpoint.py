@@ -46,7 +46,7 @@ class CheckpointError(RuntimeError):
 
 # --------------------------------------------------------------------------- reading
 
-def _torch_load(path: PathLike) -> object:
+def _load_weights_only(path: PathLike) -> object:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint not found: {path!r}")
@@ -200,7 +200,7 @@ def _num_classes_of(state_dict: Mapping[str, torch.Tensor]) -> int:
 
 def read_checkpoint(path: PathLike) -> LoadedCheckpoint:
     """Reads a project or official checkpoint without building a model."""
-    obj = _torch_load(path)
+    obj = _load_weights_only(path)
     if not isinstance(obj, dict):
         raise CheckpointError(f"{os.fspath(path)!r} holds a {type(obj).__name__}, not a checkpoint dict")
     if obj.get("format") == FORMAT_TAG:
@@ -319,7 +319,7 @@ def load_backbone(model: MFARANet, path: PathLike) -> None:
     The file's classifier (``fc.*``) is the only part it holds that the encoder has no
     use for; it is dropped by name. Everything else must match exactly.
     """
-    obj = _torch_load(path)
+    obj = _load_weights_only(path)
     state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{os.fspath(path)!r} is not a backbone state dict")
