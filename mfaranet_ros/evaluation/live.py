@@ -231,16 +231,24 @@ class _Watcher:
         self.last_output: Optional[float] = None
         self.outputs = 0
         ns = options.node.rstrip("/")
+        self.labels_topic = f"{ns}/labels"
         qos = output_qos(10)
         self.input_sub = None
         self._input_types = (Image, CompressedImage)
-        node.create_subscription(Image, f"{ns}/labels", self._on_labels, qos)
+        node.create_subscription(Image, self.labels_topic, self._on_labels, qos)
         node.create_subscription(Image, f"{ns}/overlay", self._on_overlay, qos)
         node.create_subscription(DiagnosticArray, f"{ns}/latency", self._on_latency, qos)
 
     def ensure_input_subscription(self) -> None:
-        """Subscribes to the camera topic once its publisher is known (to match its QoS)."""
+        """Subscribes to the camera topic once its publisher is known (to match its QoS).
+
+        It also waits until the node's labels publisher is discovered: a player that waits
+        for its subscribers (``play-bag --wait-subscribers``) then cannot start the frames
+        before the node's outputs can reach this process.
+        """
         if self.input_sub is not None:
+            return
+        if self.node.count_publishers(self.labels_topic) < 1:
             return
         from rclpy.qos import QoSProfile
 
