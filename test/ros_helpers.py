@@ -195,6 +195,12 @@ class Client:
             time.sleep(0.02)
         raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
+    def wait_for_node(self, pub, node: "NodeProcess", timeout: float = 60.0) -> None:
+        """Waits until the node process subscribes to ``pub``; fails with its log if it died."""
+        self.wait_until(lambda: pub.get_subscription_count() > 0 or node.proc.poll() is not None,
+                        timeout, "the node to subscribe")
+        assert node.proc.poll() is None, node.output()
+
     def close(self):
         self.executor.shutdown(timeout_sec=1.0)
         self.node.destroy_node()

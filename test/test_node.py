@@ -49,9 +49,7 @@ def client(node):
     c.collect(Image, "/mfaranet/overlay", reliable(5), "overlay")
     c.pub = c.node.create_publisher(Image, "/image", reliable(1))
     try:
-        c.wait_until(lambda: c.pub.get_subscription_count() > 0 or node.proc.poll() is not None,
-                     STARTUP_S, "the node to subscribe")
-        assert node.proc.poll() is None, node.output()
+        c.wait_for_node(c.pub, node, STARTUP_S)
         c.wait_until(lambda: c.messages("diag"), 5.0, "the first /diagnostics")
         yield c
     finally:

@@ -39,9 +39,7 @@ def client(node):
     c.collect(DiagnosticArray, "/diagnostics", reliable(20), "diag")
     c.pub = c.node.create_publisher(CompressedImage, "/front/image/compressed", reliable(1))
     try:
-        c.wait_until(lambda: c.pub.get_subscription_count() > 0 or node.proc.poll() is not None,
-                     60.0, "the node to subscribe")
-        assert node.proc.poll() is None, node.output()
+        c.wait_for_node(c.pub, node)
         yield c
     finally:
         c.close()

@@ -37,9 +37,7 @@ def test_user_profile_is_kept_and_reliable_viewers_still_get_large_frames(tmp_pa
         client.collect(Image, "/mfaranet/overlay", reliable(5), "reliable")
         client.collect(Image, "/mfaranet/overlay", best_effort(5), "best_effort")
         pub = client.node.create_publisher(Image, "/image", reliable(1))
-        client.wait_until(lambda: pub.get_subscription_count() > 0
-                          or node.proc.poll() is not None, 60.0, "the node to subscribe")
-        assert node.proc.poll() is None, node.output()
+        client.wait_for_node(pub, node)
         time.sleep(0.5)
         for i in range(5):  # 640x480 rgb8 = 921 KB, above the default 512 KB segment
             pub.publish(image_msg(np.full((480, 640, 3), 90, np.uint8), "rgb8", stamp=(i, 0)))

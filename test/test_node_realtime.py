@@ -41,9 +41,7 @@ def client(slow_node):
     c.collect(Image, "/mfaranet/overlay", reliable(5), "overlay")
     c.pub = c.node.create_publisher(Image, "/image", reliable(1))
     try:
-        c.wait_until(lambda: c.pub.get_subscription_count() > 0
-                     or slow_node.proc.poll() is not None, 60.0, "the node to subscribe")
-        assert slow_node.proc.poll() is None, slow_node.output()
+        c.wait_for_node(c.pub, slow_node)
         yield c
     finally:
         c.close()
