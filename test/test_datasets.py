@@ -92,6 +92,28 @@ def test_train_transform_shapes_padding_and_determinism():
     assert all(torch.equal(x, y) for x, y in zip(a, b))
 
 
+def test_class_uniform_crop_finds_a_rare_class():
+    # a 200x300 frame that is all road but for one 2x3 pole-class patch in a corner
+    rgb = np.full((200, 300, 3), 90, np.uint8)
+    label = np.zeros((200, 300), np.uint8)
+    label[180:182, 10:13] = 5
+    label[:4] = 255  # ignore pixels are never the chosen class
+    kw = dict(crop_size=(32, 32), scale_range=(1.0, 1.0), rotate_p=0.0, flip_p=0.0)
+    plain, uniform = TrainTransform(**kw), TrainTransform(class_uniform_p=1.0, **kw)
+    rng = np.random.default_rng(0)
+    hits_plain = sum(int((plain(rgb, label, rng)[1] == 5).any()) for _ in range(200))
+    hits_uniform = [(uniform(rgb, label, rng)[1] == 5).sum().item() for _ in range(200)]
+    # uniform over {road, pole}: about half the crops hold (some of) the pole
+    assert 70 <= sum(h > 0 for h in hits_uniform) <= 130, hits_uniform
+    assert hits_plain < 10  # a uniform crop meets the patch about 2 % of the time
+    a = TrainTransform(class_uniform_p=0.5, **kw)(rgb, label, np.random.default_rng(7))
+    b = TrainTransform(class_uniform_p=0.5, **kw)(rgb, label, np.random.default_rng(7))
+    assert all(torch.equal(x, y) for x, y in zip(a, b)), "deterministic per seed"
+    only_ignore = np.full((40, 40), 255, np.uint8)
+    image, target, _ = uniform(np.zeros((40, 40, 3), np.uint8), only_ignore, rng)
+    assert target.shape == (32, 32) and (target == 255).all()
+
+
 def test_seeded_batches_resume_and_ranks():
     full = list(SeededBatches(10, 2, seed=1, start=0, stop=12))
     assert list(SeededBatches(10, 2, seed=1, start=7, stop=12)) == full[7:]

@@ -90,6 +90,33 @@ def test_resume_continues_exactly(tmp_path):
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
+def test_training_can_start_from_whole_model_weights(tmp_path):
+    from mfaranet_ros.model import CheckpointError, ModelMetadata, cityscapes_metadata, save_checkpoint
+
+    torch.manual_seed(5)
+    donor = MFARANet(19, boundary_heads=False)
+    init = tmp_path / "init.pth"
+    save_checkpoint(init, donor, cityscapes_metadata(source="donor"), half=True)
+    cfg = _tiny_config(tmp_path / "run", iterations=1)
+    cfg["model"]["init_weights"] = str(init)
+    cfg["optim"]["base_lr"] = 0.0  # no step size: the weights stay the donor's
+    cfg["optim"]["weight_decay"] = 0.0
+    _, model = train(cfg, return_model=True)
+    own = model.state_dict()
+    for key, value in donor.state_dict().items():
+        if value.is_floating_point() and "running" not in key:
+            assert torch.equal(own[key], value.half().float()), key
+    assert any(k.startswith("boundary.") for k in own), "training keeps its boundary heads"
+
+    wrong = tmp_path / "wrong.pth"
+    save_checkpoint(wrong, MFARANet(11), ModelMetadata(class_names=[f"c{i}" for i in range(11)],
+                                                       palette=[[i, i, i] for i in range(11)]))
+    cfg = _tiny_config(tmp_path / "run2", iterations=1)
+    cfg["model"]["init_weights"] = str(wrong)
+    with pytest.raises(CheckpointError, match="mis-shaped"):
+        train(cfg)
+
+
 def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

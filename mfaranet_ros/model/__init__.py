@@ -3,6 +3,7 @@ from .checkpoint import (
     CheckpointError,
     import_official,
     load_backbone,
+    load_init_weights,
     load_checkpoint,
     read_checkpoint,
     save_checkpoint,
@@ -23,6 +24,7 @@ __all__ = [
     "read_checkpoint",
     "import_official",
     "load_backbone",
+    "load_init_weights",
 ]
 
 

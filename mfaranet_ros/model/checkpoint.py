@@ -326,3 +326,20 @@ def load_backbone(model: MFARANet, path: PathLike) -> None:
     state = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
     load_state_dict_strict(model.encoder, state, source=f"backbone {os.fspath(path)!r}")
+
+
+def load_init_weights(model: MFARANet, path: PathLike) -> LoadedCheckpoint:
+    """Loads a whole-model checkpoint (project or official format) to fine-tune from.
+
+    The file must fit the model strictly, with one exception: a file saved without the
+    training-only boundary heads leaves the model's (freshly initialised) ones as they
+    are. fp16 files are cast to the model's dtype.
+    """
+    ckpt = read_checkpoint(path)
+    own = model.state_dict()
+    state = {k: v.to(own[k].dtype) if k in own and v.is_floating_point() else v
+             for k, v in ckpt.state_dict.items()}
+    if not any(k.startswith("boundary.") for k in state):
+        state.update({k: v for k, v in own.items() if k.startswith("boundary.")})
+    load_state_dict_strict(model, state, source=f"init weights {os.fspath(path)!r}")
+    return ckpt

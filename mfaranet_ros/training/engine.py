@@ -22,7 +22,8 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from ..model import MFARANet, ModelMetadata, cityscapes_metadata, load_backbone, save_checkpoint
+from ..model import (MFARANet, ModelMetadata, cityscapes_metadata, load_backbone, load_init_weights,
+                     save_checkpoint)
 from ..model.checkpoint import FORMAT_TAG, load_state_dict_strict
 from .datasets import SeededBatches, build_dataset, camvid_metadata
 from .losses import MJSLoss
@@ -38,10 +39,10 @@ DEFAULT_CONFIG: Dict = {
     "seed": 0,
     "device": "auto",            # auto | cpu | cuda
     "data": {"type": "generated", "train": None, "val": None, "val_limit": None},
-    "model": {"num_classes": 19, "backbone": None, "backbone_dropout": [0.0] * 5,
-              "use_dilation": True},
+    "model": {"num_classes": 19, "backbone": None, "init_weights": None,
+              "backbone_dropout": [0.0] * 5, "use_dilation": True},
     "augment": {"base_size": None, "crop_size": [1024, 1024], "scale_range": [0.5, 2.0],
-                "rotate_deg": 10.0, "rotate_p": 0.5, "flip_p": 0.5},
+                "rotate_deg": 10.0, "rotate_p": 0.5, "flip_p": 0.5, "class_uniform_p": 0.0},
     "loss": {"ohem_thresh": 0.7, "min_kept": 100000, "seg_weight": 1.0, "edge_weight": 0.3,
              "att_weight": 0.1, "gate": 0.8},
     "optim": {"base_lr": 0.005, "head_lr_mult": 10.0, "momentum": 0.9, "weight_decay": 5e-4,
@@ -222,6 +223,7 @@ def train(cfg: Dict, resume: bool = True, stop_at: Optional[int] = None,
     transform = TrainTransform(
         crop_size=tuple(aug["crop_size"]), scale_range=tuple(aug["scale_range"]),
         rotate_deg=aug["rotate_deg"], rotate_p=aug["rotate_p"], flip_p=aug["flip_p"],
+        class_uniform_p=float(aug.get("class_uniform_p") or 0.0),
         base_size=tuple(aug["base_size"]) if aug.get("base_size") else None)
     train_set = build_dataset(cfg["data"], "train", transform)
     val_set = build_dataset(cfg["data"], "val", None) if cfg["data"].get("val") else None
@@ -231,6 +233,10 @@ def train(cfg: Dict, resume: bool = True, stop_at: Optional[int] = None,
                      backbone_dropout=mcfg["backbone_dropout"])
     if mcfg.get("backbone"):
         load_backbone(model, mcfg["backbone"])
+    if mcfg.get("init_weights"):
+        # fine-tuning: start from whole-model weights (a project or official checkpoint);
+        # a resumed run's last.pth (below) takes precedence over them
+        load_init_weights(model, mcfg["init_weights"])
     fmt = torch.channels_last if tcfg.get("channels_last") else torch.contiguous_format
     model.to(device, memory_format=fmt)
     optimizer = build_optimizer(model, cfg)
