@@ -106,7 +106,8 @@ def _evaluate(args: argparse.Namespace) -> int:
             meta.source = args.source
         model.train(False)
         save_checkpoint(args.write_to, model, meta, half=args.half)
-        print(f"wrote {args.write_to} (metrics in its metadata)")
+        # stderr: with --json, stdout holds nothing but the JSON document
+        print(f"wrote {args.write_to} (metrics in its metadata)", file=sys.stderr)
     return 0
 
 
