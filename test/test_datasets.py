@@ -112,6 +112,8 @@ def test_class_uniform_crop_finds_a_rare_class():
     only_ignore = np.full((40, 40), 255, np.uint8)
     image, target, _ = uniform(np.zeros((40, 40, 3), np.uint8), only_ignore, rng)
     assert target.shape == (32, 32) and (target == 255).all()
+    with pytest.raises(ValueError, match="class_uniform_p"):
+        TrainTransform(crop_size=(8, 8), class_uniform_p=1.5)
 
 
 def test_seeded_batches_resume_and_ranks():

@@ -86,6 +86,11 @@ class TrainTransform:
     mean: Sequence[float] = IMAGENET_MEAN
     std: Sequence[float] = IMAGENET_STD
 
+    def __post_init__(self) -> None:
+        if not 0.0 <= float(self.class_uniform_p) <= 1.0:
+            raise ValueError(f"augment.class_uniform_p must be a probability in [0, 1], "
+                             f"got {self.class_uniform_p!r}")
+
     def __call__(self, rgb: np.ndarray, label: np.ndarray, rng: np.random.Generator):
         """Returns ``image (3, h, w)`` float, ``label (h, w)`` int64, ``boundary (1, h, w)`` float."""
         if rgb.shape[:2] != label.shape[:2]:
