@@ -333,13 +333,11 @@ def load_init_weights(model: MFARANet, path: PathLike) -> LoadedCheckpoint:
 
     The file must fit the model strictly, with one exception: a file saved without the
     training-only boundary heads leaves the model's (freshly initialised) ones as they
-    are. fp16 files are cast to the model's dtype.
+    are. fp16 files load like in ``load_checkpoint``: ``load_state_dict`` casts on copy.
     """
     ckpt = read_checkpoint(path)
-    own = model.state_dict()
-    state = {k: v.to(own[k].dtype) if k in own and v.is_floating_point() else v
-             for k, v in ckpt.state_dict.items()}
+    state = dict(ckpt.state_dict)
     if not any(k.startswith("boundary.") for k in state):
-        state.update({k: v for k, v in own.items() if k.startswith("boundary.")})
+        state.update({k: v for k, v in model.state_dict().items() if k.startswith("boundary.")})
     load_state_dict_strict(model, state, source=f"init weights {os.fspath(path)!r}")
     return ckpt
