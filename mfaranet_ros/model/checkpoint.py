@@ -128,7 +128,7 @@ def official_to_project_keys(state_dict: Mapping[str, torch.Tensor]) -> Dict[str
     """
     out: Dict[str, torch.Tensor] = {}
     for key, value in state_dict.items():
-        bare = key[len("module."):] if key.startswith("module.") else key
+        bare = key.removeprefix("module.")
         out[_map_official_key(bare) or key] = value
     return out
 
@@ -323,7 +323,7 @@ def load_backbone(model: MFARANet, path: PathLike) -> None:
     state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{os.fspath(path)!r} is not a backbone state dict")
-    state = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
+    state = {k.removeprefix("module."): v for k, v in state.items()}
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
     load_state_dict_strict(model.encoder, state, source=f"backbone {os.fspath(path)!r}")
 
