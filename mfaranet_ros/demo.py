@@ -19,7 +19,6 @@ from typing import Dict, Optional
 
 log = logging.getLogger(__name__)
 
-DEMO_WEIGHTS = "mfaranet_synthetic.pth"
 #: Scene seed of the demo drive. The demo weights' recipe (config/train_synthetic.yaml)
 #: trains on seed 0 and validates on seed 999 (``eval-weights`` defaults to 1000);
 #: frame_seed() keeps seed 2000 apart from all of them, so the demo never evaluates on
@@ -29,10 +28,9 @@ DEMO_SEED = 2000
 
 def _find_weights(requested: Optional[str]) -> str:
     """The demo weights; else the newest checkpoint in models/ (said so, loudly)."""
-    from mfaranet_ros.evaluation.cli import resolve_weights
-    from mfaranet_ros.ros.parameters import package_models_dir
+    from mfaranet_ros.model.weights import DEFAULT_WEIGHTS, package_models_dir, resolve_weights
 
-    path = resolve_weights(requested or DEMO_WEIGHTS)
+    path = resolve_weights(requested or DEFAULT_WEIGHTS)
     if os.path.isfile(path) or requested:
         return path
     others = sorted(glob.glob(os.path.join(package_models_dir(), "*.pth")),
@@ -150,7 +148,8 @@ def _print_summary(report: Dict, bag: Dict, args: argparse.Namespace, wall: floa
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from mfaranet_ros.evaluation.cli import add_segmenter_options, parse_size
+    from mfaranet_ros.cli_args import parse_size
+    from mfaranet_ros.evaluation.cli import add_segmenter_options
 
     p = sub.add_parser(
         "demo", help="the demo: synthetic driving bag -> segmentation -> out/demo/",

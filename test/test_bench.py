@@ -9,7 +9,7 @@ import pytest
 
 from mfaranet_ros.cli import main
 from mfaranet_ros.inference.bench import stats
-from mfaranet_ros.inference.cli import parse_size
+from mfaranet_ros.cli_args import parse_size
 
 
 @pytest.fixture(scope="module")

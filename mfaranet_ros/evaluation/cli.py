@@ -7,33 +7,15 @@ import os
 import sys
 from typing import Optional, Tuple
 
+from ..cli_args import parse_size
+from ..inference.backends import BACKENDS, PRECISIONS
+from ..model.weights import DEFAULT_WEIGHTS, resolve_weights
+
 log = logging.getLogger(__name__)
-
-DEFAULT_WEIGHTS = "mfaranet_synthetic.pth"
-
 
 def parse_input_size(text: str):
     """``--input-size``: ``HxW``, or ``checkpoint`` for the size the weights record."""
     return "checkpoint" if text == "checkpoint" else parse_size(text)
-
-
-def parse_size(text: str) -> Tuple[int, int]:
-    """``512x1024`` or ``512,1024`` -> ``(512, 1024)`` (H, W)."""
-    parts = text.lower().replace(",", "x").split("x")
-    try:
-        h, w = (int(p) for p in parts)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected HxW, e.g. 512x1024, got {text!r}") from None
-    if h < 8 or w < 8:
-        raise argparse.ArgumentTypeError(f"size {text!r} is too small (8x8 at least)")
-    return h, w
-
-
-def resolve_weights(path: Optional[str]) -> str:
-    """A checkpoint path as the node resolves its ``weights`` parameter."""
-    from mfaranet_ros.ros.parameters import resolve_weights as node_resolve
-
-    return node_resolve(path or DEFAULT_WEIGHTS)
 
 
 def add_segmenter_options(p: argparse.ArgumentParser) -> None:
@@ -42,10 +24,9 @@ def add_segmenter_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--weights", default=None,
                    help=f"checkpoint; relative paths resolve against the package's models/ "
                         f"(default: {DEFAULT_WEIGHTS})")
-    g.add_argument("--backend", default="auto",
-                   choices=("auto", "tensorrt", "onnxruntime", "torch"))
+    g.add_argument("--backend", default="auto", choices=BACKENDS)
     g.add_argument("--device", default="", help="cpu, cuda, cuda:N (default: CUDA if present)")
-    g.add_argument("--precision", default="fp32", choices=("fp32", "fp16"))
+    g.add_argument("--precision", default="fp32", choices=PRECISIONS)
     g.add_argument("--input-size", type=parse_input_size, default=None,
                    metavar="HxW|checkpoint",
                    help="network input size; 'checkpoint': the size the weights record "

@@ -8,15 +8,10 @@ import sys
 import tempfile
 from typing import Optional, Tuple
 
-BENCH_BACKENDS = ("torch", "onnxruntime", "tensorrt")
+from ..cli_args import parse_size
+from ..inference.backends import BACKENDS
 
-
-def parse_size(text: str) -> Tuple[int, int]:
-    """``"512x1024"`` -> ``(512, 1024)`` (height x width)."""
-    m = re.fullmatch(r"\s*(\d+)\s*[xX,]\s*(\d+)\s*", text)
-    if not m:
-        raise argparse.ArgumentTypeError(f"expected HxW (e.g. 512x1024), got {text!r}")
-    return int(m.group(1)), int(m.group(2))
+BENCH_BACKENDS = tuple(b for b in BACKENDS if b != "auto")
 
 
 def _weights_or_random(weights: Optional[str], tmp: str) -> str:
@@ -146,4 +141,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_build_engine)
 
 
-__all__ = ["register", "parse_size"]
+__all__ = ["register"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..inference.backends import BACKENDS
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -14,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="checkpoint (default: a random 19-class MFARANet; the overhead does "
                         "not depend on the weights)")
     p.add_argument("--backend", default="torch",
-                   choices=("auto", "tensorrt", "torch", "onnxruntime"))
+                   choices=BACKENDS)
     p.add_argument("--input-size", type=int, nargs=2, default=(256, 512), metavar=("H", "W"),
                    help="network input (default 256 512); 0 0 = full resolution")
     p.add_argument("--height", type=int, default=1024)

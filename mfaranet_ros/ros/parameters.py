@@ -10,6 +10,9 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from ..inference.backends import BACKENDS, PRECISIONS
+from ..model.weights import DEFAULT_WEIGHTS, package_models_dir, resolve_weights
+
 __all__ = [
     "ParamSpec",
     "PARAMETERS",
@@ -20,8 +23,6 @@ __all__ = [
     "package_models_dir",
 ]
 
-BACKENDS = ("auto", "tensorrt", "torch", "onnxruntime")
-PRECISIONS = ("fp32", "fp16")
 TRANSPORTS = ("raw", "compressed")
 RELIABILITIES = ("auto", "reliable", "best_effort")
 
@@ -42,7 +43,7 @@ class ParamSpec:
 
 
 PARAMETERS: Tuple[ParamSpec, ...] = (
-    ParamSpec("weights", "string", "mfaranet_synthetic.pth",
+    ParamSpec("weights", "string", DEFAULT_WEIGHTS,
               "Checkpoint file; a relative path resolves against the package's models/ "
               "directory (then the working directory)."),
     ParamSpec("backend", "string", "auto", "Inference backend.", choices=BACKENDS),
@@ -137,34 +138,11 @@ def validate_parameter(name: str, value: Any) -> Optional[str]:
     return None
 
 
-def package_models_dir() -> str:
-    """The package's ``models/``: the ament share dir when installed, else the source tree."""
-    try:
-        from ament_index_python.packages import get_package_share_directory
-        return os.path.join(get_package_share_directory("mfaranet_ros"), "models")
-    except (ImportError, LookupError, OSError, ValueError):
-        # not installed through colcon (no AMENT_PREFIX_PATH, or not in it)
-        pass
-    return os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
-        os.path.abspath(__file__)))), "models")
-
-
-def resolve_weights(path: str) -> str:
-    """Absolute path of the ``weights`` parameter (see its description)."""
-    path = os.path.expanduser(path)
-    if os.path.isabs(path):
-        return path
-    in_models = os.path.join(package_models_dir(), path)
-    if os.path.exists(in_models) or not os.path.exists(path):
-        return in_models
-    return os.path.abspath(path)
-
-
 @dataclass
 class NodeConfig:
     """The validated parameter values the node starts with."""
 
-    weights: str = "mfaranet_synthetic.pth"
+    weights: str = DEFAULT_WEIGHTS
     backend: str = "auto"
     device: str = ""
     precision: str = "fp32"

@@ -6,15 +6,7 @@ import json
 import sys
 from typing import Dict, List, Optional, Tuple
 
-
-def _size(text: str) -> Tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must be HxW (e.g. 512x1024), got {text!r}") from None
-    if h < 8 or w < 8:
-        raise argparse.ArgumentTypeError(f"size must be at least 8x8, got {text!r}")
-    return h, w
+from ..cli_args import parse_size
 
 
 def _synth(args: argparse.Namespace) -> int:
@@ -115,7 +107,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("synth", help="generate synthetic street scenes with Cityscapes trainId labels")
     p.add_argument("out", help="output folder (gets images/ and labels/)")
     p.add_argument("--frames", type=int, default=100)
-    p.add_argument("--size", type=_size, default=(512, 1024), help="HxW (default 512x1024)")
+    p.add_argument("--size", type=parse_size, default=(512, 1024), help="HxW (default 512x1024)")
     p.add_argument("--seed", type=int, default=0, help="frame i is determined by (seed, i)")
     p.add_argument("--start", type=int, default=0, help="index of the first frame")
     p.add_argument("--quiet", action="store_true")
@@ -134,9 +126,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoint")
     p.add_argument("--data", help="folder with images/ and labels/ (default: generate scenes)")
     p.add_argument("--frames", type=int, default=100)
-    p.add_argument("--size", type=_size, default=(512, 1024), help="generated frame size HxW")
+    p.add_argument("--size", type=parse_size, default=(512, 1024), help="generated frame size HxW")
     p.add_argument("--seed", type=int, default=1000, help="seed of the generated held-out set")
-    p.add_argument("--input-size", type=_size, help="network input HxW (default: the metadata's)")
+    p.add_argument("--input-size", type=parse_size, help="network input HxW (default: the metadata's)")
     p.add_argument("--bgr", action="store_true", help="feed BGR instead of RGB (a sanity check)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--write-to", help="save the weights with these metrics in their metadata")

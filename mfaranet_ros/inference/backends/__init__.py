@@ -14,7 +14,8 @@ __all__ = ["BACKENDS", "Backend", "BackendUnavailable", "ModelSource", "create_b
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
+#: Every backend name, in the order `auto` tries them.
+BACKENDS = ("auto", "tensorrt", "torch", "onnxruntime")
 
 
 def _create_one(name: str, source: ModelSource, device: Optional[str], precision: str,
