@@ -118,13 +118,15 @@ class MJSLoss(nn.Module):
 
         main = F.cross_entropy(outputs["out"].float(), target, ignore_index=self.ignore_index)
         scales: Sequence[torch.Tensor] = outputs["scales"]  # type: ignore[assignment]
-        bounds: Sequence[torch.Tensor] = outputs.get("boundaries") or []  # type: ignore[assignment]
+        bounds: Sequence[torch.Tensor] = (outputs.get("boundaries")  # type: ignore[assignment]
+                                          or [])
         parts = {"main": main.detach(), "ohem": main.new_zeros(()), "edge": main.new_zeros(()),
                  "gated": main.new_zeros(())}
         total = main
         for k, s in enumerate(scales):
             s_up = up(s)
-            ohem = ohem_cross_entropy(s_up, target, self.ohem_thresh, self.min_kept, self.ignore_index)
+            ohem = ohem_cross_entropy(s_up, target, self.ohem_thresh, self.min_kept,
+                                      self.ignore_index)
             total = total + self.seg_weight * ohem
             parts["ohem"] += ohem.detach()
             if k < len(bounds):
