@@ -44,7 +44,8 @@ class FlowGrid(nn.Module):
     def _base_grid(self, height: int, width: int, like: torch.Tensor) -> torch.Tensor:
         # Export and compile trace the construction (it constant-folds for static shapes);
         # eager inference reuses one grid per shape/device/dtype instead of rebuilding it.
-        if torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+        if (torch.compiler.is_compiling() or torch.jit.is_tracing()
+                or torch.onnx.is_in_onnx_export()):
             return identity_grid(height, width, like)
         key = (height, width, like.device, like.dtype)
         grid = self._grid_cache.get(key)

@@ -46,7 +46,8 @@ class BasicBlock(nn.Module):
         return self.relu(out + identity)
 
 
-def _make_stage(inplanes: int, planes: int, blocks: int, stride: int, dilation: int) -> nn.Sequential:
+def _make_stage(inplanes: int, planes: int, blocks: int, stride: int,
+                dilation: int) -> nn.Sequential:
     layers = [BasicBlock(inplanes, planes, stride=stride, dilation=dilation)]
     layers += [BasicBlock(planes, planes, dilation=dilation) for _ in range(blocks - 1)]
     return nn.Sequential(*layers)
