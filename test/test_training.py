@@ -215,8 +215,7 @@ def test_two_cpu_processes_run_a_ddp_step(tmp_path):
     assert [r["iteration"] for r in _log(tmp_path / "run")] == ["1"]
 
 
-@pytest.mark.skipif(not DEMO_WEIGHTS.is_file(),
-                    reason="models/mfaranet_synthetic.pth not trained yet")
+@pytest.mark.skipif(not DEMO_WEIGHTS.is_file(), reason="models/mfaranet_synthetic.pth not trained yet")
 def test_demo_weights_need_rgb_input():
     from mfaranet_ros.model import load_checkpoint
     from mfaranet_ros.training.metrics import evaluate_pairs, iou_from_confusion
@@ -227,7 +226,6 @@ def test_demo_weights_need_rgb_input():
     frames = [data.load(i) for i in range(3)]
     size = meta.input_size
     rgb = evaluate_pairs(model, frames, 19, size, meta.mean, meta.std)
-    bgr = evaluate_pairs(model, [(f[..., ::-1].copy(), l) for f, l in frames], 19, size,
-                         meta.mean, meta.std)
+    bgr = evaluate_pairs(model, [(f[..., ::-1].copy(), l) for f, l in frames], 19, size, meta.mean, meta.std)
     miou_rgb, miou_bgr = iou_from_confusion(rgb)[0], iou_from_confusion(bgr)[0]
     assert miou_rgb > miou_bgr + 0.1, (miou_rgb, miou_bgr)

@@ -4,7 +4,7 @@ from .datasets import (CamVidDataset, CityscapesDataset, FolderDataset, Generate
                        SeededBatches, build_dataset, camvid_metadata)
 from .engine import build_optimizer, poly_lr, train
 from .losses import MJSLoss, balanced_bce, edge_gated_cross_entropy, ohem_cross_entropy
-from .metrics import confusion_matrix, evaluate_pairs, iou_from_confusion, predict_labels
+from .metrics import confusion_matrix, iou_from_confusion, predict_labels
 from .transforms import TrainTransform, boundary_target
 
 __all__ = [
@@ -12,6 +12,6 @@ __all__ = [
     "CamVidDataset", "CityscapesDataset", "FolderDataset", "GeneratedDataset", "SeededBatches",
     "build_dataset", "camvid_metadata", "build_optimizer", "poly_lr", "train", "MJSLoss",
     "balanced_bce", "edge_gated_cross_entropy", "ohem_cross_entropy", "confusion_matrix",
-    "evaluate_pairs", "iou_from_confusion", "predict_labels", "TrainTransform",
+    "iou_from_confusion", "predict_labels", "TrainTransform",
     "boundary_target",
 ]

@@ -34,7 +34,7 @@ from .config import (AugmentConfig, LossConfig, ModelConfig, OptimConfig, TrainC
                      config_to_dict)
 from .datasets import SeededBatches, SegmentationDataset, build_dataset, camvid_metadata
 from .losses import MJSLoss
-from .metrics import evaluate_pairs, iou_from_confusion
+from .metrics import confusion_matrix, iou_from_confusion, predict_labels
 from .transforms import TrainTransform
 
 __all__ = [
@@ -243,9 +243,16 @@ def validate(model: MFARANet, dataset: SegmentationDataset, cfg: TrainConfig,
              device: torch.device, rank: int = 0, world: int = 1) -> np.ndarray:
     """``(C, C)`` confusion matrix over the validation set; each process takes every
     ``world``-th frame and the matrices are summed across processes."""
-    frames = (dataset.load(i) for i in range(rank, len(dataset), world))
-    conf = evaluate_pairs(model, frames, model.num_classes, cfg.eval.input_size,
-                          IMAGENET_MEAN, IMAGENET_STD, device)
+    n = model.num_classes
+    conf = np.zeros((n, n), np.int64)
+    was_training = model.training
+    model.eval()
+    for i in range(rank, len(dataset), world):
+        rgb, label = dataset.load(i)
+        pred = predict_labels(model, rgb, cfg.eval.input_size, IMAGENET_MEAN, IMAGENET_STD,
+                              device)
+        conf += confusion_matrix(pred, label, n)
+    model.train(was_training)
     if world > 1:
         summed = torch.from_numpy(conf).to(device)
         dist.all_reduce(summed)
