@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -85,3 +86,32 @@ def test_colcon_build_installs_ros_layout(tmp_path):
             return sorted(p.name for p in d.iterdir() if p.is_file()) if d.is_dir() else []
         shipped, installed = names(REPO / folder), names(share / folder)
         assert installed == shipped, folder
+
+
+# Names of documents that live outside the repository; built from parts so that this file
+# does not match itself.
+_OUTSIDE = re.compile("|".join([r"\b(?:MFARANET|ENVIRONMENT|PERFORMANCE|STYLE)\.md\b",
+                                r"shared/" + "docs", r"\.\./" + "shared", r"\b[Ii]ssue \d+"]))
+_TEXT = ("*.py", "*.md", "*.yaml", "*.xml", "*.sh", "*.cfg", "*.txt", "*.rviz")
+
+
+def _repository_text_files():
+    for folder in ("mfaranet_ros", "test", "config", "launch", "scripts", "docs", "models"):
+        for pattern in _TEXT:
+            yield from (REPO / folder).rglob(pattern)
+    yield from (REPO / name for name in ("README.md", "package.xml", "setup.py", "setup.cfg"))
+
+
+def test_repository_stands_alone():
+    """No pointer to a document or an issue outside the repository; docs/ links resolve."""
+    found = []
+    for path in _repository_text_files():
+        for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+            if _OUTSIDE.search(line):
+                found.append(f"{path.relative_to(REPO)}:{number}: {line.strip()}")
+    assert not found, "\n".join(found)
+    for page in ("architecture", "model", "performance", "environment"):
+        assert (REPO / "docs" / f"{page}.md").is_file(), page
+    for path in [REPO / "README.md", *(REPO / "docs").glob("*.md")]:
+        for target in re.findall(r"\bdocs/([\w-]+\.md)", path.read_text()):
+            assert (REPO / "docs" / target).is_file(), f"{path.name} points to docs/{target}"

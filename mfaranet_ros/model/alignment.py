@@ -65,7 +65,7 @@ class FlowGrid(nn.Module):
 
 
 class RecursiveAlignment(nn.Module):
-    """Aligns ``[F1, F2, F3, F4]`` to 1/4 resolution (MFARANET.md section 3).
+    """Aligns ``[F1, F2, F3, F4]`` to 1/4 resolution (docs/model.md, RAM).
 
     All grids come from the unwarped features (``G1 = flow(F1, F2)`` at 1/4,
     ``G2 = flow(F2, F3)`` at 1/8, ``G3 = flow(F3, F4)`` at 1/16) and are reused

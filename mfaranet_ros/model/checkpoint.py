@@ -74,7 +74,7 @@ def file_sha256(path: PathLike, chunk: int = 1 << 20) -> str:
 # Official module names (model_MFARANet.py) -> ours. Index lists are in the official
 # ModuleList order; each entry names the scale our ModuleDict keys it by. The orders
 # (and that channel_change1 reduces the coarse input) were established against the
-# reference outputs in shared/reference/mfaranet_official: any other assignment of
+# official reference outputs (docs/model.md, the parity proof): any other assignment of
 # these same-shaped tensors loads "strictly" yet computes something else.
 _OFFICIAL_RULES: List[Tuple[str, str]] = [
     (r"^layer0\.0\.(\d+)\.", r"encoder.conv1.\1."),

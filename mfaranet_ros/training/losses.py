@@ -1,4 +1,4 @@
-"""Multi-scale Joint Supervision (MJS) losses, MFARANET.md §5.
+"""Multi-scale Joint Supervision (MJS) losses (docs/model.md, training losses).
 
 ``L = CE(out, y) + sum_k [ OHEM_CE(up(S_k), y) + 0.3 BalancedBCE(up(B_k), e)
                             + 0.1 EdgeGatedCE(up(S_k), y, up(B_k)) ]``

@@ -1,4 +1,4 @@
-"""Training and evaluation transforms (MFARANET.md §5-6), numpy/OpenCV in, tensors out.
+"""Training and evaluation transforms (docs/model.md), numpy/OpenCV in, tensors out.
 
 Randomness comes from a ``numpy.random.Generator`` the caller passes per sample, so
 an augmented batch depends only on (seed, epoch, position): worker count and resume
