@@ -86,7 +86,8 @@ def test_synth_command_writes_rgb_pngs_deterministically(tmp_path):
     assert names == ["000000.png", "000001.png", "000002.png"]
     rgb, labels = generate_scene(frame_seed(5, 2), (48, 96))
     saved = cv2.cvtColor(cv2.imread(str(out / "images" / "000002.png")), cv2.COLOR_BGR2RGB)
-    assert np.array_equal(saved, rgb), "the PNG must hold the scene in RGB (read back via BGR->RGB)"
+    assert np.array_equal(saved, rgb), \
+        "the PNG must hold the scene in RGB (read back via BGR->RGB)"
     saved_labels = cv2.imread(str(out / "labels" / "000002.png"), cv2.IMREAD_UNCHANGED)
     assert saved_labels.ndim == 2 and np.array_equal(saved_labels, labels)
     # frame i depends only on (seed, i): writing from --start 2 reproduces it
