@@ -2,7 +2,7 @@
 
 Wrapping MFARANet this way keeps the full-resolution logits (159 MB fp32 at
 1024x2048) inside the graph: only uint8 labels, and on request a float confidence,
-leave it (see shared/docs/PERFORMANCE.md).
+leave it (see docs/performance.md).
 """
 from __future__ import annotations
 

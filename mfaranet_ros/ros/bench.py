@@ -1,4 +1,4 @@
-"""Node overhead across processes (issue 4 section 6).
+"""Node overhead across processes (`mfaranet bench-node`).
 
 The node runs in its own process (its console-script entry point); this process is the
 camera: it publishes one frame, waits until labels, color, overlay and the latency report

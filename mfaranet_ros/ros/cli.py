@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-camera-profile", action="store_true",
                    help="do not give this (camera) process the large shared-memory profile")
     p.add_argument("--cameras", type=int, nargs="+", metavar="N",
-                   help="multi-camera mode (issue 7): for each N, N cameras batched in one "
+                   help="multi-camera mode: for each N, N cameras batched in one "
                         "node against N single-camera node processes (throughput, median "
                         "latency, peak RSS); frames default to 640x480 at --rate Hz")
     p.add_argument("--rate", type=float, default=15.0,

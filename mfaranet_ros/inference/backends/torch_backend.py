@@ -20,7 +20,7 @@ class TorchBackend(Backend):
     """Eager PyTorch (or ``torch.compile``) on the model's own device.
 
     ``channels_last=True`` (the default) is about 2x faster than the default NCHW layout
-    on CPU for this network (shared/docs/ENVIRONMENT.md); ``channels_last=False`` is the
+    on CPU for this network (docs/performance.md); ``channels_last=False`` is the
     plain eager baseline the benchmark compares against.
     """
 
