@@ -120,7 +120,8 @@ def bench_node(weights: Optional[str] = None, *, pair: BackendPrecision = TORCH_
             # The camera gives up on a frame after 30 s; this bounds set-up and run each.
             (report,) = run_workers(OVERHEAD_WORKER, [spec], camera_env,
                                     timeout + 30.0 * (warmup + iterations), nodes.watch)
-    conditions = {"weights": given or "random init", "backend": pair.backend, "precision": pair.precision,
+    conditions = {"weights": given or "random init", "backend": pair.backend,
+                  "precision": pair.precision,
                   "input_size": list(input_size) if input_size else None,
                   "frame_size": list(frame_size), "encoding": "rgb8", "iterations": iterations,
                   "warmup": warmup, "camera_profile": camera_profile,
