@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ..bench.arguments import (add_run_arguments, add_weights_argument, network_size,
                                positive_float)
@@ -41,6 +42,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _bench_node(args: argparse.Namespace) -> int:
+    from ..bench import WorkerError
+
+    try:
+        return _run(args)
+    except (WorkerError, TimeoutError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
     from ..bench import write_json
     from .bench_node import bench_node, bench_node_cameras, format_multicamera, format_report
 
