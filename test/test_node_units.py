@@ -10,8 +10,8 @@ pytest.importorskip("rclpy", reason="needs rclpy (requirements-ros-pypi.txt)")
 from rclpy.qos import ReliabilityPolicy  # noqa: E402
 
 from mfaranet_ros.ros import qos as qos_tools  # noqa: E402
-from mfaranet_ros.ros.parameters import (PARAMETERS, NodeConfig, input_size_request,  # noqa: E402,E501
-                                         resolve_weights, topic_layout, validate_parameter)
+from mfaranet_ros.ros.parameters import (  # noqa: E402
+    PARAMETERS, NodeConfig, input_size_request, resolve_weights, topic_layout, validate_parameter)
 from mfaranet_ros.ros.stats import (ERROR, OK, WARN, InputCounters,  # noqa: E402
                                     QosEventCounters, StageStats, assess)
 
