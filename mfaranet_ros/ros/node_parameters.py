@@ -85,16 +85,20 @@ def _typed_value(spec: ParamSpec, value: Any) -> ParameterValue:
 
 
 def _declare_one(node: Node, spec: ParamSpec) -> str:
-    """Declares ``spec`` on ``node``; the reason it is refused, or '' when it is fine."""
-    default = spec.default
-    if spec.kind.endswith("_array"):
-        default = list(default) or None  # an empty list has no type of its own yet
-    given = node.declare_parameter(spec.name, default,
-                                   ParameterDescriptor(dynamic_typing=True)).value
-    value = _as_declared(spec, given)
+    """Declares ``spec`` on ``node``; the reason it is refused, or '' when it is fine.
+
+    Again on a node that has it: a parameter refused before (still dynamically typed, so
+    ``ros2 param set`` can fix it) is checked again; one with its descriptor is kept.
+    """
+    if not node.has_parameter(spec.name):
+        default = spec.default
+        if spec.kind.endswith("_array"):
+            default = list(default) or None  # an empty list has no type of its own yet
+        node.declare_parameter(spec.name, default, ParameterDescriptor(dynamic_typing=True))
+    value = _as_declared(spec, node.get_parameter(spec.name).value)
     reason = validate_parameter(spec.name, value)
-    if reason:
-        return reason
+    if reason or not node.describe_parameter(spec.name).dynamic_typing:
+        return reason or ""
     try:
         node.set_descriptor(spec.name, descriptor(spec), _typed_value(spec, value))
     except InvalidParameterValueException as exc:  # a check of rclpy's the table lacks
@@ -106,7 +110,8 @@ def declare_parameters(node: Node) -> NodeConfig:
     """Declares the whole table on ``node`` and returns the validated configuration.
 
     Raises :class:`ParameterError` naming every refused parameter, its value and what is
-    allowed, in one line.
+    allowed, in one line. Can be called again on the same node (a managed node's next
+    ``configure`` after the user fixed a refused value).
     """
     problems = [r for r in (_declare_one(node, spec) for spec in PARAMETERS) if r]
     if problems:
