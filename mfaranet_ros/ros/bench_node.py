@@ -54,13 +54,13 @@ def ros_envs(camera_profile: bool = True) -> Tuple[Dict[str, str], Dict[str, str
 
 def node_command(ns: str, weights: str, pair: BackendPrecision,
                  input_size: Optional[Sequence[int]], cameras: Sequence[str] = ()) -> List[str]:
-    """The node's entry point under namespace ``ns``; ``input_size`` None: no input_size
-    parameter (the node's default)."""
+    """The node's entry point under namespace ``ns``; ``input_size`` None: full resolution
+    (``input_size:=[0, 0]``; the node's empty default would take the checkpoint's size)."""
     cmd = python_command("mfaranet_ros.ros.node", "--ros-args", "-r", f"__ns:={ns}",
                          "-p", f"weights:={weights}", "-p", f"backend:={pair.backend}",
                          "-p", f"precision:={pair.precision}")
-    if input_size:
-        cmd += ["-p", f"input_size:=[{int(input_size[0])}, {int(input_size[1])}]"]
+    h, w = (int(v) for v in input_size) if input_size else (0, 0)
+    cmd += ["-p", f"input_size:=[{h}, {w}]"]
     if cameras:
         cmd += ["-p", f"cameras:=[{', '.join(cameras)}]"]
     return cmd

@@ -26,8 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="the node's backend[:precision], e.g. onnxruntime or tensorrt:fp16 "
                         "(precision default fp32; default: torch)")
     p.add_argument("--input-size", type=network_size, default=(256, 512), metavar="HxW",
-                   help="network input size, or full: no input_size parameter, the node's "
-                        "default (default: 256x512)")
+                   help="network input size, or full: every frame at its own resolution "
+                        "(input_size [0, 0]; default: 256x512)")
     add_run_arguments(p, process="node process", iterations=30, warmup=5,
                       iterations_note="one at a time (--cameras measures for --seconds)",
                       frame_default=f"{OVERHEAD_FRAME[0]}x{OVERHEAD_FRAME[1]}, "
