@@ -7,10 +7,12 @@ from typing import List, Optional, Tuple
 import torch
 
 from ..cache import CacheDir
-from .base import PRECISIONS, Backend, BackendUnavailable, ModelSource, resolve_device
+from .base import (
+    ARRAY_TYPES, PRECISIONS, Backend, BackendUnavailable, ModelSource, Outputs, resolve_device,
+)
 
-__all__ = ["BACKENDS", "Backend", "BackendUnavailable", "ModelSource", "create_backend",
-           "resolve_device", "PRECISIONS"]
+__all__ = ["ARRAY_TYPES", "BACKENDS", "Backend", "BackendUnavailable", "ModelSource", "Outputs",
+           "create_backend", "resolve_device", "PRECISIONS"]
 
 log = logging.getLogger(__name__)
 

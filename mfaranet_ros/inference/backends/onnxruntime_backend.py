@@ -130,7 +130,10 @@ def export_onnx(source: ModelSource, height: int, width: int, confidence: bool, 
 
 
 class OnnxRuntimeBackend(Backend):
+    """One ONNX Runtime session per network input size; ``run`` takes numpy arrays."""
+
     name = "onnxruntime"
+    array_type = "numpy"
 
     def __init__(self, source: ModelSource, device: Optional[str], precision: str = "fp32", *,
                  cache: CacheDir, threads: Optional[int] = None) -> None:
