@@ -54,7 +54,9 @@ class TorchBackend(Backend):
 
     def describe(self) -> str:
         extra = ", channels_last" if self.channels_last else ", NCHW"
-        return f"{self.name} on {self.device}, {self.precision}{extra}{', compiled' if self.compiled else ''}"
+        if self.compiled:
+            extra += ", compiled"
+        return f"{self.name} on {self.device}, {self.precision}{extra}"
 
     def prepare(self, batch: int, height: int, width: int, confidence: bool = False) -> float:
         t0 = time.perf_counter()
