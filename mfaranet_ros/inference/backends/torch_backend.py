@@ -19,7 +19,7 @@ class TorchBackend(Backend):
     """Eager PyTorch (or ``torch.compile``) on the model's own device.
 
     ``run`` takes and returns torch tensors on the backend's device. On the CPU the
-    Segmenter still processes frames with numpy / OpenCV (about 10x cheaper there than
+    Segmenter still processes frames with numpy / OpenCV (10x cheaper or more there than
     the same steps as torch ops) and hands batches over as tensors sharing the numpy
     memory, so no copy is made either way.
 
