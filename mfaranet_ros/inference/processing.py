@@ -1,8 +1,13 @@
-"""Host-side pre- and post-processing: frame checks, letterbox, label resize, palette, overlay.
+"""Pre- and post-processing: one interface, and its host implementation (numpy + OpenCV).
 
-Everything here is numpy + OpenCV on uint8 data: the normalisation to float and the
-argmax live inside each backend's graph (:mod:`.graph`), so the host only ever handles
-uint8 pixels and uint8 labels.
+The Segmenter runs every frame through the same steps: upload, letterbox (or stack) into
+a batch at the network size, hand the batch to the backend, restore labels and
+confidence to the frame's size, colourise, blend, download. :class:`Processing` names
+those steps; :class:`HostProcessing` does them on numpy arrays in host memory, and
+:class:`~.device_processing.DeviceProcessing` as torch ops on the backend's device.
+
+Only uint8 pixels and uint8 labels cross these steps: the normalisation to float and the
+argmax live inside each backend's graph (:mod:`.graph`).
 
 Network input size and aspect ratio
 -----------------------------------
@@ -15,14 +20,19 @@ aspect ratio (1024x2048 into 512x1024) is simply resized, without padding.
 """
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
+import torch
 
 __all__ = [
+    "Array",
     "Letterbox",
+    "Processing",
+    "HostProcessing",
     "check_frame",
     "letterbox_geometry",
     "letterbox_into",
@@ -33,18 +43,24 @@ __all__ = [
     "restore_confidence",
 ]
 
+#: What a processing implementation works on: numpy in host memory, or torch tensors.
+Array = Union[np.ndarray, torch.Tensor]
+
 
 def check_frame(frame: object, index: Optional[int] = None) -> np.ndarray:
     """Returns ``frame`` if it is a non-empty ``(H, W, 3)`` uint8 array, else raises ValueError."""
     where = "frame" if index is None else f"frame {index}"
     if not isinstance(frame, np.ndarray):
-        raise ValueError(f"{where}: expected a numpy array (H, W, 3) uint8 RGB, got {type(frame).__name__}")
+        raise ValueError(f"{where}: expected a numpy array (H, W, 3) uint8 RGB, "
+                         f"got {type(frame).__name__}")
     if frame.dtype != np.uint8:
         raise ValueError(f"{where}: expected dtype uint8 (RGB 0..255), got {frame.dtype}")
     if frame.ndim != 3:
-        raise ValueError(f"{where}: expected rank 3 (H, W, 3), got rank {frame.ndim} with shape {frame.shape}")
+        raise ValueError(f"{where}: expected rank 3 (H, W, 3), got rank {frame.ndim} "
+                         f"with shape {frame.shape}")
     if frame.shape[2] != 3:
-        raise ValueError(f"{where}: expected 3 channels (RGB), got {frame.shape[2]} with shape {frame.shape}")
+        raise ValueError(f"{where}: expected 3 channels (RGB), got {frame.shape[2]} "
+                         f"with shape {frame.shape}")
     if frame.shape[0] < 1 or frame.shape[1] < 1:
         raise ValueError(f"{where}: empty image, shape {frame.shape}")
     # Views such as bgr[..., ::-1] or crops: OpenCV needs contiguous rows (no copy otherwise).
@@ -71,6 +87,61 @@ def letterbox_geometry(source: Tuple[int, int], canvas: Tuple[int, int]) -> Lett
     vh = min(ch, max(1, int(round(h * scale))))
     vw = min(cw, max(1, int(round(w * scale))))
     return Letterbox((h, w), (vh, vw), (ch, cw))
+
+
+class Processing(abc.ABC):
+    """The Segmenter's steps around the backend, on one kind of array.
+
+    Images are ``(H, W, 3)`` uint8 RGB, batches ``(B, H, W, 3)`` uint8, labels
+    ``(H, W)`` uint8 trainIds, confidence ``(H, W)`` float32, all in this
+    implementation's array type. ``lut`` is the ``(256, 3)`` uint8 palette table
+    (:func:`palette_lut`), ``fill`` the ``(3,)`` uint8 letterbox padding.
+    """
+
+    def sync(self) -> None:
+        """Waits for queued asynchronous work, so that stage timings mean something."""
+        return None  # host work is synchronous: nothing to wait for
+
+    @abc.abstractmethod
+    def upload(self, frames: Sequence[np.ndarray]) -> List[Array]:
+        """Host numpy arrays (any shape) -> this implementation's arrays, one per frame."""
+
+    @abc.abstractmethod
+    def letterbox(self, images: Sequence[Array], boxes: Sequence[Letterbox],
+                  canvas_hw: Tuple[int, int]) -> Array:
+        """Images of any sizes -> one ``(B, H, W, 3)`` batch at ``canvas_hw``."""
+
+    @abc.abstractmethod
+    def stack(self, images: Sequence[Array]) -> Array:
+        """Images of one size -> one ``(B, H, W, 3)`` batch (no copy for a single image)."""
+
+    def to_backend(self, pixels: Array) -> Array:
+        """A batch -> what the backend's ``run`` takes (the same array here)."""
+        return pixels
+
+    def from_backend(self, labels: Array, conf: Optional[Array]) -> Tuple[Array, Optional[Array]]:
+        """The backend's outputs -> this implementation's arrays (the same here)."""
+        return labels, conf
+
+    @abc.abstractmethod
+    def restore_labels(self, labels: Array, box: Letterbox) -> Array:
+        """Network-size labels ``(H, W)`` -> source-size labels ``(h, w)`` (nearest)."""
+
+    @abc.abstractmethod
+    def restore_confidence(self, conf: Array, box: Letterbox) -> Array:
+        """Network-size confidence ``(H, W)`` -> source size ``(h, w)`` float32 (bilinear)."""
+
+    @abc.abstractmethod
+    def colorize(self, labels: Array) -> Array:
+        """``(H, W)`` uint8 labels -> ``(H, W, 3)`` uint8 RGB through the palette."""
+
+    @abc.abstractmethod
+    def blend(self, image: Array, color: Array, alpha: float) -> Array:
+        """``(1 - alpha) * image + alpha * color``, rounded, uint8."""
+
+    @abc.abstractmethod
+    def download(self, array: Optional[Array]) -> Optional[np.ndarray]:
+        """This implementation's array -> a host numpy array (None stays None)."""
 
 
 def letterbox_into(frame: np.ndarray, out: np.ndarray, box: Letterbox, fill: np.ndarray) -> None:
@@ -100,12 +171,14 @@ def restore_labels(labels: np.ndarray, box: Letterbox) -> np.ndarray:
 
 
 def restore_confidence(conf: np.ndarray, box: Letterbox) -> np.ndarray:
+    """Network-size confidence ``(H, W)`` -> source-size ``(h, w)`` float32 (bilinear)."""
     vh, vw = box.valid
     valid = conf[:vh, :vw]
     if (vh, vw) == box.source:
         return np.ascontiguousarray(valid, dtype=np.float32)
     h, w = box.source
-    return cv2.resize(valid.astype(np.float32, copy=False), (w, h), interpolation=cv2.INTER_LINEAR)
+    return cv2.resize(valid.astype(np.float32, copy=False), (w, h),
+                      interpolation=cv2.INTER_LINEAR)
 
 
 def palette_lut(palette: Sequence[Sequence[int]]) -> np.ndarray:
@@ -128,3 +201,58 @@ def blend(frame: np.ndarray, color: np.ndarray, alpha: float) -> np.ndarray:
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"overlay_alpha must be in [0, 1], got {alpha}")
     return cv2.addWeighted(frame, 1.0 - alpha, color, alpha, 0.0)
+
+
+class HostProcessing(Processing):
+    """The steps on numpy arrays in host memory, with OpenCV for resizing and blending.
+
+    ``tensor_device``: set when the backend's ``run`` takes torch tensors (the torch
+    backend on the CPU): batches are then handed over as tensors on that device (on
+    the CPU sharing the numpy memory, no copy) and its outputs come back as numpy.
+    """
+
+    def __init__(self, lut: np.ndarray, fill: np.ndarray,
+                 tensor_device: Optional[str] = None) -> None:
+        self.lut = lut
+        self.fill = fill
+        self.tensor_device = None if tensor_device is None else torch.device(tensor_device)
+
+    def upload(self, frames: Sequence[np.ndarray]) -> List[np.ndarray]:
+        return [np.ascontiguousarray(f) for f in frames]
+
+    def letterbox(self, images: Sequence[np.ndarray], boxes: Sequence[Letterbox],
+                  canvas_hw: Tuple[int, int]) -> np.ndarray:
+        h, w = canvas_hw
+        canvas = np.empty((len(images), h, w, 3), np.uint8)
+        for i, (image, box) in enumerate(zip(images, boxes)):
+            letterbox_into(image, canvas[i], box, self.fill)
+        return canvas
+
+    def stack(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        return images[0][None] if len(images) == 1 else np.stack(images)
+
+    def to_backend(self, pixels: np.ndarray) -> Array:
+        if self.tensor_device is None:
+            return pixels
+        return torch.from_numpy(pixels).to(self.tensor_device)
+
+    def from_backend(self, labels: Array,
+                     conf: Optional[Array]) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+        if self.tensor_device is None:
+            return labels, conf
+        return labels.cpu().numpy(), None if conf is None else conf.float().cpu().numpy()
+
+    def restore_labels(self, labels: np.ndarray, box: Letterbox) -> np.ndarray:
+        return restore_labels(labels, box)
+
+    def restore_confidence(self, conf: np.ndarray, box: Letterbox) -> np.ndarray:
+        return restore_confidence(conf, box)
+
+    def colorize(self, labels: np.ndarray) -> np.ndarray:
+        return colorize(labels, self.lut)
+
+    def blend(self, image: np.ndarray, color: np.ndarray, alpha: float) -> np.ndarray:
+        return blend(image, color, alpha)
+
+    def download(self, array: Optional[np.ndarray]) -> Optional[np.ndarray]:
+        return array

@@ -11,17 +11,23 @@ import numpy as np
 import torch
 
 from ..model import ModelMetadata
-from .backends import BACKENDS, PRECISIONS, Backend, ModelSource, create_backend, resolve_device
+from .backends import (
+    ARRAY_TYPES, BACKENDS, PRECISIONS, Backend, ModelSource, create_backend, resolve_device,
+)
 from .cache import resolve_cache_dir
 from .device_processing import DeviceProcessing
 from .processing import (
-    Letterbox, blend, check_frame, colorize, letterbox_geometry, letterbox_into, palette_lut,
-    restore_confidence, restore_labels,
+    Array, HostProcessing, Letterbox, Processing, check_frame, letterbox_geometry, palette_lut,
 )
 
-__all__ = ["Segmenter", "SegmentationResult"]
+__all__ = ["Segmenter", "SegmentationResult", "CHECKPOINT_SIZE", "resolve_input_size"]
 
 log = logging.getLogger(__name__)
+
+#: ``input_size`` value meaning "the size the checkpoint's metadata records".
+CHECKPOINT_SIZE = "checkpoint"
+
+InputSize = Union[str, Sequence[int], None]
 
 
 @dataclass
@@ -41,16 +47,47 @@ class SegmentationResult:
     timings: Dict[str, float] = field(default_factory=dict)
 
 
+def _is_checkpoint_size(input_size: InputSize) -> bool:
+    return isinstance(input_size, str) and input_size == CHECKPOINT_SIZE
+
+
 def _check_input_size(input_size) -> Optional[Tuple[int, int]]:
     if input_size is None:
         return None
+    if isinstance(input_size, str):
+        raise ValueError(f"input_size must be {CHECKPOINT_SIZE!r}, None (full resolution) or "
+                         f"(H, W), got {input_size!r}")
     try:
         h, w = (int(v) for v in input_size)
     except (TypeError, ValueError):
         raise ValueError(f"input_size must be None or (H, W), got {input_size!r}") from None
     if h < 32 or w < 32:
-        raise ValueError(f"input_size must be at least 32x32 (the encoder downsamples 32x), got {h}x{w}")
+        raise ValueError(f"input_size must be at least 32x32 (the encoder downsamples 32x), "
+                         f"got {h}x{w}")
     return h, w
+
+
+def resolve_input_size(input_size: InputSize,
+                       metadata: ModelMetadata) -> Tuple[Optional[Tuple[int, int]], str]:
+    """The network input ``(H, W)`` (None: each frame's full resolution) and why.
+
+    ``input_size``: ``"checkpoint"`` (the size ``metadata`` records, else full
+    resolution), None (full resolution) or ``(H, W)``. The reason is a short phrase for
+    start-up logs, e.g. ``"256x512, recorded in the checkpoint"``.
+    """
+    if _is_checkpoint_size(input_size):
+        if not metadata.input_size:
+            return None, "full resolution: the checkpoint records no input size"
+        try:
+            size = _check_input_size(metadata.input_size)
+        except ValueError as exc:
+            raise ValueError(f"the checkpoint's recorded input size cannot be used ({exc}); "
+                             f"pass input_size=(H, W) or None") from None
+        return size, f"{size[0]}x{size[1]}, recorded in the checkpoint"
+    size = _check_input_size(input_size)
+    if size is None:
+        return None, "full resolution, requested"
+    return size, f"{size[0]}x{size[1]}, requested"
 
 
 def _with_timings(results: List[SegmentationResult], t0: float, t1: float, t2: float,
@@ -63,51 +100,76 @@ def _with_timings(results: List[SegmentationResult], t0: float, t1: float, t2: f
     return results
 
 
+def choose_processing(backend: Backend, lut: np.ndarray, fill: np.ndarray,
+                      on_device: Optional[bool] = None) -> Processing:
+    """The processing implementation for ``backend``.
+
+    ``on_device`` None: torch ops on the device for a backend that takes tensors on a
+    GPU; numpy / OpenCV on the host otherwise (on the CPU the host is >= 10x cheaper).
+    True asks for the torch ops wherever the backend takes tensors (on the CPU: tests).
+    """
+    if backend.array_type not in ARRAY_TYPES:
+        raise ValueError(f"backend {backend.name}: array_type must be one of {ARRAY_TYPES}, "
+                         f"got {backend.array_type!r}")
+    takes_tensors = backend.array_type == "torch"
+    if on_device is None:
+        on_device = takes_tensors and str(backend.device).startswith("cuda")
+    if on_device and not takes_tensors:
+        raise ValueError(f"backend {backend.name} has no device-side processing path "
+                         f"(its run takes numpy arrays)")
+    if on_device:
+        return DeviceProcessing(backend.device, lut, fill)
+    return HostProcessing(lut, fill, tensor_device=backend.device if takes_tensors else None)
+
+
 class Segmenter:
     """Runs MFARANet on frames through one backend.
 
-    Build it with :meth:`from_checkpoint`. ``input_size=None`` runs every frame at its
-    full resolution (one compiled artifact per frame size for the ONNX / TensorRT
-    backends); ``input_size=(H, W)`` letterboxes every frame into that network input,
-    keeping its aspect ratio (see :mod:`mfaranet_ros.inference.processing`), and maps
-    the labels back to the frame's own size.
+    Build it with :meth:`from_checkpoint`. ``input_size="checkpoint"`` (the default)
+    runs at the size the checkpoint records, or at full resolution if it records
+    none; ``input_size=None`` runs every frame at its full resolution (one compiled
+    artifact per frame size for the ONNX / TensorRT backends); ``input_size=(H, W)``
+    letterboxes every frame into that network input, keeping its aspect ratio (see
+    :mod:`mfaranet_ros.inference.processing`), and maps the labels back to the frame's
+    own size. :attr:`input_size_reason` says which size and why, for start-up logs.
+
+    Every frame takes the same steps (:class:`~.processing.Processing`): on the host
+    with numpy / OpenCV, or as torch ops on the backend's GPU (``device_processing``).
     """
 
     def __init__(self, backend: Backend, metadata: ModelMetadata,
-                 input_size: Optional[Tuple[int, int]] = None,
+                 input_size: InputSize = CHECKPOINT_SIZE,
                  device_processing: Optional[bool] = None) -> None:
         self._backend = backend
         self.metadata = metadata
-        self.input_size = _check_input_size(input_size)
-        self._lut = palette_lut(metadata.palette)
+        self.input_size, self.input_size_reason = resolve_input_size(input_size, metadata)
+        lut = palette_lut(metadata.palette)
         # Letterbox padding = the normalisation mean, which the graph maps to ~0.
-        self._fill = np.clip(np.round(np.asarray(metadata.mean, np.float64)), 0, 255).astype(np.uint8)
-        if device_processing is None:
-            device_processing = backend.supports_tensors and backend.device.startswith("cuda")
-        if device_processing and not backend.supports_tensors:
-            raise ValueError(f"backend {backend.name} has no device-side processing path")
-        self._device_proc = (DeviceProcessing(backend.device, self._lut, self._fill)
-                             if device_processing else None)
+        fill = np.clip(np.round(np.asarray(metadata.mean, np.float64)), 0, 255).astype(np.uint8)
+        self._processing = choose_processing(backend, lut, fill, device_processing)
 
     @classmethod
     def from_checkpoint(cls, weights: Union[str, os.PathLike], backend: str = "auto",
                         device: Optional[str] = None, precision: str = "fp32",
-                        input_size: Optional[Sequence[int]] = None, pruned: bool = False,
+                        input_size: InputSize = CHECKPOINT_SIZE, pruned: bool = False,
                         cache_dir: Optional[Union[str, os.PathLike]] = None,
                         compile: bool = False,
-                        device_processing: Optional[bool] = None) -> "Segmenter":
+                        device_processing: Optional[bool] = None) -> Segmenter:
         """Loads ``weights`` (project or official format) into the backend ``backend``.
 
         ``backend``: ``auto`` (TensorRT -> torch on CUDA -> ONNX Runtime on CPU), ``torch``,
         ``onnxruntime`` or ``tensorrt``. ``device``: None (auto), ``cpu``, ``cuda[:N]``.
-        ``precision``: ``fp32`` or ``fp16`` (GPU). ``pruned``: MFARANet-Pruned (branch 2).
+        ``precision``: ``fp32`` or ``fp16`` (GPU). ``input_size``: ``"checkpoint"`` (the
+        size the checkpoint records; full resolution if none), None (full resolution)
+        or ``(H, W)``. ``pruned``: MFARANet-Pruned (branch 2).
         ``cache_dir``: where exported / compiled artifacts are kept (default: the user
         cache directory; an unwritable one gives a warning and in-memory artifacts).
         ``compile``: ``torch.compile`` for the torch backend.
         ``device_processing``: pre/post-processing as torch ops on the backend's device
         (default: on for the torch and tensorrt backends on CUDA; numpy/OpenCV otherwise).
         """
-        size = _check_input_size(input_size)
+        if not _is_checkpoint_size(input_size):
+            _check_input_size(input_size)  # a bad size fails before the checkpoint is read
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         if precision not in PRECISIONS:
@@ -115,12 +177,11 @@ class Segmenter:
         if device is not None:
             resolve_device(device)  # a malformed or unavailable device fails before any loading
         source = ModelSource(weights, pruned=pruned)
-        cache = resolve_cache_dir(cache_dir)
-        be = create_backend(backend, source, device=device, precision=precision, cache=cache,
-                            compile=compile)
-        log.info("segmenter: %s, %s, network input %s", source.describe(), be.describe(),
-                 "full resolution" if size is None else f"{size[0]}x{size[1]} (letterboxed)")
-        return cls(be, source.metadata, size, device_processing=device_processing)
+        _, reason = resolve_input_size(input_size, source.metadata)  # before the backend loads
+        be = create_backend(backend, source, device=device, precision=precision,
+                            cache=resolve_cache_dir(cache_dir), compile=compile)
+        log.info("segmenter: %s, %s, network input %s", source.describe(), be.describe(), reason)
+        return cls(be, source.metadata, input_size, device_processing=device_processing)
 
     # ------------------------------------------------------------------ properties
 
@@ -137,9 +198,14 @@ class Segmenter:
         return self._backend.device
 
     @property
+    def processing(self) -> Processing:
+        """The implementation of the steps around the backend (host or device)."""
+        return self._processing
+
+    @property
     def device_processing(self) -> bool:
         """Whether pre/post-processing runs as torch ops on the backend's device."""
-        return self._device_proc is not None
+        return isinstance(self._processing, DeviceProcessing)
 
     @property
     def precision(self) -> str:
@@ -150,7 +216,9 @@ class Segmenter:
 
     def network_shape(self, frame_shape: Tuple[int, int]) -> Tuple[int, int]:
         """The network input (H, W) a frame of ``frame_shape`` (h, w) runs at."""
-        return self.input_size if self.input_size is not None else (int(frame_shape[0]), int(frame_shape[1]))
+        if self.input_size is not None:
+            return self.input_size
+        return int(frame_shape[0]), int(frame_shape[1])
 
     # ------------------------------------------------------------------ running
 
@@ -185,97 +253,78 @@ class Segmenter:
         """
         t0 = time.perf_counter()
         if isinstance(frames, np.ndarray) and frames.ndim == 3:
-            raise ValueError("segment_batch expects a sequence of frames; use segment() for one frame")
+            raise ValueError("segment_batch expects a sequence of frames; "
+                             "use segment() for one frame")
         frames = [check_frame(f, i) for i, f in enumerate(frames)]
         if not frames:
             return []
         if overlay and not 0.0 <= overlay_alpha <= 1.0:
             raise ValueError(f"overlay_alpha must be in [0, 1], got {overlay_alpha}")
-        if self._device_proc is not None:
-            return self._segment_on_device(frames, color, overlay, confidence, overlay_alpha, t0)
-        groups = self._prepare_groups(frames)
-        t1 = time.perf_counter()
-        outputs: List[Tuple[np.ndarray, Optional[np.ndarray]]] = [None] * len(frames)  # type: ignore
-        for indices, pixels in groups:
-            labels, conf = self._backend.run(pixels, confidence=confidence)
-            for j, i in enumerate(indices):
-                outputs[i] = (labels[j], None if conf is None else conf[j])
-        t2 = time.perf_counter()
-        results = []
-        for frame, (labels, conf) in zip(frames, outputs):
-            box = letterbox_geometry(frame.shape[:2], self.network_shape(frame.shape[:2]))
-            results.append(self._finish(frame, box, labels, conf, color, overlay, overlay_alpha))
+        proc = self._processing
+        with torch.inference_mode():
+            images = proc.upload(frames)
+            boxes = [letterbox_geometry(f.shape[:2], self.network_shape(f.shape[:2]))
+                     for f in frames]
+            batches = self._batches(images, boxes)
+            proc.sync()
+            t1 = time.perf_counter()
+            outputs = self._infer(batches, len(frames), confidence)
+            proc.sync()
+            t2 = time.perf_counter()
+            results = [self._finish(image, box, labels, conf, color, overlay, overlay_alpha)
+                       for image, box, (labels, conf) in zip(images, boxes, outputs)]
         t3 = time.perf_counter()
         return _with_timings(results, t0, t1, t2, t3)
 
     __call__ = segment
 
+    def run_network(self, pixels: np.ndarray,
+                    confidence: bool = False) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+        """The backend alone on a batch already at network size, with the copies to and
+        from its device: ``(B, H, W, 3)`` uint8 -> labels ``(B, H, W)`` uint8 and
+        confidence ``(B, H, W)`` float32 or None (no letterbox, no colour)."""
+        proc = self._processing
+        with torch.inference_mode():
+            (batch,) = proc.upload([pixels])
+            labels, conf = proc.from_backend(*self._backend.run(proc.to_backend(batch),
+                                                                confidence=confidence))
+            return proc.download(labels), proc.download(conf)
+
     # ------------------------------------------------------------------ internals
 
-    @torch.inference_mode()
-    def _segment_on_device(self, frames: List[np.ndarray], color: bool, overlay: bool,
-                           confidence: bool, alpha: float, t0: float) -> List[SegmentationResult]:
-        dp = self._device_proc
-        uploaded = dp.upload(frames)
-        boxes = [letterbox_geometry(f.shape[:2], self.network_shape(f.shape[:2])) for f in frames]
+    def _batches(self, images: List[Array],
+                 boxes: List[Letterbox]) -> List[Tuple[List[int], Array]]:
+        """``(frame indices, (B, H, W, 3) batch)`` for each backend call."""
+        proc = self._processing
         if self.input_size is not None:
-            groups = [(list(range(len(frames))), dp.letterbox(uploaded, boxes, self.input_size))]
-        else:
-            by_shape: Dict[Tuple[int, int], List[int]] = {}
-            for i, f in enumerate(frames):
-                by_shape.setdefault(f.shape[:2], []).append(i)
-            groups = [(idx, torch.stack([uploaded[i] for i in idx])) for idx in by_shape.values()]
-        dp.sync()
-        t1 = time.perf_counter()
-        outputs: List = [None] * len(frames)
-        for indices, pixels in groups:
-            labels, conf = self._backend.run_tensor(pixels, confidence=confidence)
+            return [(list(range(len(images))), proc.letterbox(images, boxes, self.input_size))]
+        by_shape: Dict[Tuple[int, int], List[int]] = {}
+        for i, box in enumerate(boxes):
+            by_shape.setdefault(box.source, []).append(i)
+        return [(idx, proc.stack([images[i] for i in idx])) for idx in by_shape.values()]
+
+    def _infer(self, batches: List[Tuple[List[int], Array]], count: int,
+               confidence: bool) -> List[Tuple[Array, Optional[Array]]]:
+        """Runs each batch; per frame (in input order): network-size labels, confidence."""
+        proc = self._processing
+        outputs: List[Tuple[Array, Optional[Array]]] = [None] * count  # type: ignore[list-item]
+        for indices, pixels in batches:
+            labels, conf = proc.from_backend(*self._backend.run(proc.to_backend(pixels),
+                                                                confidence=confidence))
             for j, i in enumerate(indices):
                 outputs[i] = (labels[j], None if conf is None else conf[j])
-        dp.sync()
-        t2 = time.perf_counter()
-        results = []
-        for frame_t, box, (labels, conf) in zip(uploaded, boxes, outputs):
-            labels = dp.restore_labels(labels, box)
-            col = dp.colorize(labels) if (color or overlay) else None
-            ov = dp.blend(frame_t, col, alpha) if overlay else None
-            results.append(SegmentationResult(
-                labels=dp.download(labels),
-                color=dp.download(col) if color else None,
-                overlay=dp.download(ov),
-                confidence=None if conf is None else dp.download(dp.restore_confidence(conf, box)),
-            ))
-        t3 = time.perf_counter()
-        return _with_timings(results, t0, t1, t2, t3)
+        return outputs
 
-    def _prepare_groups(self, frames: List[np.ndarray]) -> List[Tuple[List[int], np.ndarray]]:
-        if self.input_size is None:
-            by_shape: Dict[Tuple[int, int], List[int]] = {}
-            for i, f in enumerate(frames):
-                by_shape.setdefault(f.shape[:2], []).append(i)
-            groups = []
-            for indices in by_shape.values():
-                if len(indices) == 1:
-                    pixels = np.ascontiguousarray(frames[indices[0]])[None]
-                else:
-                    pixels = np.stack([frames[i] for i in indices])
-                groups.append((indices, pixels))
-            return groups
-        h, w = self.input_size
-        canvas = np.empty((len(frames), h, w, 3), np.uint8)
-        for i, f in enumerate(frames):
-            letterbox_into(f, canvas[i], letterbox_geometry(f.shape[:2], (h, w)), self._fill)
-        return [(list(range(len(frames))), canvas)]
-
-    def _finish(self, frame: np.ndarray, box: Letterbox, labels: np.ndarray,
-                conf: Optional[np.ndarray], color: bool, overlay: bool,
-                alpha: float) -> SegmentationResult:
-        labels = restore_labels(labels, box)
-        col = colorize(labels, self._lut) if (color or overlay) else None
-        ov = blend(frame, col, alpha) if overlay else None
+    def _finish(self, image: Array, box: Letterbox, labels: Array, conf: Optional[Array],
+                color: bool, overlay: bool, alpha: float) -> SegmentationResult:
+        """One frame's network outputs -> its result at the source size, in host memory."""
+        proc = self._processing
+        labels = proc.restore_labels(labels, box)
+        col = proc.colorize(labels) if (color or overlay) else None
+        ov = proc.blend(image, col, alpha) if overlay else None
         return SegmentationResult(
-            labels=labels,
-            color=col if color else None,
-            overlay=ov,
-            confidence=None if conf is None else restore_confidence(conf, box),
+            labels=proc.download(labels),
+            color=proc.download(col) if color else None,
+            overlay=proc.download(ov),
+            confidence=None if conf is None else proc.download(proc.restore_confidence(conf, box)),
         )

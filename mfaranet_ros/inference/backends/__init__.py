@@ -7,10 +7,12 @@ from typing import List, Optional, Tuple
 import torch
 
 from ..cache import CacheDir
-from .base import PRECISIONS, Backend, BackendUnavailable, ModelSource, resolve_device
+from .base import (
+    ARRAY_TYPES, PRECISIONS, Backend, BackendUnavailable, ModelSource, Outputs, resolve_device,
+)
 
-__all__ = ["BACKENDS", "Backend", "BackendUnavailable", "ModelSource", "create_backend",
-           "resolve_device", "PRECISIONS"]
+__all__ = ["ARRAY_TYPES", "BACKENDS", "Backend", "BackendUnavailable", "ModelSource", "Outputs",
+           "create_backend", "resolve_device", "PRECISIONS"]
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +69,7 @@ def create_backend(name: str, source: ModelSource, *, device: Optional[str] = No
         if prec != precision:
             reasons.append(f"{precision} is a GPU setting, running {prec}")
         if reasons:
-            log.warning("backend 'auto' chose %s; unavailable: %s", backend.describe(), "; ".join(reasons))
+            log.warning("backend 'auto' chose %s; unavailable: %s", backend.describe(),
+                        "; ".join(reasons))
         return backend
     raise BackendUnavailable("no backend can run here: " + "; ".join(reasons))

@@ -12,12 +12,17 @@ import torch
 from ...model import ModelMetadata, load_checkpoint, read_checkpoint
 from ..cache import checkpoint_sha256
 
-__all__ = ["Backend", "BackendUnavailable", "ModelSource", "PRECISIONS", "resolve_device"]
+__all__ = ["ARRAY_TYPES", "Backend", "BackendUnavailable", "ModelSource", "Outputs", "PRECISIONS",
+           "resolve_device"]
 
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "fp16")
-Outputs = Tuple[np.ndarray, Optional[np.ndarray]]
+#: What a backend's ``run`` takes and returns: numpy arrays, or torch tensors on its device.
+ARRAY_TYPES = ("numpy", "torch")
+Array = Union[np.ndarray, torch.Tensor]
+#: labels ``(B, H, W)`` uint8 and confidence ``(B, H, W)`` float32 or None
+Outputs = Tuple[Array, Optional[Array]]
 
 
 class BackendUnavailable(RuntimeError):
@@ -34,7 +39,8 @@ def resolve_device(device: Optional[str]) -> str:
     if dev == "cuda" or (dev.startswith("cuda:") and dev[5:].isdigit()):
         if not torch.cuda.is_available():
             raise BackendUnavailable(f"device {dev!r} requested but torch sees no CUDA device "
-                                     f"(torch {torch.__version__}, CUDA build: {torch.version.cuda})")
+                                     f"(torch {torch.__version__}, "
+                                     f"CUDA build: {torch.version.cuda})")
         return dev
     raise ValueError(f"device must be None, 'cpu', 'cuda' or 'cuda:N'; got {device!r}")
 
@@ -47,8 +53,8 @@ class ModelSource:
         self.pruned = bool(pruned)
         self.metadata: ModelMetadata = read_checkpoint(self.path).metadata
         if self.metadata.num_classes > 255:
-            raise ValueError(f"{self.path!r}: {self.metadata.num_classes} classes do not fit uint8 "
-                             f"labels (at most 255)")
+            raise ValueError(f"{self.path!r}: {self.metadata.num_classes} classes do not fit "
+                             f"uint8 labels (at most 255)")
         self._sha256: Optional[str] = None
 
     @property
@@ -66,9 +72,17 @@ class ModelSource:
 
 
 class Backend(abc.ABC):
-    """Runs :class:`~mfaranet_ros.inference.graph.SegmentationGraph` on uint8 NHWC batches."""
+    """Runs :class:`~mfaranet_ros.inference.graph.SegmentationGraph` on uint8 NHWC batches.
+
+    :meth:`run` takes and returns arrays of one type, :attr:`array_type`: ``"numpy"``
+    (host memory; the Segmenter then processes frames with numpy / OpenCV) or
+    ``"torch"`` (tensors on :attr:`device`; processed as torch ops on that device,
+    or on the host when the device is the CPU).
+    """
 
     name: str = "?"
+    #: The array type :meth:`run` takes and returns: one of :data:`ARRAY_TYPES`.
+    array_type: str = "numpy"
 
     def __init__(self, source: ModelSource, device: str, precision: str) -> None:
         if precision not in PRECISIONS:
@@ -82,15 +96,12 @@ class Backend(abc.ABC):
         """Builds or loads what a ``(batch, height, width)`` input needs; returns seconds spent."""
 
     @abc.abstractmethod
-    def run(self, pixels: np.ndarray, confidence: bool = False) -> Outputs:
-        """``(B, H, W, 3)`` uint8 -> labels ``(B, H, W)`` uint8 and confidence or None."""
+    def run(self, pixels: Array, confidence: bool = False) -> Outputs:
+        """``(B, H, W, 3)`` uint8 RGB -> labels ``(B, H, W)`` uint8 and confidence
+        ``(B, H, W)`` float32 (max softmax probability) or None.
 
-    #: Whether :meth:`run_tensor` exists (device-side pre/post-processing can be used).
-    supports_tensors: bool = False
-
-    def run_tensor(self, pixels: torch.Tensor, confidence: bool = False):
-        """``(B, H, W, 3)`` tensor on :attr:`device` -> labels ``(B, H, W)`` uint8 tensor, conf or None."""
-        raise NotImplementedError(f"{self.name} takes numpy batches only")
+        All in :attr:`array_type`; torch tensors on :attr:`device`.
+        """
 
     def artifacts(self) -> Dict[Tuple, str]:
         """Cached files in use, by shape (empty for backends that keep none)."""

@@ -184,20 +184,16 @@ class TensorRTBackend(Backend):
         self.module(batch, height, width, confidence)
         return time.perf_counter() - t0
 
-    supports_tensors = True
+    array_type = "torch"
 
     @torch.inference_mode()
-    def run_tensor(self, pixels: torch.Tensor, confidence: bool = False):
+    def run(self, pixels: torch.Tensor, confidence: bool = False) -> Outputs:
+        """``(B, H, W, 3)`` uint8 tensor on the GPU -> uint8 labels, float confidence or None."""
         b, h, w, _ = pixels.shape
         mod = self.module(b, h, w, confidence)
         out = mod(pixels.to(self.dtype).contiguous())
         if confidence:
             labels, conf = out
-            return labels.to(torch.uint8), conf
+            return labels.to(torch.uint8), conf.float()
         labels = out[0] if isinstance(out, (tuple, list)) else out
         return labels.to(torch.uint8), None
-
-    def run(self, pixels: np.ndarray, confidence: bool = False) -> Outputs:
-        x = torch.from_numpy(np.ascontiguousarray(pixels)).to(self.device, non_blocking=True)
-        labels, conf = self.run_tensor(x, confidence)
-        return labels.cpu().numpy(), None if conf is None else conf.float().cpu().numpy()

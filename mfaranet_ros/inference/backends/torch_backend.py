@@ -5,7 +5,6 @@ import logging
 import time
 from typing import Dict
 
-import numpy as np
 import torch
 
 from ..graph import SegmentationGraph
@@ -19,6 +18,11 @@ log = logging.getLogger(__name__)
 class TorchBackend(Backend):
     """Eager PyTorch (or ``torch.compile``) on the model's own device.
 
+    ``run`` takes and returns torch tensors on the backend's device. On the CPU the
+    Segmenter still processes frames with numpy / OpenCV (10x cheaper or more there than
+    the same steps as torch ops) and hands batches over as tensors sharing the numpy
+    memory, so no copy is made either way.
+
     ``channels_last=True`` (the default) is about 2x faster than the default NCHW layout
     on CPU for this network (docs/performance.md); ``channels_last=False`` is the
     plain eager baseline the benchmark compares against.
@@ -30,8 +34,8 @@ class TorchBackend(Backend):
                  compile: bool = False, channels_last: bool = True) -> None:
         super().__init__(source, device, precision)
         if precision == "fp16" and not device.startswith("cuda"):
-            raise BackendUnavailable("fp16 needs a CUDA device for the torch backend "
-                                     "(CPU half-precision convolutions are slower than fp32); use fp32")
+            raise BackendUnavailable("fp16 needs a CUDA device for the torch backend (CPU "
+                                     "half-precision convolutions are slower than fp32); use fp32")
         self.dtype = torch.float16 if precision == "fp16" else torch.float32
         self.channels_last = channels_last
         self.compiled = compile
@@ -50,33 +54,28 @@ class TorchBackend(Backend):
 
     def describe(self) -> str:
         extra = ", channels_last" if self.channels_last else ", NCHW"
-        return f"{self.name} on {self.device}, {self.precision}{extra}{', compiled' if self.compiled else ''}"
-
-    def _to_device(self, pixels: np.ndarray) -> torch.Tensor:
-        t = torch.from_numpy(pixels)
-        if self.device != "cpu":
-            t = t.pin_memory().to(self.device, non_blocking=True)
-        elif not self.channels_last:
-            # The plain baseline gets a plain contiguous NCHW tensor.
-            return t.permute(0, 3, 1, 2).contiguous().permute(0, 2, 3, 1)
-        return t
+        if self.compiled:
+            extra += ", compiled"
+        return f"{self.name} on {self.device}, {self.precision}{extra}"
 
     def prepare(self, batch: int, height: int, width: int, confidence: bool = False) -> float:
         t0 = time.perf_counter()
         if self.compiled:
             log.info("compiling the torch graph for %dx%dx%d (%s); the first call takes a while",
                      batch, height, width, self.describe())
-            self.run(np.zeros((batch, height, width, 3), np.uint8), confidence)
+            self.run(torch.zeros((batch, height, width, 3), dtype=torch.uint8, device=self.device),
+                     confidence)
             log.info("compiled in %.1f s", time.perf_counter() - t0)
         return time.perf_counter() - t0
 
-    supports_tensors = True
+    array_type = "torch"
 
     @torch.inference_mode()
-    def run_tensor(self, pixels: torch.Tensor, confidence: bool = False):
+    def run(self, pixels: torch.Tensor, confidence: bool = False) -> Outputs:
+        """``(B, H, W, 3)`` uint8 tensor on :attr:`device` -> labels ``(B, H, W)`` uint8
+        tensor and confidence ``(B, H, W)`` float32 tensor or None, on the same device."""
+        if not self.channels_last:
+            # The plain baseline gets plain contiguous NCHW memory.
+            pixels = pixels.permute(0, 3, 1, 2).contiguous().permute(0, 2, 3, 1)
         out = self._graphs[bool(confidence)](pixels)
         return out if confidence else (out, None)
-
-    def run(self, pixels: np.ndarray, confidence: bool = False) -> Outputs:
-        labels, conf = self.run_tensor(self._to_device(pixels), confidence)
-        return labels.cpu().numpy(), None if conf is None else conf.float().cpu().numpy()
