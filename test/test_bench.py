@@ -48,18 +48,6 @@ def test_build_engine_onnxruntime(bench_checkpoint, inference_cache_dir, capsys)
     assert cached[0] in capsys.readouterr().out
 
 
-def test_build_engine_tensorrt_without_tensorrt(tiny_checkpoint, tmp_path, capsys):
-    try:
-        import torch_tensorrt  # noqa: F401
-        pytest.skip("torch_tensorrt installed")
-    except ImportError:
-        pass
-    argv = ["build-engine", "--weights", str(tiny_checkpoint), "--backend", "tensorrt",
-            "--input-size", "64x128", "--cache-dir", str(tmp_path)]
-    assert main(argv) == 2
-    assert "torch_tensorrt is not installed" in capsys.readouterr().err
-
-
 def test_bench_single_table_and_json(bench_checkpoint, inference_cache_dir, tmp_path, capsys):
     out_json = tmp_path / "bench.json"
     argv = ["bench", "--weights", str(bench_checkpoint), "--backends", "torch,onnxruntime,tensorrt",
