@@ -194,8 +194,13 @@ def _eval_weights(args: argparse.Namespace) -> int:
         pairs = generated_pairs(args.frames, args.size, args.seed)
         described = (f"{args.frames} generated {args.size[0]}x{args.size[1]} frames, "
                      f"seed {args.seed}")
+    from tqdm import tqdm
+
     args.weights = args.checkpoint
     segmenter, weights, reason = load_segmenter(args)
+    # A progress bar on a terminal only (disable=None), on stderr: --json stays clean.
+    pairs = tqdm(pairs, total=None if args.data else args.frames, unit="frame",
+                 desc="eval-weights", disable=None)
     cm = confusion_over_pairs(segmenter, pairs, bgr=args.bgr, batch=args.batch)
     report = weights_report(cm, segmenter.metadata.class_names, checkpoint=args.checkpoint,
                             data=described, input_size=segmenter.input_size,
