@@ -187,3 +187,13 @@ def test_eval_weights_command_through_the_segmenter(tmp_path, capsys, tiny_check
                  "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["input_size"] is None and "records no input size" in report["input_size_reason"]
+
+
+def test_eval_weights_checks_the_data_folder_before_the_model(tmp_path, capsys):
+    from mfaranet_ros.cli import main
+
+    bogus = tmp_path / "bogus.pth"
+    bogus.write_bytes(b"not a checkpoint")
+    rc = main(["eval-weights", str(bogus), "--data", str(tmp_path / "nowhere")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "no images in" in err and "checkpoint" not in err, err

@@ -20,12 +20,19 @@ log = logging.getLogger(__name__)
 
 
 def _input_errors() -> tuple:
-    """What a bad bag, ground truth or checkpoint raises: reported in one line, rc 2."""
+    """What a bad bag, ground truth, data folder or checkpoint raises: one line, rc 2."""
     from mfaranet_ros.model import CheckpointError
 
     from .bags import BagError
 
-    return (BagError, CheckpointError)
+    return (BagError, CheckpointError, FileNotFoundError)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def one_line_errors(command: Callable[[argparse.Namespace], int]):
@@ -187,7 +194,7 @@ def _eval_weights(args: argparse.Namespace) -> int:
     from .weights_eval import (confusion_over_pairs, folder_pairs, format_weights_report,
                                generated_pairs, weights_report)
 
-    if args.data:
+    if args.data:       # listed before the model is loaded: a bad folder fails at once
         pairs = folder_pairs(args.data, limit=args.frames)
         described = f"folder {args.data}"
     else:
@@ -236,7 +243,8 @@ def _register_eval_weights(sub) -> None:
                                    "prediction).")
     p.add_argument("checkpoint")
     p.add_argument("--data", help="folder with images/ and labels/ (default: generate scenes)")
-    p.add_argument("--frames", type=int, default=100)
+    p.add_argument("--frames", type=_positive_int, default=100,
+                   help="frames to generate (with --data: at most this many; default 100)")
     p.add_argument("--size", type=parse_size, default=(512, 1024), metavar="HxW",
                    help="generated frame size (default 512x1024)")
     p.add_argument("--seed", type=int, default=1000, help="seed of the generated held-out set")
@@ -247,7 +255,8 @@ def _register_eval_weights(sub) -> None:
     model.add_argument("--device", default="",
                        help="cpu, cuda, cuda:N (default: CUDA if present)")
     model.add_argument("--precision", default="fp32", choices=PRECISIONS)
-    model.add_argument("--batch", type=int, default=1, help="frames per Segmenter call")
+    model.add_argument("--batch", type=_positive_int, default=1,
+                       help="frames per Segmenter call")
     p.add_argument("--bgr", action="store_true", help="feed BGR instead of RGB (a sanity check)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--write-to", help="save the weights with these metrics in their metadata")

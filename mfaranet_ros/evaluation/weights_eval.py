@@ -28,12 +28,15 @@ def generated_pairs(frames: int, size: Tuple[int, int], seed: int) -> Iterator[P
 
 
 def folder_pairs(root: str, limit: Optional[int] = None) -> Iterator[Pair]:
-    """``root/images/*.png`` with ``root/labels/*.png`` of the same names (``synth``'s)."""
+    """``root/images/*.png`` with ``root/labels/*.png`` of the same names (``synth``'s).
+
+    The folder is listed at once (a missing image or label raises FileNotFoundError
+    here, before any model is loaded); the PNGs are read one by one.
+    """
     from mfaranet_ros.training.datasets import FolderDataset
 
     data = FolderDataset(root, limit=limit)
-    for i in range(len(data)):
-        yield data.load(i)
+    return (data.load(i) for i in range(len(data)))
 
 
 def confusion_over_pairs(segmenter, pairs: Iterable[Pair], *, bgr: bool = False,
