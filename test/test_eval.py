@@ -252,27 +252,31 @@ def test_input_size_option_reads_the_checkpoints_size(tmp_path, tiny_checkpoint)
 
     import torch
 
-    from mfaranet_ros.evaluation.model_args import (checkpoint_input_size, parse_input_size,
-                                                    resolve_input_size)
+    from mfaranet_ros.evaluation.model_args import load_segmenter, parse_input_size
     from mfaranet_ros.model import MFARANet, cityscapes_metadata, save_checkpoint
 
     torch.manual_seed(0)
     path = tmp_path / "sized.pth"
     save_checkpoint(path, MFARANet(19), cityscapes_metadata(source="test", input_size=[32, 64]))
-    assert checkpoint_input_size(str(path)) == (32, 64)
-    assert checkpoint_input_size(str(tiny_checkpoint)) is None     # records none
     assert parse_input_size("checkpoint") == "checkpoint"
-    assert parse_input_size("full") == "full"
+    assert parse_input_size("full") is None
     assert parse_input_size("48x96") == (48, 96)
     with pytest.raises(argparse.ArgumentTypeError, match="expected HxW"):
         parse_input_size("big")
+
     # The default, 'checkpoint': the recorded size, or full resolution where none is.
-    assert resolve_input_size("checkpoint", str(path)) == ((32, 64),
-                                                           "the size the checkpoint records")
-    size, why = resolve_input_size("checkpoint", str(tiny_checkpoint))
+    def load(weights, text):
+        args = argparse.Namespace(weights=str(weights), backend="torch", device="cpu",
+                                  precision="fp32", input_size=parse_input_size(text),
+                                  pruned=False, cache_dir=str(tmp_path / "cache"))
+        seg, _, reason = load_segmenter(args)
+        return seg.input_size, reason
+
+    assert load(path, "checkpoint") == ((32, 64), "32x64, recorded in the checkpoint")
+    size, why = load(tiny_checkpoint, "checkpoint")
     assert size is None and "records no input size" in why
-    assert resolve_input_size("full", str(path))[0] is None
-    assert resolve_input_size((48, 96), str(path))[0] == (48, 96)
+    assert load(path, "full")[0] is None
+    assert load(path, "48x96")[0] == (48, 96)
 
 
 def test_eval_bag_default_input_size_is_the_checkpoints(tmp_path, capsys, caplog):
@@ -294,9 +298,9 @@ def test_eval_bag_default_input_size_is_the_checkpoints(tmp_path, capsys, caplog
     assert rc == 0, capsys.readouterr().err
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["model"]["input_size"] == [32, 64]
-    assert report["model"]["input_size_reason"] == "the size the checkpoint records"
-    assert "network input 32x64: the size the checkpoint records" in caplog.text
-    assert "(the size the checkpoint records)" in (tmp_path / "out" / "report.md").read_text()
+    assert report["model"]["input_size_reason"] == "32x64, recorded in the checkpoint"
+    assert "network input 32x64, recorded in the checkpoint" in caplog.text
+    assert "(32x64, recorded in the checkpoint)" in (tmp_path / "out" / "report.md").read_text()
 
 
 def _bogus_weights(tmp_path):

@@ -248,7 +248,7 @@ def test_eval_weights_command_through_the_segmenter(tmp_path, capsys, tiny_check
     for rgb, label in generated_pairs(2, (64, 128), 5):
         cm.update(seg.segment(rgb, color=False, overlay=False).labels, label)
     assert report["miou"] == pytest.approx(cm.miou(), abs=1e-12)
-    assert report["input_size"] == [32, 64] and report["input_size_reason"].startswith("as asked")
+    assert report["input_size"] == [32, 64] and report["input_size_reason"] == "32x64, requested"
     assert report["classes_in_mean"] == int((~np.isnan(cm.iou())).sum())
     # No size recorded in the checkpoint: the default runs at full resolution, and says so.
     assert main(["eval-weights", str(tiny_checkpoint), "--frames", "1", "--size", "64x128",

@@ -13,20 +13,23 @@ from typing import Optional, Tuple, Union
 
 from ..cli_args import parse_size
 from ..inference.backends import BACKENDS, PRECISIONS
+from ..inference.segmenter import CHECKPOINT_SIZE
 from ..model.weights import DEFAULT_WEIGHTS, resolve_weights
 
-__all__ = ["parse_input_size", "add_segmenter_options", "checkpoint_input_size",
-           "resolve_input_size", "existing_weights", "load_segmenter"]
+__all__ = ["parse_input_size", "add_segmenter_options", "existing_weights", "load_segmenter"]
 
 log = logging.getLogger(__name__)
 
-InputSize = Union[str, Tuple[int, int]]   # "checkpoint", "full" or (H, W)
+#: ``"checkpoint"``, None (full resolution) or (H, W): what ``Segmenter.from_checkpoint`` takes.
+InputSize = Union[str, None, Tuple[int, int]]
 
 
 def parse_input_size(text: str) -> InputSize:
-    """``--input-size``: ``HxW``, ``checkpoint`` or ``full``."""
-    if text in ("checkpoint", "full"):
+    """``--input-size``: ``HxW``, ``checkpoint`` or ``full`` (-> None, full resolution)."""
+    if text == CHECKPOINT_SIZE:
         return text
+    if text == "full":
+        return None
     try:
         return parse_size(text)
     except argparse.ArgumentTypeError:
@@ -56,28 +59,6 @@ def add_input_size_option(group) -> None:
                             "every frame at its own resolution")
 
 
-def checkpoint_input_size(weights: str) -> Optional[Tuple[int, int]]:
-    """The network input size the checkpoint records (what it was trained at), if any."""
-    from mfaranet_ros.model import read_checkpoint
-
-    stored = read_checkpoint(weights).metadata.input_size
-    return (int(stored[0]), int(stored[1])) if stored else None
-
-
-def resolve_input_size(requested: Optional[InputSize],
-                       weights: str) -> Tuple[Optional[Tuple[int, int]], str]:
-    """``(size or None for full resolution, why)`` for an ``--input-size`` value."""
-    if requested == "full":
-        return None, "full resolution, as asked (--input-size full)"
-    if requested is None or requested == "checkpoint":
-        stored = checkpoint_input_size(weights)
-        if stored is None:
-            return None, "full resolution: the checkpoint records no input size"
-        return stored, "the size the checkpoint records"
-    h, w = (int(v) for v in requested)
-    return (h, w), "as asked (--input-size)"
-
-
 def existing_weights(requested: Optional[str]) -> str:
     """The weights file's absolute path; a :class:`CheckpointError` if there is none."""
     from mfaranet_ros.model import CheckpointError
@@ -93,10 +74,8 @@ def load_segmenter(args: argparse.Namespace):
     from mfaranet_ros.inference import Segmenter
 
     weights = existing_weights(args.weights)
-    size, reason = resolve_input_size(args.input_size, weights)
-    log.info("network input %s: %s", f"{size[0]}x{size[1]}" if size else "full resolution",
-             reason)
     seg = Segmenter.from_checkpoint(
         weights, backend=args.backend, device=args.device or None, precision=args.precision,
-        input_size=size, pruned=args.pruned, cache_dir=args.cache_dir)
-    return seg, weights, reason
+        input_size=args.input_size, pruned=args.pruned, cache_dir=args.cache_dir)
+    log.info("network input %s", seg.input_size_reason)
+    return seg, weights, seg.input_size_reason
