@@ -2,8 +2,11 @@
 
     ros2 launch mfaranet_ros segment.launch.py image:=/camera/image_raw
     ros2 launch mfaranet_ros segment.launch.py cameras:=front,left,right use_rviz:=true
+    ros2 launch mfaranet_ros segment.launch.py managed:=true
 
-Arguments left empty keep the value from ``params_file``. The node's Fast DDS profile
+``managed:=true`` starts the lifecycle node (``segmentation_lifecycle_node``) instead and,
+unless ``autostart:=false`` leaves it to a lifecycle manager, configures it and activates it
+once configure has succeeded. Arguments left empty keep the value from ``params_file``. The node's Fast DDS profile
 (a 64 MB shared-memory segment, so large best-effort outputs reach RViz on this host) is
 applied unless FASTDDS_DEFAULT_PROFILES_FILE is already set.
 """
@@ -11,10 +14,15 @@ import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
+import lifecycle_msgs.msg
+from launch.actions import (DeclareLaunchArgument, EmitEvent, OpaqueFunction,
+                            RegisterEventHandler, SetEnvironmentVariable)
 from launch.conditions import IfCondition
+from launch.events import matches_action
 from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
+from launch_ros.actions import LifecycleNode, Node
+from launch_ros.event_handlers import OnStateTransition
+from launch_ros.events.lifecycle import ChangeState
 
 PACKAGE = "mfaranet_ros"
 PROFILE_ENV = "FASTDDS_DEFAULT_PROFILES_FILE"
@@ -43,9 +51,8 @@ def _launch_setup(context, *args, **kwargs):
         from mfaranet_ros.ros.qos import profile_path
         actions.append(SetEnvironmentVariable(PROFILE_ENV, profile_path()))
 
-    actions.append(Node(
+    segmentation = dict(
         package=PACKAGE,
-        executable="segmentation_node",
         name="mfaranet",
         namespace=arg("namespace"),
         parameters=[arg("params_file"), overrides],
@@ -53,7 +60,11 @@ def _launch_setup(context, *args, **kwargs):
         arguments=["--ros-args", "--log-level", arg("log_level")],
         output="screen",
         emulate_tty=True,
-    ))
+    )
+    if arg("managed").lower() in ("true", "1"):
+        actions += _managed_node(segmentation, arg("autostart").lower() in ("true", "1"))
+    else:
+        actions.append(Node(executable="segmentation_node", **segmentation))
     actions.append(Node(
         package="rviz2",
         executable="rviz2",
@@ -65,6 +76,25 @@ def _launch_setup(context, *args, **kwargs):
         output="screen",
     ))
     return actions
+
+
+def _change_state(node, transition_id):
+    return EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
+                                       transition_id=transition_id))
+
+
+def _managed_node(segmentation, autostart):
+    """The lifecycle node; with autostart, configure now and activate once configured."""
+    node = LifecycleNode(executable="segmentation_lifecycle_node", **segmentation)
+    if not autostart:
+        return [node]
+    # start_state "configuring": only a configure that succeeded leads to activate, not a
+    # deactivate (active -> inactive) asked for later
+    activate_when_configured = RegisterEventHandler(OnStateTransition(
+        target_lifecycle_node=node, start_state="configuring", goal_state="inactive",
+        entities=[_change_state(node, lifecycle_msgs.msg.Transition.TRANSITION_ACTIVATE)]))
+    return [node, activate_when_configured,
+            _change_state(node, lifecycle_msgs.msg.Transition.TRANSITION_CONFIGURE)]
 
 
 def generate_launch_description():
@@ -87,6 +117,12 @@ def generate_launch_description():
                                           "model (c/image -> c/labels ...); empty = one camera."),
         DeclareLaunchArgument("use_rviz", default_value="false",
                               description="Start RViz with config/mfaranet.rviz."),
+        DeclareLaunchArgument("managed", default_value="false",
+                              description="Start the lifecycle (managed) node instead."),
+        DeclareLaunchArgument("autostart", default_value="true",
+                              description="managed:=true only: configure and activate it; "
+                                          "false leaves it unconfigured for a lifecycle "
+                                          "manager."),
         DeclareLaunchArgument("log_level", default_value="info",
                               description="debug | info | warn | error | fatal"),
         OpaqueFunction(function=_launch_setup),

@@ -1,0 +1,156 @@
+"""``segmentation_lifecycle_node``: the segmentation node as a ROS 2 managed node.
+
+The same parameters, topics and behaviour as ``segmentation_node`` (one shared
+:class:`~mfaranet_ros.ros.core.SegmentationCore`), driven by the standard lifecycle
+services (``~/change_state``, ``~/get_state``, ``~/get_available_states``,
+``~/get_available_transitions``) and announced on ``~/transition_event``:
+
+- ``unconfigured`` after start: nothing subscribed, no outputs; /diagnostics only.
+- ``configure``: load the checkpoint, build or load the artifact, warm up, create the
+  outputs. A bad checkpoint or an invalid parameter fails the transition with the reason
+  logged (and in /diagnostics); fix the parameter and configure again.
+- ``activate``: subscribe and publish; ``deactivate``: unsubscribe, drop the pending
+  frame, keep the model warm (re-activation is immediate).
+- ``cleanup``: release the model and its memory (the CUDA cache too).
+- ``shutdown`` from any state: release everything and exit 0.
+
+Parameters applied at configure (weights, backend, input_size ...) can be changed only
+while unconfigured; overlay_alpha and publish_* act at once, in every state.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from typing import List
+
+import rclpy
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.parameter import Parameter
+
+from . import qos as qos_tools
+from .core import (NODE_NAME, RUNTIME_PARAMETERS, SegmentationCore, StartupError,
+                   StartupInterrupted, declare_parameters, read_config)
+from .node import log_fastdds_profile
+from .parameters import validate_parameter
+
+__all__ = ["SegmentationLifecycleNode", "main"]
+
+#: how long the process keeps spinning after ``shutdown`` so the service reply and the
+#: transition event leave before the participant goes
+_SHUTDOWN_FLUSH_S = 0.3
+
+
+class SegmentationLifecycleNode(LifecycleNode):
+    """The managed MFARANet segmentation node (see the module docstring)."""
+
+    def __init__(self, **node_kwargs):
+        super().__init__(NODE_NAME, **node_kwargs)
+        # start-up values the descriptors refused: the parameter keeps its default and
+        # configure fails with the reason until it is set again
+        self._refused = declare_parameters(self, applied_at="configure")
+        for reason in self._refused.values():
+            self.get_logger().error(f"invalid parameter: {reason}")
+        self.core = SegmentationCore(self, self.create_lifecycle_publisher,
+                                     self.destroy_lifecycle_publisher, self.state_label)
+        self.finished = False
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.get_logger().info("unconfigured: waiting for configure")
+
+    def state_label(self) -> str:
+        """The current lifecycle state (``unconfigured``, ``inactive``, ``active`` ...)."""
+        return self._state_machine.current_state[1]
+
+    def _on_set_parameters(self, params: List[Parameter]) -> SetParametersResult:
+        for p in params:
+            reason = validate_parameter(p.name, p.value)
+            if not reason and p.name not in RUNTIME_PARAMETERS and self.core.configured:
+                reason = (f"{p.name} is applied at configure: run cleanup (back to "
+                          f"unconfigured), change it, then configure")
+            if reason:
+                return SetParametersResult(successful=False, reason=reason)
+        for p in params:
+            self._refused.pop(p.name, None)
+            self.core.set_runtime(p.name, p.value)
+        return SetParametersResult(successful=True)
+
+    # ------------------------------------------------------------------ transitions
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            if self._refused:
+                raise StartupError("invalid parameters: " + "; ".join(self._refused.values()))
+            self.core.configure(read_config(self))
+        except StartupError as exc:
+            self.core.configure_error = str(exc)
+            self.get_logger().error(f"configure failed: {exc}")
+            return TransitionCallbackReturn.FAILURE
+        except StartupInterrupted:
+            return TransitionCallbackReturn.FAILURE
+        self.get_logger().info("inactive: model loaded and warm; activate to subscribe")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.core.activate()
+        return super().on_activate(state)  # enables the lifecycle publishers
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.core.deactivate()
+        self.get_logger().info("inactive: unsubscribed; the model stays loaded")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.core.cleanup()
+        self.get_logger().info("unconfigured: outputs destroyed; configure loads the model "
+                               "again")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.core.close()
+        self.finished = True
+        self.get_logger().info(f"shutdown from {state.label}")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """An unexpected exception in a transition: release everything, back to
+        unconfigured."""
+        self.get_logger().error(f"error in a transition from {state.label}; cleaning up")
+        self.core.close()
+        return TransitionCallbackReturn.SUCCESS
+
+    def close(self) -> None:
+        self.core.close()
+
+
+def _spin_until_shutdown(node: SegmentationLifecycleNode) -> None:
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    while not node.finished:
+        executor.spin_once(timeout_sec=0.2)
+    deadline = time.monotonic() + _SHUTDOWN_FLUSH_S
+    while time.monotonic() < deadline:
+        executor.spin_once(timeout_sec=0.05)
+
+
+def main(args=None) -> int:
+    """Console script: start unconfigured, follow the lifecycle services until the
+    ``shutdown`` transition or SIGINT; exit 0 either way."""
+    profile = qos_tools.apply_fastdds_profile()
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = SegmentationLifecycleNode()
+        log_fastdds_profile(node, profile)
+        _spin_until_shutdown(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.close()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,330 @@
+"""The managed node over real DDS: ``segmentation_lifecycle_node`` in its own process,
+driven through its lifecycle and parameter services from a test node in this one.
+
+One node process goes through every transition in order (the tests of this module build
+on each other's state); shutdown from the other states and SIGINT get processes of their
+own. The checkpoint predicts "car" everywhere, so what comes back is known exactly.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy", reason="needs rclpy (requirements-ros-pypi.txt)")
+
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from lifecycle_msgs.msg import Transition, TransitionEvent  # noqa: E402
+from lifecycle_msgs.srv import (ChangeState, GetAvailableStates,  # noqa: E402
+                                GetAvailableTransitions, GetState)
+from rcl_interfaces.srv import SetParameters  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
+
+from ros_helpers import (CAR, CAR_RGB, REPO, Client, NodeProcess,  # noqa: E402
+                         constant_checkpoint, image_msg, kv, reliable, to_array)
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+
+EXECUTABLE = "segmentation_lifecycle_node"
+STARTUP_S = 60.0
+OUTPUTS = ("labels", "color", "overlay", "latency")
+
+
+def start_managed(tmp, *ros_args) -> NodeProcess:
+    return NodeProcess(tmp, "--params-file", str(REPO / "config" / "segment.yaml"),
+                       "-p", "backend:=torch", *ros_args, executable=EXECUTABLE)
+
+
+class Lifecycle:
+    """Calls the managed node's services from the test client."""
+
+    def __init__(self, client: Client, node: NodeProcess, name: str = "/mfaranet"):
+        self.client, self.node, self.name = client, node, name
+        self._clients = {}
+
+    def call(self, srv_type, service: str, request, timeout: float = 10.0):
+        cli = self._clients.get(service)
+        if cli is None:
+            cli = self._clients[service] = self.client.node.create_client(
+                srv_type, f"{self.name}/{service}")
+        assert cli.wait_for_service(timeout_sec=timeout) or self.node.proc.poll() is not None, \
+            service
+        assert self.node.proc.poll() is None, self.node.output()
+        future = cli.call_async(request)
+        self.client.wait_until(future.done, timeout, service)
+        return future.result()
+
+    def change(self, label: str, timeout: float = 60.0) -> bool:
+        req = ChangeState.Request(transition=Transition(label=label))
+        return self.call(ChangeState, "change_state", req, timeout).success
+
+    def state(self) -> str:
+        return self.call(GetState, "get_state", GetState.Request()).current_state.label
+
+    def transitions(self):
+        res = self.call(GetAvailableTransitions, "get_available_transitions",
+                        GetAvailableTransitions.Request())
+        return {t.transition.label for t in res.available_transitions}
+
+    def set(self, name: str, value):
+        req = SetParameters.Request(parameters=[Parameter(name, value=value)
+                                                .to_parameter_msg()])
+        return self.call(SetParameters, "set_parameters", req).results[0]
+
+
+# ------------------------------------------------------------------------ fixtures
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return constant_checkpoint(tmp_path_factory.mktemp("lifecycle_ckpt") / "car.pth")
+
+
+@pytest.fixture(scope="module")
+def managed(tmp_path_factory):
+    """Started with a missing checkpoint and an invalid input size: configure must fail
+    until both are fixed through the parameter service."""
+    tmp = tmp_path_factory.mktemp("lifecycle")
+    proc = start_managed(tmp, "-p", f"weights:={tmp / 'missing.pth'}",
+                         "-p", "input_size:=[8, 8]")
+    yield proc
+    if proc.proc.poll() is None:
+        proc.interrupt()
+
+
+@pytest.fixture(scope="module")
+def client(managed):
+    c = Client("mfaranet_lifecycle_test")
+    c.collect(DiagnosticArray, "/diagnostics", reliable(20), "diag")
+    c.collect(TransitionEvent, "/mfaranet/transition_event", reliable(20), "events")
+    for name in OUTPUTS:
+        c.collect(Image if name != "latency" else DiagnosticArray, f"/mfaranet/{name}",
+                  reliable(5), name)
+    c.pub = c.node.create_publisher(Image, "/image", reliable(1))
+    c.lifecycle = Lifecycle(c, managed)
+    try:
+        c.lifecycle.call(GetState, "get_state", GetState.Request(), STARTUP_S)
+        yield c
+    finally:
+        c.close()
+
+
+_stamp = [5000]
+
+
+def send(client, shape=(48, 64)):
+    """Publish one frame; its stamp."""
+    _stamp[0] += 1
+    stamp = (_stamp[0], 0)
+    client.pub.publish(image_msg(np.full(shape + (3,), 200, np.uint8), "rgb8", stamp=stamp))
+    return stamp
+
+
+def outputs_for(client, stamp):
+    return {k: [m for m in client.messages(k)
+                if (m.header.stamp.sec, m.header.stamp.nanosec) == stamp] for k in OUTPUTS}
+
+
+def assert_segmented(client, timeout=10.0):
+    """While active: a frame comes back as car labels, car colour and the overlay."""
+    client.wait_until(lambda: client.pub.get_subscription_count() > 0, 10.0,
+                      "the node to subscribe")
+    stamp = send(client)
+    client.wait_until(lambda: all(outputs_for(client, stamp).values()), timeout,
+                      f"outputs for stamp {stamp}")
+    out = {k: v[-1] for k, v in outputs_for(client, stamp).items()}
+    assert np.all(to_array(out["labels"]) == CAR)
+    assert np.all(to_array(out["color"]) == np.array(CAR_RGB, np.uint8))
+    assert (out["overlay"].height, out["overlay"].width) == (48, 64)
+
+
+def assert_nothing_comes_back(client, wait=1.5):
+    stamp = send(client)
+    time.sleep(wait)
+    assert not any(outputs_for(client, stamp).values())
+
+
+def diag_state(client, state, level=b"\x00", timeout=6.0):
+    """The node's newest /diagnostics status, once it reports ``state`` at ``level``."""
+    def current():
+        for msg in reversed(client.messages("diag")):
+            for s in msg.status:
+                if s.name == "mfaranet: segmentation":
+                    return s
+        return None
+    client.wait_until(lambda: current() is not None and current().level == level
+                      and kv(current()).get("lifecycle_state") == state,
+                      timeout, f"/diagnostics to report {state} at level {level}")
+    return current()
+
+
+def count_publishers(client, topic):
+    return client.node.count_publishers(topic)
+
+
+# --------------------------------------------------------------- the transitions
+
+def test_starts_unconfigured_with_nothing_subscribed_or_published(managed, client):
+    lc = client.lifecycle
+    assert lc.state() == "unconfigured"
+    assert lc.transitions() == {"configure", "shutdown"}
+    states = lc.call(GetAvailableStates, "get_available_states", GetAvailableStates.Request())
+    labels = {s.label for s in states.available_states}
+    assert {"unconfigured", "inactive", "active", "finalized", "configuring",
+            "activating", "deactivating", "cleaningup", "shuttingdown"} <= labels
+    assert "waiting for configure" in diag_state(client, "unconfigured").message
+    assert client.pub.get_subscription_count() == 0
+    assert all(count_publishers(client, f"/mfaranet/{k}") == 0 for k in OUTPUTS)
+    assert_nothing_comes_back(client)
+    assert "model ready" not in managed.output()
+
+
+def test_failing_configure_names_the_reason_and_a_fixed_parameter_configures(managed,
+                                                                            client):
+    lc = client.lifecycle
+    assert lc.change("configure") is False
+    assert lc.state() == "unconfigured"
+    assert managed.wait_for_log(
+        "configure failed: invalid parameters: input_size: expected empty or [H, W] with "
+        "both >= 32, got [8, 8]", 5.0), managed.output()
+    status = diag_state(client, "unconfigured", level=b"\x02")
+    assert "configure failed: invalid parameters: input_size" in status.message
+
+    assert lc.set("input_size", [64, 128]).successful
+    assert lc.change("configure") is False  # now the checkpoint
+    assert managed.wait_for_log("cannot load checkpoint", 5.0)
+    assert "missing.pth" in managed.output() and "checkpoint not found" in managed.output()
+    assert "Traceback" not in managed.output()
+    assert managed.proc.poll() is None
+
+
+def test_configure_loads_and_warms_up_and_publishes_nothing(managed, client, checkpoint):
+    lc = client.lifecycle
+    assert lc.set("weights", str(checkpoint)).successful
+    assert lc.change("configure") is True
+    assert lc.state() == "inactive"
+    assert lc.transitions() == {"activate", "cleanup", "shutdown"}
+    assert "model ready: backend torch, device cpu, input size 64x128" in managed.output()
+    # the outputs exist (lifecycle publishers, inactive); no camera subscription yet
+    client.wait_until(lambda: count_publishers(client, "/mfaranet/labels") == 1, 5.0,
+                      "the labels publisher")
+    assert client.pub.get_subscription_count() == 0
+    assert_nothing_comes_back(client)
+    status = diag_state(client, "inactive")
+    assert kv(status)["backend"] == "torch" and "not subscribed" in status.message
+
+
+def test_configure_time_parameters_are_refused_while_configured(client):
+    r = client.lifecycle.set("backend", "onnxruntime")
+    assert not r.successful and "cleanup" in r.reason
+    assert client.lifecycle.set("overlay_alpha", 0.5).successful  # acts at once
+
+
+def test_activate_subscribes_and_segments(client):
+    lc = client.lifecycle
+    assert lc.change("activate") is True
+    assert lc.state() == "active"
+    assert_segmented(client)
+    assert int(kv(diag_state(client, "active"))["frames_processed"]) >= 1
+
+
+def test_deactivate_stops_and_reactivation_is_immediate(managed, client):
+    lc = client.lifecycle
+    assert lc.change("deactivate") is True
+    assert lc.state() == "inactive"
+    client.wait_until(lambda: client.pub.get_subscription_count() == 0, 5.0,
+                      "the camera subscription to go")
+    assert_nothing_comes_back(client)
+    t0 = time.monotonic()
+    assert lc.change("activate") is True
+    reactivate_s = time.monotonic() - t0
+    assert reactivate_s < 2.0, reactivate_s  # no reload, no warm-up
+    assert managed.output().count("model ready") == 1
+    assert_segmented(client)
+
+
+def test_pending_frames_are_dropped_on_deactivate(client):
+    """A burst then deactivate: once the transition has answered, nothing more is sent."""
+    for _ in range(5):
+        send(client, (480, 640))
+    assert client.lifecycle.change("deactivate") is True
+    time.sleep(0.3)  # what was published before the answer has arrived by now
+    client.clear(*OUTPUTS)
+    time.sleep(1.0)
+    assert not any(client.messages(k) for k in OUTPUTS)
+
+
+def test_cleanup_releases_the_model_and_configure_loads_it_again(managed, client):
+    lc = client.lifecycle
+    assert lc.change("cleanup") is True
+    assert lc.state() == "unconfigured"
+    assert managed.wait_for_log("model released", 5.0)
+    client.wait_until(lambda: count_publishers(client, "/mfaranet/labels") == 0, 5.0,
+                      "the outputs to go")
+    diag_state(client, "unconfigured")
+    assert_nothing_comes_back(client, wait=0.5)
+    assert lc.change("configure") is True
+    assert managed.output().count("model ready") == 2
+    assert lc.change("activate") is True
+    assert_segmented(client)
+
+
+def test_every_transition_was_announced(client):
+    goals = [(e.start_state.label, e.goal_state.label) for e in client.messages("events")]
+    assert goals == [
+        ("unconfigured", "configuring"), ("configuring", "unconfigured"),  # failed: params
+        ("unconfigured", "configuring"), ("configuring", "unconfigured"),  # failed: weights
+        ("unconfigured", "configuring"), ("configuring", "inactive"),
+        ("inactive", "activating"), ("activating", "active"),
+        ("active", "deactivating"), ("deactivating", "inactive"),
+        ("inactive", "activating"), ("activating", "active"),
+        ("active", "deactivating"), ("deactivating", "inactive"),
+        ("inactive", "cleaningup"), ("cleaningup", "unconfigured"),
+        ("unconfigured", "configuring"), ("configuring", "inactive"),
+        ("inactive", "activating"), ("activating", "active"),
+    ]
+
+
+def test_shutdown_from_active_exits_cleanly(managed, client):
+    assert client.lifecycle.change("shutdown") is True
+    assert managed.proc.wait(15) == 0, managed.output()
+    assert "shutdown from active" in managed.output()
+    assert "Traceback" not in managed.output()
+
+
+# ------------------------------------------------- shutdown from the other states, SIGINT
+
+@pytest.mark.parametrize("steps", [(), ("configure",)], ids=["unconfigured", "inactive"])
+def test_shutdown_from_any_state_exits_cleanly(tmp_path, checkpoint, steps):
+    proc = start_managed(tmp_path, "-p", f"weights:={checkpoint}",
+                         "-p", "input_size:=[64, 128]")
+    client = Client("mfaranet_lifecycle_shutdown_test")
+    try:
+        lc = Lifecycle(client, proc)
+        lc.call(GetState, "get_state", GetState.Request(), STARTUP_S)
+        for step in steps:
+            assert lc.change(step) is True
+        state = lc.state()
+        assert lc.change("shutdown") is True
+        assert proc.proc.wait(15) == 0, proc.output()
+        assert f"shutdown from {state}" in proc.output()
+        assert "Traceback" not in proc.output()
+    finally:
+        client.close()
+        if proc.proc.poll() is None:
+            proc.interrupt()
+
+
+def test_sigint_while_active_exits_cleanly(tmp_path, checkpoint):
+    proc = start_managed(tmp_path, "-p", f"weights:={checkpoint}",
+                         "-p", "input_size:=[64, 128]")
+    client = Client("mfaranet_lifecycle_sigint_test")
+    try:
+        lc = Lifecycle(client, proc)
+        lc.call(GetState, "get_state", GetState.Request(), STARTUP_S)
+        assert lc.change("configure") is True and lc.change("activate") is True
+    finally:
+        client.close()
+    assert proc.interrupt() == 0, proc.output()
+    assert "Traceback" not in proc.output()
