@@ -328,3 +328,22 @@ def test_sigint_while_active_exits_cleanly(tmp_path, checkpoint):
         client.close()
     assert proc.interrupt() == 0, proc.output()
     assert "Traceback" not in proc.output()
+
+
+def test_sigint_during_configure_exits_cleanly(tmp_path, checkpoint):
+    """Ctrl-C while configure loads and warms up the model: exit 0, no traceback."""
+    proc = start_managed(tmp_path, "-p", f"weights:={checkpoint}",
+                         "-p", "input_size:=[384, 768]")
+    client = Client("mfaranet_lifecycle_sigint_configure_test")
+    try:
+        lc = Lifecycle(client, proc)
+        lc.call(GetState, "get_state", GetState.Request(), STARTUP_S)
+        cli = client.node.create_client(ChangeState, "/mfaranet/change_state")
+        assert cli.wait_for_service(timeout_sec=10.0)
+        cli.call_async(ChangeState.Request(transition=Transition(label="configure")))
+        assert proc.wait_for_log("loading", 30.0), proc.output()
+        time.sleep(0.5)  # inside the Segmenter's load / warm-up
+    finally:
+        client.close()
+    assert proc.interrupt() == 0, proc.output()
+    assert "Traceback" not in proc.output() and "subscribed to" not in proc.output()
