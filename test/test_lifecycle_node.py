@@ -82,7 +82,24 @@ def checkpoint(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def managed(tmp_path_factory):
+def spares(tmp_path_factory, checkpoint):
+    """More managed nodes, for shutdown from other states and SIGINT, started at once with
+    the main one (start-up is the slow part) and out of its way: node ``/spares/<key>``,
+    camera ``/spares/image``."""
+    tmp = tmp_path_factory.mktemp("lifecycle_spares")
+    sizes = {"unconfigured": "[64, 128]", "inactive": "[64, 128]", "active": "[64, 128]",
+             "configuring": "[384, 768]"}  # large enough for a signal to land in the load
+    procs = {key: start_managed(tmp, "-r", "__ns:=/spares", "-r", f"__node:={key}",
+                                "-p", f"weights:={checkpoint}", "-p", f"input_size:={size}")
+             for key, size in sizes.items()}
+    yield procs
+    for proc in procs.values():
+        if proc.proc.poll() is None:
+            proc.interrupt()
+
+
+@pytest.fixture(scope="module")
+def managed(tmp_path_factory, spares):
     """Started with a missing checkpoint and an invalid input size: configure must fail
     until both are fixed through the parameter service."""
     tmp = tmp_path_factory.mktemp("lifecycle")
@@ -145,8 +162,9 @@ def assert_nothing_comes_back(client, wait=1.5):
     assert not any(outputs_for(client, stamp).values())
 
 
-def diag_state(client, state, level=b"\x00", timeout=6.0):
-    """The node's newest /diagnostics status, once it reports ``state`` at ``level``."""
+def diag_state(client, state, level=b"\x00", timeout=6.0, where=lambda values: True):
+    """The node's newest /diagnostics status, once it reports ``state`` at ``level`` (and
+    its values satisfy ``where``)."""
     def current():
         for msg in reversed(client.messages("diag")):
             for s in msg.status:
@@ -154,7 +172,8 @@ def diag_state(client, state, level=b"\x00", timeout=6.0):
                     return s
         return None
     client.wait_until(lambda: current() is not None and current().level == level
-                      and kv(current()).get("lifecycle_state") == state,
+                      and kv(current()).get("lifecycle_state") == state
+                      and where(kv(current())),
                       timeout, f"/diagnostics to report {state} at level {level}")
     return current()
 
@@ -186,8 +205,9 @@ def test_failing_configure_names_the_reason_and_a_fixed_parameter_configures(man
     assert lc.change("configure") is False
     assert lc.state() == "unconfigured"
     assert managed.wait_for_log(
-        "configure failed: invalid parameters: input_size: expected empty or [H, W] with "
-        "both >= 32, got [8, 8]", 5.0), managed.output()
+        "configure failed: invalid parameters: input_size: expected [] (the checkpoint's "
+        "size), [0, 0] (full resolution) or [H, W] with both >= 32, got [8, 8]", 5.0), \
+        managed.output()
     status = diag_state(client, "unconfigured", level=b"\x02")
     assert "configure failed: invalid parameters: input_size" in status.message
 
@@ -226,7 +246,7 @@ def test_activate_subscribes_and_segments(client):
     assert lc.change("activate") is True
     assert lc.state() == "active"
     assert_segmented(client)
-    assert int(kv(diag_state(client, "active"))["frames_processed"]) >= 1
+    diag_state(client, "active", where=lambda v: int(v["frames_processed"]) >= 1)
 
 
 def test_deactivate_stops_and_reactivation_is_immediate(managed, client):
@@ -295,55 +315,41 @@ def test_shutdown_from_active_exits_cleanly(managed, client):
 
 # ------------------------------------------------- shutdown from the other states, SIGINT
 
-@pytest.mark.parametrize("steps", [(), ("configure",)], ids=["unconfigured", "inactive"])
-def test_shutdown_from_any_state_exits_cleanly(tmp_path, checkpoint, steps):
-    proc = start_managed(tmp_path, "-p", f"weights:={checkpoint}",
-                         "-p", "input_size:=[64, 128]")
-    client = Client("mfaranet_lifecycle_shutdown_test")
-    try:
-        lc = Lifecycle(client, proc)
-        lc.call(GetState, "get_state", GetState.Request(), STARTUP_S)
-        for step in steps:
-            assert lc.change(step) is True
-        state = lc.state()
-        assert lc.change("shutdown") is True
-        assert proc.proc.wait(15) == 0, proc.output()
-        assert f"shutdown from {state}" in proc.output()
-        assert "Traceback" not in proc.output()
-    finally:
-        client.close()
-        if proc.proc.poll() is None:
-            proc.interrupt()
+@pytest.mark.parametrize("state", ["unconfigured", "inactive"])
+def test_shutdown_from_any_state_exits_cleanly(client, spares, state):
+    proc = spares[state]
+    lc = Lifecycle(client, proc, f"/spares/{state}")
+    lc.call(GetState, "get_state", GetState.Request(), STARTUP_S)
+    if state == "inactive":
+        assert lc.change("configure") is True
+    assert lc.state() == state
+    assert lc.change("shutdown") is True
+    assert proc.proc.wait(15) == 0, proc.output()
+    assert f"shutdown from {state}" in proc.output()
+    assert "Traceback" not in proc.output()
 
 
-def test_sigint_while_active_exits_cleanly(tmp_path, checkpoint):
-    proc = start_managed(tmp_path, "-p", f"weights:={checkpoint}",
-                         "-p", "input_size:=[64, 128]")
-    client = Client("mfaranet_lifecycle_sigint_test")
-    try:
-        lc = Lifecycle(client, proc)
-        lc.call(GetState, "get_state", GetState.Request(), STARTUP_S)
-        assert lc.change("configure") is True and lc.change("activate") is True
-    finally:
-        client.close()
+def test_sigint_while_active_exits_cleanly(client, spares):
+    proc = spares["active"]
+    lc = Lifecycle(client, proc, "/spares/active")
+    lc.call(GetState, "get_state", GetState.Request(), STARTUP_S)
+    assert lc.change("configure") is True and lc.change("activate") is True
+    assert proc.wait_for_log("subscribed to /spares/image", 5.0)
     assert proc.interrupt() == 0, proc.output()
     assert "Traceback" not in proc.output()
 
 
-def test_sigint_during_configure_exits_cleanly(tmp_path, checkpoint):
+def test_sigint_during_configure_exits_cleanly(client, spares):
     """Ctrl-C while configure loads and warms up the model: exit 0, no traceback."""
-    proc = start_managed(tmp_path, "-p", f"weights:={checkpoint}",
-                         "-p", "input_size:=[384, 768]")
-    client = Client("mfaranet_lifecycle_sigint_configure_test")
-    try:
-        lc = Lifecycle(client, proc)
-        lc.call(GetState, "get_state", GetState.Request(), STARTUP_S)
-        cli = client.node.create_client(ChangeState, "/mfaranet/change_state")
-        assert cli.wait_for_service(timeout_sec=10.0)
-        cli.call_async(ChangeState.Request(transition=Transition(label="configure")))
-        assert proc.wait_for_log("loading", 30.0), proc.output()
-        time.sleep(0.5)  # inside the Segmenter's load / warm-up
-    finally:
-        client.close()
+    proc = spares["configuring"]
+    lc = Lifecycle(client, proc, "/spares/configuring")
+    lc.call(GetState, "get_state", GetState.Request(), STARTUP_S)
+    cli = client.node.create_client(
+        ChangeState, "/spares/configuring/change_state")
+    assert cli.wait_for_service(timeout_sec=10.0)
+    cli.call_async(ChangeState.Request(transition=Transition(label="configure")))
+    assert proc.wait_for_log("loading", 30.0), proc.output()
+    time.sleep(0.5)  # inside the Segmenter's load / warm-up
     assert proc.interrupt() == 0, proc.output()
-    assert "Traceback" not in proc.output() and "subscribed to" not in proc.output()
+    out = proc.output()
+    assert "Traceback" not in out and "model ready" not in out

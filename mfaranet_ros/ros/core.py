@@ -27,24 +27,20 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
-                                ParameterType)
 from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
-from rclpy.exceptions import (InvalidParameterTypeException, InvalidParameterValueException,
-                              ParameterUninitializedException)
 from rclpy.node import Node
-from rclpy.parameter import Parameter
 from rclpy.qos import QoSPolicyKind, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 
 from . import diagnostics
 from . import qos as qos_tools
 from .conversions import ImageFormatError, compressed_to_rgb, image_to_rgb, serialize_image
-from .parameters import PARAMETERS, NodeConfig, ParamSpec, resolve_weights, topic_layout
+from .parameters import (CHECKPOINT_SIZE, PARAMETERS, NodeConfig, input_size_request,
+                         resolve_weights, topic_layout)
 from .stats import ERROR, OK, InputCounters, QosEventCounters, StageStats, assess
 
 __all__ = ["NODE_NAME", "SegmentationCore", "StartupError", "StartupInterrupted",
-           "declare_parameters", "read_config", "RUNTIME_PARAMETERS"]
+           "RUNTIME_PARAMETERS", "resolve_input_size"]
 
 NODE_NAME = "mfaranet"
 #: consecutive failed inference cycles after which /diagnostics reports ERROR
@@ -52,16 +48,11 @@ FAILURES_FOR_ERROR = 3
 #: parameters that act at once; every other one is applied when the model is configured
 RUNTIME_PARAMETERS = frozenset(p.name for p in PARAMETERS if not p.read_only)
 
-_PARAM_TYPES = {
-    "string": ParameterType.PARAMETER_STRING,
-    "bool": ParameterType.PARAMETER_BOOL,
-    "integer": ParameterType.PARAMETER_INTEGER,
-    "double": ParameterType.PARAMETER_DOUBLE,
-    "integer_array": ParameterType.PARAMETER_INTEGER_ARRAY,
-    "string_array": ParameterType.PARAMETER_STRING_ARRAY,
-}
-_LIST_TYPES = {"integer_array": Parameter.Type.INTEGER_ARRAY,
-               "string_array": Parameter.Type.STRING_ARRAY}
+#: qos_reliability auto: how long subscribing waits for a camera's publishers to be
+#: discovered, so the subscription gets their reliability from the first frame on
+DISCOVERY_WAIT_S = 2.0
+
+Size = Optional[Tuple[int, int]]
 
 
 class StartupError(RuntimeError):
@@ -69,70 +60,39 @@ class StartupError(RuntimeError):
     says why."""
 
 
-class StartupInterrupted(Exception):
-    """A signal shut the context down while the model was loading."""
+class StartupInterrupted(BaseException):
+    """SIGINT or SIGTERM arrived during start-up (model load, warm-up, discovery).
 
-
-# ------------------------------------------------------------------------- parameters
-
-def _descriptor(spec: ParamSpec, applied_at: str) -> ParameterDescriptor:
-    """``applied_at``: "restart" (plain node: read-only) or "configure" (managed node:
-    writable, changed only while unconfigured)."""
-    read_only = spec.read_only and applied_at == "restart"
-    d = ParameterDescriptor(name=spec.name, type=_PARAM_TYPES[spec.kind],
-                            description=spec.description, read_only=read_only)
-    constraints = [spec.constraints] if spec.constraints else []
-    if spec.choices:
-        constraints.append("one of: " + ", ".join(spec.choices))
-    if read_only:
-        constraints.append("read-only: a change needs a restart")
-    elif spec.read_only:
-        constraints.append("applied at configure: change it while unconfigured")
-    d.additional_constraints = "; ".join(constraints)
-    if spec.int_range:
-        d.integer_range = [IntegerRange(from_value=spec.int_range[0],
-                                        to_value=spec.int_range[1], step=1)]
-    if spec.float_range:
-        d.floating_point_range = [FloatingPointRange(from_value=spec.float_range[0],
-                                                     to_value=spec.float_range[1], step=0.0)]
-    return d
-
-
-def declare_parameters(node: Node, applied_at: str = "restart") -> Dict[str, str]:
-    """Declare every parameter of the table; {name: reason} for start-up values refused.
-
-    A refused value (out of the descriptor's range, wrong type) leaves the parameter at
-    its default, so the managed node stays up and reports the reason at configure.
+    A BaseException, like KeyboardInterrupt, so no ``except Exception`` on the way (a
+    backend's fallback, a loader's error mapping) mistakes it for a failure.
     """
-    refused: Dict[str, str] = {}
-    for spec in PARAMETERS:
-        descriptor = _descriptor(spec, applied_at)
-        # An empty list has no ROS type (and YAML "[]" arrives untyped), so lists are
-        # declared typed without a default: unset means empty.
-        default = _LIST_TYPES.get(spec.kind, spec.default)
-        try:
-            node.declare_parameter(spec.name, default, descriptor)
-        except (InvalidParameterValueException, InvalidParameterTypeException) as exc:
-            refused[spec.name] = f"{spec.name}: {exc}"
-            node.declare_parameter(spec.name, default, descriptor, ignore_override=True)
-    return refused
 
 
-def read_config(node: Node) -> NodeConfig:
-    """The node's current parameter values, validated; raises StartupError naming each
-    problem."""
-    values: Dict[str, Any] = {}
-    for spec in PARAMETERS:
-        try:
-            value = node.get_parameter(spec.name).value
-        except ParameterUninitializedException:
-            value = None
-        values[spec.name] = list(value) if spec.kind in _LIST_TYPES and value is not None \
-            else value
-    try:
-        return NodeConfig.from_values(values)
-    except ValueError as exc:
-        raise StartupError(f"invalid parameters: {exc}") from None
+def resolve_input_size(requested: Any, weights_path: str) -> Tuple[Size, str]:
+    """The network input ``(H, W)`` or None (full resolution), and why.
+
+    ``requested`` is :func:`~.parameters.input_size_request`'s answer; ``"checkpoint"``
+    is looked up in the checkpoint's metadata (an imported official checkpoint records
+    none: full resolution).
+    """
+    if requested is None:
+        return None, "input_size [0, 0]"
+    if requested != CHECKPOINT_SIZE:
+        return (int(requested[0]), int(requested[1])), "input_size parameter"
+    from mfaranet_ros.model import read_checkpoint
+
+    recorded = read_checkpoint(weights_path).metadata.input_size
+    if recorded:
+        return (int(recorded[0]), int(recorded[1])), "recorded in the checkpoint"
+    return None, "the checkpoint records no input size"
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}" + ("" if n == 1 else "s")
+
+
+def _size_text(size: Size) -> str:
+    return "x".join(str(v) for v in size) if size else "full resolution"
 
 
 class CameraInput:
@@ -184,6 +144,7 @@ class SegmentationCore:
         self._qos_timer = None
         self._is_compressed = False
         self._input_size_text = ""
+        self._prepared: set = set()
         self.stages = StageStats()
         self.qos_events = QosEventCounters()
         self._failures = 0
@@ -217,6 +178,7 @@ class SegmentationCore:
             self.set_runtime(name, getattr(cfg, name))
         self.segmenter = self._load_segmenter(cfg)
         try:
+            self._warm_up()
             self._is_compressed = cfg.input_transport == "compressed"
             self.cameras = [CameraInput(*t)
                             for t in topic_layout(cfg.cameras, cfg.input_transport)]
@@ -239,15 +201,47 @@ class SegmentationCore:
         self.configure_error = ""
 
     def activate(self) -> None:
-        """Subscribe to every camera, with the reliability its publishers need."""
+        """Decides each input's reliability from its publishers, then subscribes.
+
+        ``auto`` first waits (at most :data:`DISCOVERY_WAIT_S`) for every camera's
+        publishers to be discovered, as rosbag2's recorder subscribes to a topic once it
+        has seen what its publishers offer: a reliable camera is then subscribed reliable
+        before its first frame, which a best-effort subscription would lose when it is
+        larger than the publisher's shared-memory segment. A camera with no publisher by
+        then gets best effort (it matches any camera) and, like every input, is
+        re-adapted when its publishers change.
+        """
         with self._lock:
             self._active = True
+        if self.cfg.qos_reliability == "auto":
+            self._wait_for_publishers(DISCOVERY_WAIT_S)
         for cam in self.cameras:
             self._adapt_input(cam)
         self._qos_timer = self.node.create_timer(0.5, self._adapt_all_inputs)
-        topics = ", ".join(c.resolved_topic for c in self.cameras)
+        topics = ", ".join(f"{c.resolved_topic} ({qos_tools.reliability_name(c.reliability)}, "
+                           f"{_count(c.publisher_count, 'publisher')})" for c in self.cameras)
         self.node.get_logger().info(f"subscribed to {topics}; publishing labels, color, "
                                     f"overlay and latency")
+
+    def _wait_for_publishers(self, timeout: float) -> None:
+        node = self.node
+
+        def missing():
+            return [c.resolved_topic for c in self.cameras
+                    if not node.count_publishers(c.resolved_topic)]
+        waiting = missing()
+        if not waiting:
+            return
+        node.get_logger().info(f"waiting up to {timeout:.1f} s for publishers on "
+                               f"{', '.join(waiting)} (qos_reliability auto)")
+        deadline = time.monotonic() + timeout
+        while waiting and time.monotonic() < deadline and node.context.ok():
+            time.sleep(0.05)
+            waiting = missing()
+        if waiting:
+            node.get_logger().info(
+                f"no publisher yet on {', '.join(waiting)}: subscribing best effort (it "
+                f"matches any camera) and adapting when one appears")
 
     def deactivate(self) -> None:
         """Unsubscribe and drop the pending frames; returns once no batch is in flight."""
@@ -305,35 +299,64 @@ class SegmentationCore:
 
     # ------------------------------------------------------------------------ model
     def _load_segmenter(self, cfg: NodeConfig):
+        """The Segmenter for the parameters, with the input size resolved and logged."""
         from mfaranet_ros.inference import Segmenter  # heavy: torch and the backends
         from mfaranet_ros.model import CheckpointError
 
         path = resolve_weights(cfg.weights)
-        log = self.node.get_logger()
-        log.info(f"loading {path} (backend {cfg.backend}, precision {cfg.precision})")
+        self.node.get_logger().info(f"loading {path} (backend {cfg.backend}, precision "
+                                    f"{cfg.precision})")
         try:
+            size, why = resolve_input_size(input_size_request(cfg.input_size), path)
             seg = Segmenter.from_checkpoint(
                 path, backend=cfg.backend, device=cfg.device or None, precision=cfg.precision,
-                input_size=tuple(cfg.input_size) if cfg.input_size else None,
-                pruned=cfg.pruned, cache_dir=cfg.engine_cache_dir or None)
+                input_size=size, pruned=cfg.pruned, cache_dir=cfg.engine_cache_dir or None)
         except CheckpointError as exc:
             raise StartupError(f"cannot load checkpoint {path!r}: {exc}") from None
         except (OSError, ValueError, RuntimeError, ImportError) as exc:
             raise StartupError(f"cannot start the {cfg.backend} backend with {path!r}: "
                                f"{type(exc).__name__}: {exc}") from None
-        warm_shape = tuple(seg.input_size) if seg.input_size else (512, 1024)
-        # every batch size a cycle can have (1..number of cameras), so no artifact is
-        # built or first allocated while frames are waiting
-        warm_s = sum(seg.warmup(frame_shape=warm_shape, batch=b)
-                     for b in range(1, max(1, len(cfg.cameras)) + 1))
-        if not self.node.context.ok():  # SIGTERM arrived during the load (rclpy shut down)
-            raise StartupInterrupted()
-        self._input_size_text = ("x".join(str(v) for v in seg.input_size)
-                                 if seg.input_size else "full resolution")
-        log.info(f"model ready: backend {seg.backend_name}, device {seg.device}, input size "
-                 f"{self._input_size_text}, {len(seg.metadata.class_names)} classes, "
-                 f"warm-up {warm_s * 1000:.0f} ms")
+        self._input_size_text = _size_text(seg.input_size)
+        self.node.get_logger().info(f"network input {self._input_size_text} ({why})")
         return seg
+
+    def _warm_up(self) -> None:
+        """Builds the backend's artifacts at the shape frames will run at.
+
+        With a network input size every frame is letterboxed into it, so that shape, for
+        every batch size a cycle can have (1..number of cameras): no artifact is built
+        while frames wait. At full resolution the shape is the camera's: see
+        :meth:`_prepare_shapes`, called for the first frame of each size.
+        """
+        seg = self.segmenter
+        self._prepared = set()
+        warm_s = 0.0
+        if seg.input_size is not None:
+            warm_s = sum(seg.warmup(frame_shape=seg.input_size, batch=b)
+                         for b in range(1, self._max_batch() + 1))
+            self._prepared.add(tuple(seg.input_size))
+        warm = (f"warm-up {warm_s * 1000:.0f} ms" if seg.input_size is not None else
+                "warm-up at each camera's first frame size (full resolution)")
+        self.node.get_logger().info(
+            f"model ready: backend {seg.backend_name}, device {seg.device}, input size "
+            f"{self._input_size_text}, {len(seg.metadata.class_names)} classes, {warm}")
+
+    def _max_batch(self) -> int:
+        return max(1, len(self.cfg.cameras))
+
+    def _prepare_shapes(self, frames: List[Any]) -> None:
+        """Full resolution: build the artifacts for a frame size not seen before."""
+        for frame in frames:
+            shape = self.segmenter.network_shape(frame.shape[:2])
+            if shape in self._prepared:
+                continue
+            t0 = time.perf_counter()
+            for b in range(1, self._max_batch() + 1):
+                self.segmenter.backend.prepare(b, *shape)
+            self._prepared.add(shape)
+            self.node.get_logger().info(
+                f"prepared the backend for {_size_text(shape)} frames in "
+                f"{(time.perf_counter() - t0) * 1000:.0f} ms")
 
     # ---------------------------------------------------------------- QoS, events
     def _create_output(self, msg_type, topic: str, qos):
@@ -385,7 +408,7 @@ class SegmentationCore:
             node.destroy_subscription(cam.subscription)
             node.get_logger().info(
                 f"{cam.resolved_topic}: input QoS {qos_tools.reliability_name(cam.reliability)}"
-                f" -> {qos_tools.reliability_name(want)} ({len(infos)} publishers)")
+                f" -> {qos_tools.reliability_name(want)} ({_count(len(infos), 'publisher')})")
         topic = cam.resolved_topic
         callbacks = SubscriptionEventCallbacks(
             incompatible_qos=lambda e, t=topic: self._qos_event("incompatible_requested", e, t),
@@ -449,8 +472,8 @@ class SegmentationCore:
         return {name: self.enabled[name] and cam.pubs[name].get_subscription_count() > 0
                 for name in ("labels", "color", "overlay")}
 
-    def _process(self, batch) -> None:
-        t_start = time.perf_counter()
+    def _decode(self, batch) -> Tuple[List[Any], List[tuple]]:
+        """The batch's frames as RGB arrays and, per frame, what to publish it with."""
         frames, items = [], []
         for cam, msg, t_recv in batch:
             t0 = time.perf_counter()
@@ -462,11 +485,17 @@ class SegmentationCore:
             frames.append(frame)
             items.append((cam, msg, t_recv, (time.perf_counter() - t0) * 1000.0,
                           self._wanted(cam)))
+        return frames, items
+
+    def _process(self, batch) -> None:
+        t_start = time.perf_counter()
+        frames, items = self._decode(batch)
         if not frames:
             return
-        color = any(w["color"] for *_, w in items)
-        overlay = any(w["overlay"] for *_, w in items)
-        kwargs = dict(color=color, overlay=overlay, overlay_alpha=self.alpha)
+        if self.segmenter.input_size is None:
+            self._prepare_shapes(frames)
+        kwargs = dict(color=any(w["color"] for *_, w in items),
+                      overlay=any(w["overlay"] for *_, w in items), overlay_alpha=self.alpha)
         try:
             if len(frames) == 1:
                 results = [self.segmenter.segment(frames[0], **kwargs)]

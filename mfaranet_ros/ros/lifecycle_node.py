@@ -19,42 +19,38 @@ while unconfigured; overlay_alpha and publish_* act at once, in every state.
 """
 from __future__ import annotations
 
+import contextlib
 import sys
-import time
-from typing import List
+from typing import List, Optional
 
-import rclpy
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 
-from . import qos as qos_tools
-from .core import (NODE_NAME, RUNTIME_PARAMETERS, SegmentationCore, StartupError,
-                   StartupInterrupted, declare_parameters, read_config)
-from .node import log_fastdds_profile
+from .core import NODE_NAME, RUNTIME_PARAMETERS, SegmentationCore, StartupError
+from .node import ShutdownSignals, run
+from .node_parameters import declare_table, integers_as_doubles, read_config
 from .parameters import validate_parameter
 
 __all__ = ["SegmentationLifecycleNode", "main"]
-
-#: how long the process keeps spinning after ``shutdown`` so the service reply and the
-#: transition event leave before the participant goes
-_SHUTDOWN_FLUSH_S = 0.3
 
 
 class SegmentationLifecycleNode(LifecycleNode):
     """The managed MFARANet segmentation node (see the module docstring)."""
 
-    def __init__(self, **node_kwargs):
+    def __init__(self, signals: Optional[ShutdownSignals] = None, **node_kwargs):
         super().__init__(NODE_NAME, **node_kwargs)
-        # start-up values the descriptors refused: the parameter keeps its default and
+        self._signals = signals
+        # start-up values the table refused: the parameter keeps its default and
         # configure fails with the reason until it is set again
-        self._refused = declare_parameters(self, applied_at="configure")
+        self._refused = declare_table(self, managed=True)
         for reason in self._refused.values():
-            self.get_logger().error(f"invalid parameter: {reason}")
+            self.get_logger().error(f"invalid parameter (configure will fail until it is "
+                                    f"set): {reason}")
         self.core = SegmentationCore(self, self.create_lifecycle_publisher,
                                      self.destroy_lifecycle_publisher, self.state_label)
         self.finished = False
+        self.add_pre_set_parameters_callback(integers_as_doubles)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.get_logger().info("unconfigured: waiting for configure")
 
@@ -77,15 +73,25 @@ class SegmentationLifecycleNode(LifecycleNode):
 
     # ------------------------------------------------------------------ transitions
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Fails (the node stays unconfigured) with the reason logged and in /diagnostics.
+
+        SIGINT / SIGTERM during the load interrupts it (StartupInterrupted, a
+        BaseException, passes rclpy's transition wrapper) and the process exits.
+        """
         try:
             if self._refused:
                 raise StartupError("invalid parameters: " + "; ".join(self._refused.values()))
-            self.core.configure(read_config(self))
+            try:
+                cfg = read_config(self)
+            except ValueError as exc:
+                raise StartupError(f"invalid parameters: {exc}") from None
+            interruptible = (self._signals.interruptible() if self._signals
+                             else contextlib.nullcontext())
+            with interruptible:
+                self.core.configure(cfg)
         except StartupError as exc:
             self.core.configure_error = str(exc)
             self.get_logger().error(f"configure failed: {exc}")
-            return TransitionCallbackReturn.FAILURE
-        except StartupInterrupted:
             return TransitionCallbackReturn.FAILURE
         self.get_logger().info("inactive: model loaded and warm; activate to subscribe")
         return TransitionCallbackReturn.SUCCESS
@@ -122,34 +128,11 @@ class SegmentationLifecycleNode(LifecycleNode):
         self.core.close()
 
 
-def _spin_until_shutdown(node: SegmentationLifecycleNode) -> None:
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    while not node.finished:
-        executor.spin_once(timeout_sec=0.2)
-    deadline = time.monotonic() + _SHUTDOWN_FLUSH_S
-    while time.monotonic() < deadline:
-        executor.spin_once(timeout_sec=0.05)
-
-
 def main(args=None) -> int:
-    """Console script: start unconfigured, follow the lifecycle services until the
-    ``shutdown`` transition or SIGINT; exit 0 either way."""
-    profile = qos_tools.apply_fastdds_profile()
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = SegmentationLifecycleNode()
-        log_fastdds_profile(node, profile)
-        _spin_until_shutdown(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.close()
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    """Console script ``segmentation_lifecycle_node``: starts unconfigured, follows the
+    lifecycle services until the ``shutdown`` transition or SIGINT / SIGTERM; exit 0."""
+    signals = ShutdownSignals()
+    return run(lambda: SegmentationLifecycleNode(signals), args, signals)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,12 @@
 """``segmentation_node``: camera images in; labels, color, overlay and latency out.
 
-A thin adapter around :class:`~mfaranet_ros.ros.core.SegmentationCore`: at start-up it
-declares the parameters, loads and warms up the model, then subscribes; it runs until
-SIGINT. (``segmentation_lifecycle_node`` runs the same core step by step, from ROS 2
-lifecycle transitions.)
+A thin adapter around :class:`~mfaranet_ros.ros.core.SegmentationCore` (message ->
+:mod:`conversions` -> Segmenter -> :mod:`conversions` -> message, on a worker thread). Its
+start-up is a sequence of named steps: read and validate the parameters, load the
+segmenter, warm it up at the shape frames will run at, create the outputs (the core's
+configure step), decide each input's QoS from the camera's publishers and subscribe (its
+activate step). ``segmentation_lifecycle_node`` runs the same steps from ROS 2 lifecycle
+transitions. :func:`run` (signals, spinning, clean-up) is shared by both.
 
 Per-frame latency goes out on ``~/latency`` (or ``<camera>/latency``) as a
 ``diagnostic_msgs/DiagnosticArray``: its header is the input frame's header, and its one
@@ -13,22 +16,81 @@ status carries the stage times in milliseconds as key/values (``decode_ms``,
 """
 from __future__ import annotations
 
-import os
+import contextlib
+import signal
 import sys
-from typing import List, Optional
+import threading
+import time
+from typing import Callable, Iterator, List, Optional
 
 import rclpy
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from rclpy.signals import SignalHandlerOptions
 
 from . import qos as qos_tools
 from .core import (NODE_NAME, SegmentationCore, StartupError, StartupInterrupted,
-                   declare_parameters, read_config)
-from .parameters import validate_parameter
+                   resolve_input_size)
+from .node_parameters import ParameterError, declare_parameters, integers_as_doubles
+from .parameters import NodeConfig, validate_parameter
 
-__all__ = ["SegmentationNode", "StartupError", "main"]
+__all__ = ["SegmentationNode", "StartupError", "StartupInterrupted", "ShutdownSignals",
+           "resolve_input_size", "run", "main"]
+
+#: after the lifecycle ``shutdown`` transition, how long the process keeps spinning so the
+#: service reply and the transition event leave before the participant goes
+SHUTDOWN_FLUSH_S = 0.3
+
+
+class ShutdownSignals:
+    """SIGINT and SIGTERM, any number of them: the first ends the node, the rest are ignored.
+
+    A terminal's Ctrl-C reaches the whole process group and ``ros2 launch`` forwards its own
+    SIGINT (then SIGTERM), so two or three signals often arrive tenths of a second apart. A
+    second KeyboardInterrupt inside the clean-up would print a traceback and exit -2, and a
+    signal during the interpreter's exit (which puts the default handlers back) would kill
+    the process. So rclpy's handlers stay off (``SignalHandlerOptions.NO``); the first signal
+    sets :attr:`received` and makes both signals ignored from then on; during start-up it
+    also raises :class:`StartupInterrupted` to abandon the model load.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.received = threading.Event()
+        self._raise_on_first = True
+
+    def install(self) -> None:
+        for sig in self.SIGNALS:
+            signal.signal(sig, self._handle)
+
+    def started(self) -> None:
+        """Start-up is over: from now on a signal only sets :attr:`received`."""
+        self._raise_on_first = False
+
+    @contextlib.contextmanager
+    def interruptible(self) -> Iterator[None]:
+        """A signal inside the block raises :class:`StartupInterrupted`, as during start-up
+        (the managed node's configure: a model load or engine build can take minutes)."""
+        self._raise_on_first = not self.received.is_set()
+        try:
+            yield
+        finally:
+            self._raise_on_first = False
+
+    def ignore(self) -> None:
+        """No signal can interrupt what follows (clean-up, the interpreter's exit)."""
+        for sig in self.SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+
+    def _handle(self, signum, frame) -> None:
+        self.ignore()
+        self.received.set()
+        if self._raise_on_first:
+            self._raise_on_first = False
+            raise StartupInterrupted(signal.Signals(signum).name)
 
 
 class SegmentationNode(Node):
@@ -36,14 +98,20 @@ class SegmentationNode(Node):
 
     def __init__(self, **node_kwargs):
         super().__init__(NODE_NAME, **node_kwargs)
-        refused = declare_parameters(self, applied_at="restart")
-        if refused:
-            raise StartupError("invalid parameters: " + "; ".join(refused.values()))
-        self.cfg = read_config(self)
+        self.cfg = self.read_parameters()
         self.core = SegmentationCore(self, self.create_publisher, self.destroy_publisher)
-        self.add_on_set_parameters_callback(self._on_set_parameters)
         self.core.configure(self.cfg)  # the model is ready before any subscription exists
         self.core.activate()
+
+    def read_parameters(self) -> NodeConfig:
+        """Declares the parameter table; refuses bad values in one line (StartupError)."""
+        try:
+            cfg = declare_parameters(self)
+        except ParameterError as exc:
+            raise StartupError(f"invalid parameters: {exc}") from None
+        self.add_pre_set_parameters_callback(integers_as_doubles)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        return cfg
 
     def _on_set_parameters(self, params: List[Parameter]) -> SetParametersResult:
         for p in params:
@@ -55,52 +123,74 @@ class SegmentationNode(Node):
         return SetParametersResult(successful=True)
 
     def close(self) -> None:
+        """Stops the worker (the frame in progress finishes, at most 5 s), releases the
+        model."""
         self.core.close()
 
 
-def _start(profile: Optional[str]) -> Optional[SegmentationNode]:
-    """Build the node; None when a signal (SIGINT, SIGTERM) ended start-up."""
+def _spin_until(node: Node, stop: threading.Event) -> None:
+    """Spins ``node`` until a signal sets ``stop``, the context is shut down or the node
+    says it has ``finished`` (the lifecycle ``shutdown`` transition).
+
+    Short waits, because a Python signal handler runs only between the executor's waits.
+    """
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
     try:
-        node = SegmentationNode()
+        while not stop.is_set() and node.context.ok() and not getattr(node, "finished", False):
+            executor.spin_once(timeout_sec=0.1)
+        deadline = time.monotonic() + SHUTDOWN_FLUSH_S
+        while getattr(node, "finished", False) and time.monotonic() < deadline \
+                and not stop.is_set():
+            executor.spin_once(timeout_sec=0.05)
+    finally:
+        executor.shutdown(timeout_sec=1.0)
+
+
+def run(make_node: Callable[[], Node], args=None,
+        signals: Optional[ShutdownSignals] = None) -> int:
+    """Applies the Fast DDS profile, starts the node ``make_node()`` returns, spins until
+    SIGINT / SIGTERM (or until the node has ``finished``) and cleans up; the process exit
+    code.
+
+    0 after any number of signals, at any point; 1 with one line on stderr when start-up
+    fails. The node may define ``close()`` (called before ``destroy_node``). ``signals``:
+    the handler to install, when the node needs it too.
+    """
+    applied = qos_tools.apply_fastdds_profile()
+    signals = signals or ShutdownSignals()
+    signals.install()
+    logger = rclpy.logging.get_logger(NODE_NAME)
+    node = None
+    try:
+        try:
+            rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+        except RuntimeError as exc:  # rcl refuses the --ros-args (a log level, a YAML file)
+            raise StartupError(f"cannot start ROS: {exc}") from None
+        node = make_node()
+        node.get_logger().info(qos_tools.describe_profile(applied))
+        signals.started()
+        _spin_until(node, signals.received)
     except StartupInterrupted:
-        return None
-    log_fastdds_profile(node, profile)
-    return node
-
-
-def log_fastdds_profile(node: Node, profile: Optional[str]) -> None:
-    """Say which Fast DDS profile the node's participant runs with."""
-    if profile:
-        node.get_logger().info(f"Fast DDS profile: {profile} (large shared-memory segment)")
-    elif os.environ.get(qos_tools.PROFILE_ENV):
-        node.get_logger().info(
-            f"Fast DDS profile: {os.environ[qos_tools.PROFILE_ENV]} (the user's, from "
-            f"{qos_tools.PROFILE_ENV}; the shipped large shared-memory profile is not applied)")
+        pass
+    except StartupError as exc:
+        logger.fatal(str(exc))
+        return 1
+    except ExternalShutdownException:
+        pass
+    finally:
+        signals.ignore()  # a signal during the clean-up changes nothing
+        if node is not None:
+            getattr(node, "close", lambda: None)()
+            node.destroy_node()
+        # rclpy's default would put the default handlers back: a late signal would kill
+        rclpy.try_shutdown(uninstall_handlers=False)
+    return 0
 
 
 def main(args=None) -> int:
-    """Console script: apply the Fast DDS profile, start the node, spin until SIGINT."""
-    profile = qos_tools.apply_fastdds_profile()
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = _start(profile)
-        if node is not None:
-            executor = SingleThreadedExecutor()
-            executor.add_node(node)
-            executor.spin()
-    except StartupError as exc:
-        rclpy.logging.get_logger(NODE_NAME).fatal(str(exc))
-        print(f"{NODE_NAME}: {exc}", file=sys.stderr)
-        return 1
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.close()
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    """Console script ``segmentation_node``."""
+    return run(SegmentationNode, args)
 
 
 if __name__ == "__main__":
