@@ -1,0 +1,102 @@
+"""The model options of the offline tools (``eval-bag``, ``eval-weights``, the demo).
+
+Same names and defaults as the node's parameters. ``--input-size`` takes ``HxW``,
+``checkpoint`` (the default: the size the weights record, full resolution where they
+record none) or ``full``; the size chosen, and why, is logged and goes into the report.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from typing import Optional, Tuple, Union
+
+from ..cli_args import parse_size
+from ..inference.backends import BACKENDS, PRECISIONS
+from ..model.weights import DEFAULT_WEIGHTS, resolve_weights
+
+__all__ = ["parse_input_size", "add_segmenter_options", "checkpoint_input_size",
+           "resolve_input_size", "existing_weights", "load_segmenter"]
+
+log = logging.getLogger(__name__)
+
+InputSize = Union[str, Tuple[int, int]]   # "checkpoint", "full" or (H, W)
+
+
+def parse_input_size(text: str) -> InputSize:
+    """``--input-size``: ``HxW``, ``checkpoint`` or ``full``."""
+    if text in ("checkpoint", "full"):
+        return text
+    try:
+        return parse_size(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected HxW (e.g. 256x512), 'checkpoint' or 'full', got {text!r}") from None
+
+
+def add_segmenter_options(p: argparse.ArgumentParser) -> None:
+    """The node's model parameters, as options (same names, same defaults)."""
+    g = p.add_argument_group("model (the node's parameters)")
+    g.add_argument("--weights", default=None,
+                   help=f"checkpoint; relative paths resolve against the package's models/ "
+                        f"(default: {DEFAULT_WEIGHTS})")
+    g.add_argument("--backend", default="auto", choices=BACKENDS)
+    g.add_argument("--device", default="", help="cpu, cuda, cuda:N (default: CUDA if present)")
+    g.add_argument("--precision", default="fp32", choices=PRECISIONS)
+    add_input_size_option(g)
+    g.add_argument("--pruned", action="store_true", help="the pruned network variant")
+    g.add_argument("--cache-dir", default=None, help="engine / exported-model cache")
+
+
+def add_input_size_option(group) -> None:
+    group.add_argument("--input-size", type=parse_input_size, default="checkpoint",
+                       metavar="HxW|checkpoint|full",
+                       help="network input size: HxW; 'checkpoint' (default): the size the "
+                            "weights record, full resolution where they record none; 'full': "
+                            "every frame at its own resolution")
+
+
+def checkpoint_input_size(weights: str) -> Optional[Tuple[int, int]]:
+    """The network input size the checkpoint records (what it was trained at), if any."""
+    from mfaranet_ros.model import read_checkpoint
+
+    stored = read_checkpoint(weights).metadata.input_size
+    return (int(stored[0]), int(stored[1])) if stored else None
+
+
+def resolve_input_size(requested: Optional[InputSize],
+                       weights: str) -> Tuple[Optional[Tuple[int, int]], str]:
+    """``(size or None for full resolution, why)`` for an ``--input-size`` value."""
+    if requested == "full":
+        return None, "full resolution, as asked (--input-size full)"
+    if requested is None or requested == "checkpoint":
+        stored = checkpoint_input_size(weights)
+        if stored is None:
+            return None, "full resolution: the checkpoint records no input size"
+        return stored, "the size the checkpoint records"
+    h, w = (int(v) for v in requested)
+    return (h, w), "as asked (--input-size)"
+
+
+def existing_weights(requested: Optional[str]) -> str:
+    """The weights file's absolute path; a :class:`CheckpointError` if there is none."""
+    from mfaranet_ros.model import CheckpointError
+
+    weights = resolve_weights(requested)
+    if not os.path.isfile(weights):
+        raise CheckpointError(f"weights not found: {weights} (pass --weights)")
+    return weights
+
+
+def load_segmenter(args: argparse.Namespace):
+    """``(segmenter, weights path, input-size reason)`` from the model options."""
+    from mfaranet_ros.inference import Segmenter
+
+    weights = existing_weights(args.weights)
+    size, reason = resolve_input_size(args.input_size, weights)
+    log.info("network input %s: %s", f"{size[0]}x{size[1]}" if size else "full resolution",
+             reason)
+    seg = Segmenter.from_checkpoint(
+        weights, backend=args.backend, device=args.device or None, precision=args.precision,
+        input_size=size, pruned=args.pruned, cache_dir=args.cache_dir)
+    return seg, weights, reason
