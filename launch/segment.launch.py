@@ -6,9 +6,9 @@
 
 ``managed:=true`` starts the lifecycle node (``segmentation_lifecycle_node``) instead and,
 unless ``autostart:=false`` leaves it to a lifecycle manager, configures it and activates it
-once configure has succeeded. Arguments left empty keep the value from ``params_file``. The node's Fast DDS profile
-(a 64 MB shared-memory segment, so large best-effort outputs reach RViz on this host) is
-applied unless FASTDDS_DEFAULT_PROFILES_FILE is already set.
+once configure has succeeded. Arguments left empty keep the value from ``params_file``.
+The node's Fast DDS profile (a 64 MB shared-memory segment, so large best-effort outputs
+reach RViz on this host) is applied unless FASTDDS_DEFAULT_PROFILES_FILE is already set.
 """
 import os
 
