@@ -22,6 +22,7 @@ from rcl_interfaces.srv import SetParameters  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
+from mfaranet_ros.ros.parameters import PARAMETER_NAMES, PARAMETERS  # noqa: E402
 from ros_helpers import (CAR, CAR_RGB, REPO, Client, NodeProcess,  # noqa: E402
                          constant_checkpoint, image_msg, kv, reliable, to_array)
 
@@ -100,11 +101,11 @@ def spares(tmp_path_factory, checkpoint):
 
 @pytest.fixture(scope="module")
 def managed(tmp_path_factory, spares):
-    """Started with a missing checkpoint and an invalid input size: configure must fail
-    until both are fixed through the parameter service."""
+    """Started with a missing checkpoint, an invalid input size and an overlay_alpha out of
+    its range: configure must fail until all are fixed through the parameter service."""
     tmp = tmp_path_factory.mktemp("lifecycle")
     proc = start_managed(tmp, "-p", f"weights:={tmp / 'missing.pth'}",
-                         "-p", "input_size:=[8, 8]")
+                         "-p", "input_size:=[8, 8]", "-p", "overlay_alpha:=2.0")
     yield proc
     if proc.proc.poll() is None:
         proc.interrupt()
@@ -199,24 +200,45 @@ def test_starts_unconfigured_with_nothing_subscribed_or_published(managed, clien
     assert "model ready" not in managed.output()
 
 
+def test_same_parameters_as_the_plain_node_writable_until_configured(client):
+    from rcl_interfaces.srv import DescribeParameters, ListParameters
+
+    lc = client.lifecycle
+    listed = lc.call(ListParameters, "list_parameters", ListParameters.Request()).result.names
+    assert sorted(set(listed) - {"use_sim_time", "start_type_description_service"}) \
+        == sorted(PARAMETER_NAMES)
+    described = lc.call(DescribeParameters, "describe_parameters",
+                        DescribeParameters.Request(names=list(PARAMETER_NAMES))).descriptors
+    for spec, d in zip(PARAMETERS, described):
+        assert d.description and not d.read_only, spec.name
+        assert ("applied at configure" in d.additional_constraints) == spec.read_only
+
+
 def test_failing_configure_names_the_reason_and_a_fixed_parameter_configures(managed,
                                                                             client):
     lc = client.lifecycle
+    assert managed.wait_for_log("invalid parameter (configure will fail until it is set): "
+                                "overlay_alpha: 2.0 is outside [0.0, 1.0]", 5.0)
     assert lc.change("configure") is False
     assert lc.state() == "unconfigured"
-    assert managed.wait_for_log(
-        "configure failed: invalid parameters: input_size: expected [] (the checkpoint's "
-        "size), [0, 0] (full resolution) or [H, W] with both >= 32, got [8, 8]", 5.0), \
-        managed.output()
+    assert managed.wait_for_log("configure failed: invalid parameters: ", 5.0)
+    failed = next(line for line in managed.output().splitlines()
+                  if "configure failed" in line)
+    assert "input_size: expected [] (the checkpoint's size), [0, 0] (full resolution) or " \
+           "[H, W] with both >= 32, got [8, 8]" in failed
+    assert "overlay_alpha: 2.0 is outside [0.0, 1.0]" in failed
     status = diag_state(client, "unconfigured", level=b"\x02")
-    assert "configure failed: invalid parameters: input_size" in status.message
+    assert "configure failed: invalid parameters: " in status.message
 
     assert lc.set("input_size", [64, 128]).successful
+    assert not lc.set("overlay_alpha", 1.5).successful
+    assert lc.set("overlay_alpha", 1).successful  # an integer for a decimal: that number
     assert lc.change("configure") is False  # now the checkpoint
     assert managed.wait_for_log("cannot load checkpoint", 5.0)
     assert "missing.pth" in managed.output() and "checkpoint not found" in managed.output()
     assert "Traceback" not in managed.output()
     assert managed.proc.poll() is None
+    assert lc.set("overlay_alpha", 0.5).successful
 
 
 def test_configure_loads_and_warms_up_and_publishes_nothing(managed, client, checkpoint):
