@@ -6,26 +6,58 @@
 
 ``managed:=true`` starts the lifecycle node (``segmentation_lifecycle_node``) instead and,
 unless ``autostart:=false`` leaves it to a lifecycle manager, configures it and activates it
-once configure has succeeded. Arguments left empty keep the value from ``params_file``.
-The node's Fast DDS profile (a 64 MB shared-memory segment, so large best-effort outputs
-reach RViz on this host) is applied unless FASTDDS_DEFAULT_PROFILES_FILE is already set.
+once configure has succeeded. Arguments left empty keep the value from ``params_file``
+(``log_level``: the node's own default). Values are stripped, so a blank counts as empty:
+``ros2 launch`` refuses ``name:=`` with nothing after it on the command line, while an
+including launch file may pass ``''``. The node's Fast DDS profile (a 64 MB shared-memory
+segment, so large best-effort outputs reach RViz on this host) is applied unless
+FASTDDS_DEFAULT_PROFILES_FILE is already set. ``use_rviz:=true`` without rviz2 installed
+logs why and starts the node alone.
 """
 import os
 
-from ament_index_python.packages import get_package_share_directory
+from ament_index_python.packages import (PackageNotFoundError, get_package_prefix,
+                                         get_package_share_directory)
 from launch import LaunchDescription
-import lifecycle_msgs.msg
-from launch.actions import (DeclareLaunchArgument, EmitEvent, OpaqueFunction,
+from launch.actions import (DeclareLaunchArgument, EmitEvent, LogInfo, OpaqueFunction,
                             RegisterEventHandler, SetEnvironmentVariable)
-from launch.conditions import IfCondition
 from launch.events import matches_action
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode, Node
 from launch_ros.event_handlers import OnStateTransition
 from launch_ros.events.lifecycle import ChangeState
+import lifecycle_msgs.msg
 
 PACKAGE = "mfaranet_ros"
 PROFILE_ENV = "FASTDDS_DEFAULT_PROFILES_FILE"
+
+
+def _node_arguments(log_level):
+    """The node's command-line arguments: ``--log-level`` only when one is given (rcl
+    refuses an empty level)."""
+    return ["--ros-args", "--log-level", log_level] if log_level else []
+
+
+def _as_bool(name, value):
+    """``true``/``false`` (or 1/0, any case), as launch's IfCondition reads them."""
+    if value.lower() in ("true", "1"):
+        return True
+    if value.lower() in ("false", "0", ""):
+        return False
+    raise ValueError(f"launch argument {name}: expected true or false, got {value!r}")
+
+
+def _missing_executable(package, executable):
+    """Why ``package``'s ``executable`` cannot be started, or '' when it can."""
+    try:
+        prefix = get_package_prefix(package)
+    except PackageNotFoundError:
+        return (f"{package} is not installed (apt install ros-$ROS_DISTRO-{package}, "
+                f"then source the setup file again)")
+    path = os.path.join(prefix, "lib", package, executable)
+    if not os.access(path, os.X_OK):
+        return f"{path} is missing or not executable"
+    return ""
 
 
 def _launch_setup(context, *args, **kwargs):
@@ -34,6 +66,11 @@ def _launch_setup(context, *args, **kwargs):
     def arg(name):
         return LaunchConfiguration(name).perform(context).strip()
 
+    # a typo fails before anything starts
+    use_rviz = _as_bool("use_rviz", arg("use_rviz"))
+    managed = _as_bool("managed", arg("managed"))
+    autostart = _as_bool("autostart", arg("autostart"))
+    params_file = arg("params_file") or os.path.join(share, "config", "segment.yaml")
     overrides = {}
     if arg("weights"):
         overrides["weights"] = arg("weights")
@@ -55,27 +92,36 @@ def _launch_setup(context, *args, **kwargs):
         package=PACKAGE,
         name="mfaranet",
         namespace=arg("namespace"),
-        parameters=[arg("params_file"), overrides],
+        parameters=[params_file, overrides],
         remappings=remappings,
-        arguments=["--ros-args", "--log-level", arg("log_level")],
+        arguments=_node_arguments(arg("log_level")),
         output="screen",
         emulate_tty=True,
     )
-    if arg("managed").lower() in ("true", "1"):
-        actions += _managed_node(segmentation, arg("autostart").lower() in ("true", "1"))
+    if managed:
+        actions += _managed_node(segmentation, autostart)
     else:
         actions.append(Node(executable="segmentation_node", **segmentation))
-    actions.append(Node(
+    if use_rviz:
+        actions.append(_rviz(share, arg("namespace"), image))
+    return actions
+
+
+def _rviz(share, namespace, image):
+    """RViz on the node's outputs; a missing rviz2 is said, not fatal: launch failing to
+    start it would exit and leave the node running without its parent."""
+    missing = _missing_executable("rviz2", "rviz2")
+    if missing:
+        return LogInfo(msg=f"use_rviz:=true, but {missing}: starting the node without RViz")
+    return Node(
         package="rviz2",
         executable="rviz2",
         name="rviz2",
-        namespace=arg("namespace"),
+        namespace=namespace,
         arguments=["-d", os.path.join(share, "config", "mfaranet.rviz")],
         remappings=[("image", image)],  # the RViz "Camera" display shows the input
-        condition=IfCondition(LaunchConfiguration("use_rviz")),
         output="screen",
-    ))
-    return actions
+    )
 
 
 def _change_state(node, transition_id):
@@ -124,6 +170,7 @@ def generate_launch_description():
                                           "false leaves it unconfigured for a lifecycle "
                                           "manager."),
         DeclareLaunchArgument("log_level", default_value="info",
-                              description="debug | info | warn | error | fatal"),
+                              description="debug | info | warn | error | fatal; empty = "
+                                          "the node's default (info)."),
         OpaqueFunction(function=_launch_setup),
     ])
