@@ -179,16 +179,7 @@ class SegmentationCore:
         self.segmenter = self._load_segmenter(cfg)
         try:
             self._warm_up()
-            self._is_compressed = cfg.input_transport == "compressed"
-            self.cameras = [CameraInput(*t)
-                            for t in topic_layout(cfg.cameras, cfg.input_transport)]
-            out_qos = qos_tools.output_qos(cfg.qos_depth)
-            for cam in self.cameras:
-                cam.resolved_topic = self.node.resolve_topic_name(cam.input_topic)
-                for name in ("labels", "color", "overlay"):
-                    cam.pubs[name] = self._create_output(Image, cam.prefix + name, out_qos)
-                cam.pubs["latency"] = self._create_output(
-                    DiagnosticArray, cam.prefix + "latency", out_qos)
+            self._create_outputs(cfg)
             with self._lock:
                 self._stop = False
                 self._failures, self._last_error = 0, ""
@@ -199,6 +190,18 @@ class SegmentationCore:
             self.cleanup()
             raise
         self.configure_error = ""
+
+    def _create_outputs(self, cfg: NodeConfig) -> None:
+        """The camera inputs (not yet subscribed) and their four reliable outputs each."""
+        self._is_compressed = cfg.input_transport == "compressed"
+        self.cameras = [CameraInput(*t) for t in topic_layout(cfg.cameras, cfg.input_transport)]
+        out_qos = qos_tools.output_qos(cfg.qos_depth)
+        for cam in self.cameras:
+            cam.resolved_topic = self.node.resolve_topic_name(cam.input_topic)
+            for name in ("labels", "color", "overlay"):
+                cam.pubs[name] = self._create_output(Image, cam.prefix + name, out_qos)
+            cam.pubs["latency"] = self._create_output(DiagnosticArray, cam.prefix + "latency",
+                                                      out_qos)
 
     def activate(self) -> None:
         """Decides each input's reliability from its publishers, then subscribes.
