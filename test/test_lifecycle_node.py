@@ -375,3 +375,38 @@ def test_sigint_during_configure_exits_cleanly(client, spares):
     assert proc.interrupt() == 0, proc.output()
     out = proc.output()
     assert "Traceback" not in out and "model ready" not in out
+
+
+def test_cleanup_drops_every_reference_to_the_model(checkpoint):
+    """In this process (the transitions called directly, no spinning): after cleanup the
+    Segmenter and its backend are garbage, so their memory (and, on a GPU, the CUDA cache
+    emptied after them) really goes; a second configure builds a new one."""
+    import gc
+    import weakref
+
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.lifecycle import TransitionCallbackReturn
+
+    from mfaranet_ros.ros.lifecycle_node import SegmentationLifecycleNode
+
+    context = Context()
+    rclpy.init(context=context, args=["--ros-args", "-r", "__ns:=/in_process"])
+    node = SegmentationLifecycleNode(context=context, parameter_overrides=[
+        Parameter("weights", value=str(checkpoint)), Parameter("backend", value="torch"),
+        Parameter("input_size", value=[64, 128])])
+    try:
+        ok = TransitionCallbackReturn.SUCCESS
+        assert node.trigger_configure() == ok and node.trigger_activate() == ok
+        segmenter = weakref.ref(node.core.segmenter)
+        backend = weakref.ref(node.core.segmenter.backend)
+        assert node.trigger_deactivate() == ok and node.trigger_cleanup() == ok
+        gc.collect()
+        assert segmenter() is None and backend() is None
+        assert node.core.segmenter is None and node.state_label() == "unconfigured"
+        assert node.trigger_configure() == ok and node.core.segmenter is not None
+        assert node.trigger_shutdown() == ok and node.core.segmenter is None
+        assert node.finished and node.state_label() == "finalized"
+    finally:
+        node.destroy_node()
+        context.try_shutdown()
