@@ -56,6 +56,8 @@ class SegmentationLifecycleNode(LifecycleNode):
 
     def state_label(self) -> str:
         """The current lifecycle state (``unconfigured``, ``inactive``, ``active`` ...)."""
+        # rclpy has no public getter (rclcpp's get_current_state); its own
+        # trigger_shutdown reads the state machine the same way
         return self._state_machine.current_state[1]
 
     def _on_set_parameters(self, params: List[Parameter]) -> SetParametersResult:
