@@ -114,8 +114,11 @@ def test_best_effort_camera_against_forced_reliable_is_explained(client):
 
 def test_full_resolution_prepares_each_frame_size_once(node, client):
     """No warm-up at a guessed size: the first frame of each size prepares the backend."""
+    for sec, shape in ((20, (96, 128, 3)), (21, (96, 128, 3)), (22, (32, 48, 3))):
+        client.pub.publish(_compressed(np.zeros(shape, np.uint8), ".png", "png", sec))
+        assert _wait_stamp(client, "overlay", sec).width == shape[1]
     log = node.output()
     assert "network input full resolution (input_size [0, 0])" in log
     assert "warm-up at each camera's first frame size (full resolution)" in log
-    assert log.count("prepared the backend for 96x128 frames") == 1  # three frames of it
+    assert log.count("prepared the backend for 96x128 frames") == 1
     assert log.count("prepared the backend for 32x48 frames") == 1

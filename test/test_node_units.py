@@ -145,6 +145,26 @@ def test_every_refused_parameter_is_named_in_one_line(ros_context):
         assert needle in text
 
 
+def test_a_refused_parameter_can_be_fixed_and_declared_again(ros_context):
+    """What a managed node's second ``configure`` does after ``ros2 param set``."""
+    import rclpy
+    from rclpy.parameter import Parameter
+
+    from mfaranet_ros.ros.node_parameters import ParameterError, declare_parameters
+
+    node = rclpy.create_node("mfaranet", context=ros_context,
+                             cli_args=["--ros-args", "-p", "qos_depth:=0"])
+    try:
+        with pytest.raises(ParameterError, match="qos_depth: 0 is outside"):
+            declare_parameters(node)
+        assert node.set_parameters([Parameter("qos_depth", value=3)])[0].successful
+        cfg = declare_parameters(node)
+        assert cfg.qos_depth == 3 and node.describe_parameter("qos_depth").read_only
+        assert declare_parameters(node) == cfg  # and again: nothing changes
+    finally:
+        node.destroy_node()
+
+
 def test_weights_resolve_against_models_dir(tmp_path, monkeypatch):
     assert resolve_weights(str(tmp_path / "a.pth")) == str(tmp_path / "a.pth")
     assert resolve_weights("mfaranet_synthetic.pth").endswith("models/mfaranet_synthetic.pth")

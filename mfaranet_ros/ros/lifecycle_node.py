@@ -29,7 +29,7 @@ from rclpy.parameter import Parameter
 
 from .core import NODE_NAME, RUNTIME_PARAMETERS, SegmentationCore, StartupError
 from .node import ShutdownSignals, run
-from .node_parameters import declare_table, integers_as_doubles, read_config
+from .node_parameters import ParameterError, declare_parameters, integers_as_doubles
 from .parameters import validate_parameter
 
 __all__ = ["SegmentationLifecycleNode", "main"]
@@ -41,12 +41,11 @@ class SegmentationLifecycleNode(LifecycleNode):
     def __init__(self, signals: Optional[ShutdownSignals] = None, **node_kwargs):
         super().__init__(NODE_NAME, **node_kwargs)
         self._signals = signals
-        # start-up values the table refused: the parameter keeps its default and
-        # configure fails with the reason until it is set again
-        self._refused = declare_table(self, managed=True)
-        for reason in self._refused.values():
-            self.get_logger().error(f"invalid parameter (configure will fail until it is "
-                                    f"set): {reason}")
+        try:
+            declare_parameters(self, managed=True)
+        except ParameterError as exc:  # the node stays up: each configure checks again
+            self.get_logger().error(f"invalid parameters (configure fails until they are "
+                                    f"set): {exc}")
         self.core = SegmentationCore(self, self.create_lifecycle_publisher,
                                      self.destroy_lifecycle_publisher, self.state_label)
         self.finished = False
@@ -69,7 +68,6 @@ class SegmentationLifecycleNode(LifecycleNode):
             if reason:
                 return SetParametersResult(successful=False, reason=reason)
         for p in params:
-            self._refused.pop(p.name, None)
             self.core.set_runtime(p.name, p.value)
         return SetParametersResult(successful=True)
 
@@ -81,11 +79,9 @@ class SegmentationLifecycleNode(LifecycleNode):
         BaseException, passes rclpy's transition wrapper) and the process exits.
         """
         try:
-            if self._refused:
-                raise StartupError("invalid parameters: " + "; ".join(self._refused.values()))
             try:
-                cfg = read_config(self)
-            except ValueError as exc:
+                cfg = declare_parameters(self, managed=True)  # the values now, checked
+            except ParameterError as exc:
                 raise StartupError(f"invalid parameters: {exc}") from None
             interruptible = (self._signals.interruptible() if self._signals
                              else contextlib.nullcontext())

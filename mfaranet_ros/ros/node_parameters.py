@@ -11,14 +11,15 @@ parameter becomes that number, an empty or unset list a typed empty list. Every 
 collected into one line.
 
 The managed node (``managed=True``) declares the same table, but a parameter the plain node
-can change only by a restart is writable there (applied at the next configure), and a
-refused start-up value does not end the process: the parameter gets its default and the
-reason is returned, for configure to fail with until the parameter is set again.
+can change only by a restart is writable there (applied at the next configure). A value it
+refuses at start-up does not end the process: the parameter keeps it, dynamically typed so
+``ros2 param set`` can fix it, and each configure declares the table again, failing with
+the reason until it is fixed.
 """
 from __future__ import annotations
 
 import array
-from typing import Any, Dict, List
+from typing import Any, List
 
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 ParameterType, ParameterValue)
@@ -28,8 +29,7 @@ from rclpy.parameter import Parameter
 
 from .parameters import PARAMETERS, NodeConfig, ParamSpec, validate_parameter
 
-__all__ = ["ParameterError", "declare_parameters", "declare_table", "read_config",
-           "descriptor", "integers_as_doubles"]
+__all__ = ["ParameterError", "declare_parameters", "descriptor", "integers_as_doubles"]
 
 _PARAM_TYPES = {
     "string": ParameterType.PARAMETER_STRING,
@@ -100,49 +100,37 @@ def _typed_value(spec: ParamSpec, value: Any) -> ParameterValue:
 def _declare_one(node: Node, spec: ParamSpec, managed: bool = False) -> str:
     """Declares ``spec`` on ``node``; the reason it is refused, or '' when it is fine.
 
-    ``managed``: a refused value is replaced by the default (typed, with the descriptor).
+    Again on a node that has it: a parameter refused before (still dynamically typed, so
+    ``ros2 param set`` can fix it) is checked again; one with its descriptor is kept.
+    ``managed``: the descriptor of the lifecycle node (see :func:`descriptor`).
     """
-    default = spec.default
-    if spec.kind.endswith("_array"):
-        default = list(default) or None  # an empty list has no type of its own yet
-    given = node.declare_parameter(spec.name, default,
-                                   ParameterDescriptor(dynamic_typing=True)).value
-    value = _as_declared(spec, given)
+    if not node.has_parameter(spec.name):
+        default = spec.default
+        if spec.kind.endswith("_array"):
+            default = list(default) or None  # an empty list has no type of its own yet
+        node.declare_parameter(spec.name, default, ParameterDescriptor(dynamic_typing=True))
+    value = _as_declared(spec, node.get_parameter(spec.name).value)
     reason = validate_parameter(spec.name, value)
-    if not reason:
-        try:
-            node.set_descriptor(spec.name, descriptor(spec, managed),
-                                _typed_value(spec, value))
-        except InvalidParameterValueException as exc:  # a check of rclpy's the table lacks
-            reason = f"{spec.name}: {exc}"
-    if reason and managed:
-        node.set_descriptor(spec.name, descriptor(spec, managed),
-                            _typed_value(spec, _as_declared(spec, spec.default)))
-    return reason or ""
+    if reason or not node.describe_parameter(spec.name).dynamic_typing:
+        return reason or ""
+    try:
+        node.set_descriptor(spec.name, descriptor(spec, managed), _typed_value(spec, value))
+    except InvalidParameterValueException as exc:  # a check of rclpy's the table lacks
+        return f"{spec.name}: {exc}"
+    return ""
 
 
-def declare_parameters(node: Node) -> NodeConfig:
+def declare_parameters(node: Node, managed: bool = False) -> NodeConfig:
     """Declares the whole table on ``node`` and returns the validated configuration.
 
     Raises :class:`ParameterError` naming every refused parameter, its value and what is
-    allowed, in one line.
+    allowed, in one line. Can be called again on the same node (a managed node's next
+    ``configure`` after the user fixed a refused value). ``managed``: the lifecycle
+    node's descriptors (see :func:`descriptor`).
     """
-    problems = [r for r in (_declare_one(node, spec) for spec in PARAMETERS) if r]
+    problems = [r for r in (_declare_one(node, spec, managed) for spec in PARAMETERS) if r]
     if problems:
         raise ParameterError("; ".join(problems))
-    return read_config(node)
-
-
-def declare_table(node: Node, managed: bool = True) -> Dict[str, str]:
-    """Declares the whole table without raising: {name: reason} for each refused value
-    (which, with ``managed``, leaves the parameter at its default)."""
-    reasons = {spec.name: _declare_one(node, spec, managed) for spec in PARAMETERS}
-    return {name: reason for name, reason in reasons.items() if reason}
-
-
-def read_config(node: Node) -> NodeConfig:
-    """The node's current values as a validated configuration (ValueError naming each
-    problem)."""
     return NodeConfig.from_values(
         {spec.name: _as_declared(spec, node.get_parameter(spec.name).value)
          for spec in PARAMETERS})
