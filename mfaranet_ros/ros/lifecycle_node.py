@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from typing import List, Optional
+from typing import Iterator, List, Optional
 
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
@@ -72,6 +72,16 @@ class SegmentationLifecycleNode(LifecycleNode):
         return SetParametersResult(successful=True)
 
     # ------------------------------------------------------------------ transitions
+    @contextlib.contextmanager
+    def _said(self, transition: str) -> Iterator[None]:
+        """Logs an unexpected exception of a transition: rclpy turns it into the ERROR
+        outcome (then :meth:`on_error`) without a word."""
+        try:
+            yield
+        except Exception as exc:
+            self.get_logger().error(f"{transition} failed: {type(exc).__name__}: {exc}")
+            raise
+
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Fails (the node stays unconfigured) with the reason logged and in /diagnostics.
 
@@ -85,7 +95,7 @@ class SegmentationLifecycleNode(LifecycleNode):
                 raise StartupError(f"invalid parameters: {exc}") from None
             interruptible = (self._signals.interruptible() if self._signals
                              else contextlib.nullcontext())
-            with interruptible:
+            with interruptible, self._said("configure"):
                 self.core.configure(cfg)
         except StartupError as exc:
             self.core.configure_error = str(exc)
@@ -95,16 +105,19 @@ class SegmentationLifecycleNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.core.activate()
+        with self._said("activate"):
+            self.core.activate()
         return super().on_activate(state)  # enables the lifecycle publishers
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.core.deactivate()
+        with self._said("deactivate"):
+            self.core.deactivate()
         self.get_logger().info("inactive: unsubscribed; the model stays loaded")
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.core.cleanup()
+        with self._said("cleanup"):
+            self.core.cleanup()
         self.get_logger().info("unconfigured: outputs destroyed; configure loads the model "
                                "again")
         return TransitionCallbackReturn.SUCCESS
