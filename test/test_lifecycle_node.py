@@ -359,6 +359,7 @@ def test_sigint_while_active_exits_cleanly(client, spares):
     assert lc.change("configure") is True and lc.change("activate") is True
     assert proc.wait_for_log("subscribed to /spares/image", 5.0)
     assert proc.interrupt() == 0, proc.output()
+    assert "shutdown from active" in proc.output()  # the transition, as a manager would
     assert "Traceback" not in proc.output()
 
 

@@ -34,6 +34,9 @@ from .parameters import validate_parameter
 
 __all__ = ["SegmentationLifecycleNode", "main"]
 
+#: the states with a ``shutdown`` transition (not a transition in progress, not finalized)
+_PRIMARY_STATES = ("unconfigured", "inactive", "active")
+
 
 class SegmentationLifecycleNode(LifecycleNode):
     """The managed MFARANet segmentation node (see the module docstring)."""
@@ -136,6 +139,10 @@ class SegmentationLifecycleNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def close(self) -> None:
+        """After SIGINT / SIGTERM: the ``shutdown`` transition where one is possible (its
+        event goes out, as for ``ros2 lifecycle set mfaranet shutdown``), then release."""
+        if not self.finished and self.state_label() in _PRIMARY_STATES:
+            self.trigger_shutdown()
         self.core.close()
 
 
