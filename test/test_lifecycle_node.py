@@ -379,32 +379,48 @@ def test_sigint_during_configure_exits_cleanly(client, spares):
     assert "Traceback" not in out and "model ready" not in out
 
 
-def test_cleanup_drops_every_reference_to_the_model(checkpoint):
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_cleanup_drops_every_reference_to_the_model(checkpoint, device):
     """In this process (the transitions called directly, no spinning): after cleanup the
-    Segmenter and its backend are garbage, so their memory (and, on a GPU, the CUDA cache
-    emptied after them) really goes; a second configure builds a new one."""
+    Segmenter and its backend are garbage, so their memory really goes (on a GPU: back to
+    what was allocated and reserved before configure); a second configure builds a new
+    one."""
     import gc
     import weakref
 
     import rclpy
+    import torch
     from rclpy.context import Context
     from rclpy.lifecycle import TransitionCallbackReturn
 
     from mfaranet_ros.ros.lifecycle_node import SegmentationLifecycleNode
 
+    def gpu_memory():
+        if device != "cuda":
+            return (0, 0)
+        torch.cuda.synchronize()
+        return (torch.cuda.memory_allocated(), torch.cuda.memory_reserved())
+
     context = Context()
     rclpy.init(context=context, args=["--ros-args", "-r", "__ns:=/in_process"])
     node = SegmentationLifecycleNode(context=context, parameter_overrides=[
         Parameter("weights", value=str(checkpoint)), Parameter("backend", value="torch"),
-        Parameter("input_size", value=[64, 128])])
+        Parameter("device", value=device), Parameter("input_size", value=[64, 128])])
     try:
         ok = TransitionCallbackReturn.SUCCESS
+        before = gpu_memory()
         assert node.trigger_configure() == ok and node.trigger_activate() == ok
+        loaded = gpu_memory()
         segmenter = weakref.ref(node.core.segmenter)
         backend = weakref.ref(node.core.segmenter.backend)
         assert node.trigger_deactivate() == ok and node.trigger_cleanup() == ok
         gc.collect()
         assert segmenter() is None and backend() is None
+        if device == "cuda":  # allocated and reserved (the cache emptied) are back, within
+            after = gpu_memory()  # what libraries keep (a cuBLAS workspace: a few MiB)
+            slack = 16 * 2**20
+            assert loaded[0] - before[0] > slack  # the weights alone are ~50 MB
+            assert after[0] <= before[0] + slack and after[1] <= before[1] + slack
         assert node.core.segmenter is None and node.state_label() == "unconfigured"
         assert node.trigger_configure() == ok and node.core.segmenter is not None
         assert node.trigger_shutdown() == ok and node.core.segmenter is None
