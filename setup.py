@@ -33,6 +33,7 @@ setup(
         "console_scripts": [
             "mfaranet = mfaranet_ros.cli:main",
             "segmentation_node = mfaranet_ros.ros.node:main",
+            "segmentation_lifecycle_node = mfaranet_ros.ros.lifecycle_node:main",
         ],
     },
 )

@@ -2,12 +2,15 @@
 
     ros2 launch mfaranet_ros segment.launch.py image:=/camera/image_raw
     ros2 launch mfaranet_ros segment.launch.py cameras:=front,left,right use_rviz:=true
+    ros2 launch mfaranet_ros segment.launch.py managed:=true
 
-Arguments left empty keep the value from ``params_file`` (``log_level``: the node's own
-default). Values are stripped, so a blank counts as empty: ``ros2 launch`` refuses
-``name:=`` with nothing after it on the command line, while an including launch file may
-pass ``''``. The node's Fast DDS profile (a 64 MB shared-memory segment, so large
-best-effort outputs reach RViz on this host) is applied unless
+``managed:=true`` starts the lifecycle node (``segmentation_lifecycle_node``) instead and,
+unless ``autostart:=false`` leaves it to a lifecycle manager, configures it and activates it
+once configure has succeeded. Arguments left empty keep the value from ``params_file``
+(``log_level``: the node's own default). Values are stripped, so a blank counts as empty:
+``ros2 launch`` refuses ``name:=`` with nothing after it on the command line, while an
+including launch file may pass ``''``. The node's Fast DDS profile (a 64 MB shared-memory
+segment, so large best-effort outputs reach RViz on this host) is applied unless
 FASTDDS_DEFAULT_PROFILES_FILE is already set. ``use_rviz:=true`` without rviz2 installed
 logs why and starts the node alone.
 """
@@ -16,10 +19,14 @@ import os
 from ament_index_python.packages import (PackageNotFoundError, get_package_prefix,
                                          get_package_share_directory)
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction, \
-    SetEnvironmentVariable
+from launch.actions import (DeclareLaunchArgument, EmitEvent, LogInfo, OpaqueFunction,
+                            RegisterEventHandler, SetEnvironmentVariable)
+from launch.events import matches_action
 from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
+from launch_ros.actions import LifecycleNode, Node
+from launch_ros.event_handlers import OnStateTransition
+from launch_ros.events.lifecycle import ChangeState
+import lifecycle_msgs.msg
 
 PACKAGE = "mfaranet_ros"
 PROFILE_ENV = "FASTDDS_DEFAULT_PROFILES_FILE"
@@ -59,7 +66,10 @@ def _launch_setup(context, *args, **kwargs):
     def arg(name):
         return LaunchConfiguration(name).perform(context).strip()
 
-    use_rviz = _as_bool("use_rviz", arg("use_rviz"))  # a typo fails before anything starts
+    # a typo fails before anything starts
+    use_rviz = _as_bool("use_rviz", arg("use_rviz"))
+    managed = _as_bool("managed", arg("managed"))
+    autostart = _as_bool("autostart", arg("autostart"))
     params_file = arg("params_file") or os.path.join(share, "config", "segment.yaml")
     overrides = {}
     if arg("weights"):
@@ -78,9 +88,8 @@ def _launch_setup(context, *args, **kwargs):
         from mfaranet_ros.ros.qos import profile_path
         actions.append(SetEnvironmentVariable(PROFILE_ENV, profile_path()))
 
-    actions.append(Node(
+    segmentation = dict(
         package=PACKAGE,
-        executable="segmentation_node",
         name="mfaranet",
         namespace=arg("namespace"),
         parameters=[params_file, overrides],
@@ -88,7 +97,11 @@ def _launch_setup(context, *args, **kwargs):
         arguments=_node_arguments(arg("log_level")),
         output="screen",
         emulate_tty=True,
-    ))
+    )
+    if managed:
+        actions += _managed_node(segmentation, autostart)
+    else:
+        actions.append(Node(executable="segmentation_node", **segmentation))
     if use_rviz:
         actions.append(_rviz(share, arg("namespace"), image))
     return actions
@@ -111,6 +124,25 @@ def _rviz(share, namespace, image):
     )
 
 
+def _change_state(node, transition_id):
+    return EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
+                                       transition_id=transition_id))
+
+
+def _managed_node(segmentation, autostart):
+    """The lifecycle node; with autostart, configure now and activate once configured."""
+    node = LifecycleNode(executable="segmentation_lifecycle_node", **segmentation)
+    if not autostart:
+        return [node]
+    # start_state "configuring": only a configure that succeeded leads to activate, not a
+    # deactivate (active -> inactive) asked for later
+    activate_when_configured = RegisterEventHandler(OnStateTransition(
+        target_lifecycle_node=node, start_state="configuring", goal_state="inactive",
+        entities=[_change_state(node, lifecycle_msgs.msg.Transition.TRANSITION_ACTIVATE)]))
+    return [node, activate_when_configured,
+            _change_state(node, lifecycle_msgs.msg.Transition.TRANSITION_CONFIGURE)]
+
+
 def generate_launch_description():
     share = get_package_share_directory(PACKAGE)
     return LaunchDescription([
@@ -131,6 +163,12 @@ def generate_launch_description():
                                           "model (c/image -> c/labels ...); empty = one camera."),
         DeclareLaunchArgument("use_rviz", default_value="false",
                               description="Start RViz with config/mfaranet.rviz."),
+        DeclareLaunchArgument("managed", default_value="false",
+                              description="Start the lifecycle (managed) node instead."),
+        DeclareLaunchArgument("autostart", default_value="true",
+                              description="managed:=true only: configure and activate it; "
+                                          "false leaves it unconfigured for a lifecycle "
+                                          "manager."),
         DeclareLaunchArgument("log_level", default_value="info",
                               description="debug | info | warn | error | fatal; empty = "
                                           "the node's default (info)."),

@@ -9,6 +9,11 @@ Reading uses ``np.frombuffer`` on the message's buffer: for rgb8 without row pad
 result is a view of it (no copy).
 
 To support another raw encoding, add one entry to :data:`RAW_ENCODINGS`.
+
+Bayer mosaics (``bayer_rggb8`` ... and their 16-bit forms) are demosaiced with OpenCV's
+bilinear interpolation. OpenCV names a pattern by the second row's second and third
+pixels, ROS by the first row's first two: ROS ``rggb`` is OpenCV ``BayerBG``, ``bggr`` is
+``BayerRG``, ``gbrg`` is ``BayerGR`` and ``grbg`` is ``BayerGB`` (as in cv_bridge).
 """
 from __future__ import annotations
 
@@ -72,6 +77,18 @@ RAW_ENCODINGS: Dict[str, RawEncoding] = {
     "yuv422": RawEncoding(2, 2, cv2.COLOR_YUV2RGB_UYVY, width_multiple=2),
     "uyvy": RawEncoding(2, 2, cv2.COLOR_YUV2RGB_UYVY, width_multiple=2),
 }
+
+#: ROS Bayer pattern (first row's first two pixels) -> OpenCV's demosaicing code
+_BAYER_TO_RGB = {
+    "rggb": cv2.COLOR_BayerBG2RGB,
+    "bggr": cv2.COLOR_BayerRG2RGB,
+    "gbrg": cv2.COLOR_BayerGR2RGB,
+    "grbg": cv2.COLOR_BayerGB2RGB,
+}
+# 16-bit mosaics: the high byte (is_bigendian honoured), then the same demosaicing
+RAW_ENCODINGS.update({
+    f"bayer_{pattern}{bits}": RawEncoding(bits // 8, 1, code, sixteen_bit=bits == 16)
+    for pattern, code in _BAYER_TO_RGB.items() for bits in (8, 16)})
 
 SUPPORTED_ENCODINGS = tuple(sorted(RAW_ENCODINGS))
 #: Encodings a label image (trainIds, one byte per pixel) may carry.

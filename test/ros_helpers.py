@@ -57,19 +57,25 @@ def constant_checkpoint(path: Path, class_index: int = CAR,
     return path
 
 
-def node_command(*ros_args: str) -> List[str]:
-    """The ``segmentation_node`` console script when installed beside this Python, else
-    the module it runs (the same ``main``)."""
-    script = Path(sys.executable).parent / "segmentation_node"
+#: console script -> the module whose ``main`` it runs
+NODE_MODULES = {"segmentation_node": "mfaranet_ros.ros.node",
+                "segmentation_lifecycle_node": "mfaranet_ros.ros.lifecycle_node"}
+
+
+def node_command(*ros_args: str, executable: str = "segmentation_node") -> List[str]:
+    """The node's console script when installed beside this Python, else the module it
+    runs (the same ``main``)."""
+    script = Path(sys.executable).parent / executable
     if script.is_file():
         return [str(script), "--ros-args", *ros_args]
-    return [sys.executable, "-m", "mfaranet_ros.ros.node", "--ros-args", *ros_args]
+    return [sys.executable, "-m", NODE_MODULES[executable], "--ros-args", *ros_args]
 
 
 class NodeProcess:
     """The segmentation node in its own process, its output captured to a file."""
 
-    def __init__(self, tmp: Path, *ros_args: str, env: Optional[Dict[str, str]] = None):
+    def __init__(self, tmp: Path, *ros_args: str, env: Optional[Dict[str, str]] = None,
+                 executable: str = "segmentation_node"):
         self.log_path = tmp / f"node-{time.monotonic_ns()}.log"
         self._log = open(self.log_path, "w")
         full_env = dict(os.environ, PYTHONUNBUFFERED="1", RCUTILS_COLORIZED_OUTPUT="0",
@@ -78,8 +84,9 @@ class NodeProcess:
         # process; the node starts with the user's choice only: what the test passes.
         full_env.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
         full_env.update(env or {})
-        self.proc = subprocess.Popen(node_command(*ros_args), stdout=self._log,
-                                     stderr=subprocess.STDOUT, env=full_env, cwd=str(REPO))
+        self.proc = subprocess.Popen(node_command(*ros_args, executable=executable),
+                                     stdout=self._log, stderr=subprocess.STDOUT, env=full_env,
+                                     cwd=str(REPO))
 
     def output(self) -> str:
         if not self._log.closed:

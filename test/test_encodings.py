@@ -113,7 +113,7 @@ def test_every_supported_encoding_converts():
 
 
 @pytest.mark.parametrize("mutate,needle", [
-    (lambda m: setattr(m, "encoding", "bayer_rggb8"), "unsupported encoding 'bayer_rggb8'"),
+    (lambda m: setattr(m, "encoding", "32FC1"), "unsupported encoding '32FC1'"),
     (lambda m: setattr(m, "height", 0), "zero-size"),
     (lambda m: setattr(m, "width", 0), "zero-size"),
     (lambda m: setattr(m, "step", 10), "step too small: 10 < width x 3"),

@@ -23,7 +23,7 @@ YAML = REPO / "config" / "segment.yaml"
 RVIZ = REPO / "config" / "mfaranet.rviz"
 
 LAUNCH_ARGS = {"image", "params_file", "weights", "backend", "namespace", "use_rviz",
-               "log_level", "cameras"}
+               "log_level", "cameras", "managed", "autostart"}
 
 
 def _calls(tree, name):
@@ -77,18 +77,57 @@ def test_launch_overrides_only_declared_parameters(launch_tree):
     assert keys <= set(PARAMETER_NAMES)
 
 
+def _segmentation_kwargs(tree):
+    """The keyword arguments both node variants are started with (one dict(...))."""
+    assigns = [n for n in ast.walk(tree) if isinstance(n, ast.Assign)
+               and getattr(n.targets[0], "id", None) == "segmentation"]
+    assert len(assigns) == 1
+    return assigns[0].value
+
+
+def _starts(call, executable):
+    exe = _kw(call, "executable")
+    return isinstance(exe, ast.Constant) and exe.value == executable and any(
+        k.arg is None and getattr(k.value, "id", None) == "segmentation" for k in call.keywords)
+
+
 def test_launch_starts_the_console_script_as_mfaranet(launch_tree):
     nodes = _calls(launch_tree, "Node")
-    seg = [n for n in nodes if _kw(n, "executable").value == "segmentation_node"]
+    seg = [n for n in nodes if _starts(n, "segmentation_node")]
     assert len(seg) == 1
-    assert _kw(seg[0], "package").id == "PACKAGE"
+    kwargs = _segmentation_kwargs(launch_tree)
+    assert _kw(kwargs, "package").id == "PACKAGE"
     assert 'PACKAGE = "mfaranet_ros"' in LAUNCH.read_text()
-    assert _kw(seg[0], "name").value == "mfaranet"
+    assert _kw(kwargs, "name").value == "mfaranet"
     assert "segmentation_node = mfaranet_ros.ros.node:main" in (REPO / "setup.py").read_text()
     assert [_kw(n, "executable").value for n in nodes].count("rviz2") == 1
     # the shared-memory profile is applied only when the user has not set one
     assert "FASTDDS_DEFAULT_PROFILES_FILE" in LAUNCH.read_text()
     assert _calls(launch_tree, "SetEnvironmentVariable")
+
+
+def test_managed_choice_starts_the_lifecycle_node_and_brings_it_up(launch_tree):
+    """managed:=true: the lifecycle console script under the same name and parameters;
+    autostart emits configure, and activate once a configure has succeeded."""
+    managed = [n for n in _calls(launch_tree, "LifecycleNode")
+               if _starts(n, "segmentation_lifecycle_node")]
+    assert len(managed) == 1
+    assert ("segmentation_lifecycle_node = mfaranet_ros.ros.lifecycle_node:main"
+            in (REPO / "setup.py").read_text())
+    transitions = {c.args[1].attr for c in _calls(launch_tree, "_change_state")}
+    assert transitions == {"TRANSITION_CONFIGURE", "TRANSITION_ACTIVATE"}
+    handler = _calls(launch_tree, "OnStateTransition")
+    assert len(handler) == 1
+    assert (_kw(handler[0], "start_state").value, _kw(handler[0], "goal_state").value) \
+        == ("configuring", "inactive")
+    activate = _calls(_kw(handler[0], "entities"), "_change_state")
+    assert [c.args[1].attr for c in activate] == ["TRANSITION_ACTIVATE"]
+    setup = ast.unparse(_function(launch_tree, "_launch_setup"))
+    assert "managed = _as_bool('managed', arg('managed'))" in setup
+    assert "autostart = _as_bool('autostart', arg('autostart'))" in setup
+    # the transitions named exist in lifecycle_msgs (the PyPI ROS wheels carry it)
+    msgs = pytest.importorskip("lifecycle_msgs.msg", reason="needs the ROS message packages")
+    assert all(hasattr(msgs.Transition, t) for t in transitions)
 
 
 def test_yaml_keys_are_exactly_the_declared_parameters():
@@ -142,9 +181,7 @@ def test_an_empty_log_level_drops_the_flag(launch_tree, helpers):
     node_arguments = helpers["_node_arguments"]
     assert node_arguments("") == []
     assert node_arguments("debug") == ["--ros-args", "--log-level", "debug"]
-    seg = next(n for n in _calls(launch_tree, "Node")
-               if _kw(n, "executable").value == "segmentation_node")
-    arguments = _kw(seg, "arguments")
+    arguments = _kw(_segmentation_kwargs(launch_tree), "arguments")  # both node variants
     assert arguments.func.id == "_node_arguments"
     assert ast.unparse(arguments.args[0]) == "arg('log_level')"
     # arg() strips, so a blank given on the command line is empty too

@@ -162,6 +162,14 @@ def test_overlay_alpha_changes_at_run_time(client):
 
 # --------------------------------------------------------------------------- encodings
 
+def _bayer(rgb, pattern):
+    """The sample of ``rgb`` each colour-filter site passes (``pattern``: the 2x2 tile)."""
+    out = np.empty(rgb.shape[:2], np.uint8)
+    for i, colour in enumerate(pattern):
+        out[i // 2::2, i % 2::2] = rgb[i // 2::2, i % 2::2, "rgb".index(colour)]
+    return out
+
+
 def _packed(rgb, encoding):
     gray = rgb[..., 0]
     yuyv = np.zeros((rgb.shape[0], rgb.shape[1] * 2), np.uint8)
@@ -171,14 +179,17 @@ def _packed(rgb, encoding):
     uyvy[:, 1::2] = 120
     uyvy[:, 0::2] = 128
     alpha = np.full(rgb.shape[:2] + (1,), 9, np.uint8)
+    # 16-bit Bayer as little-endian samples with a low byte the node must drop
+    gbrg16 = (_bayer(rgb, "gbrg").astype(np.uint16) << 8) | 0x5A
     return {"rgb8": rgb, "bgr8": rgb[..., ::-1], "rgba8": np.concatenate([rgb, alpha], 2),
             "bgra8": np.concatenate([rgb[..., ::-1], alpha], 2), "mono8": gray,
-            "yuv422_yuy2": yuyv, "uyvy": uyvy}[encoding]
+            "yuv422_yuy2": yuyv, "uyvy": uyvy, "bayer_rggb8": _bayer(rgb, "rggb"),
+            "bayer_gbrg16": gbrg16.astype("<u2").view(np.uint8)}[encoding]
 
 
 @pytest.mark.parametrize("pad", [0, 6])
 @pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "rgba8", "bgra8", "mono8",
-                                      "yuv422_yuy2", "uyvy"])
+                                      "yuv422_yuy2", "uyvy", "bayer_rggb8", "bayer_gbrg16"])
 def test_encodings_sizes_stamps_and_content(client, encoding, pad):
     h, w = 60, 80
     rgb = np.zeros((h, w, 3), np.uint8)
@@ -306,8 +317,8 @@ def test_best_effort_camera_is_followed_and_reliable_again(client):
 # ------------------------------------------------------------------------ bad input
 
 BAD_FRAMES = {
-    "unknown encoding": (lambda m: setattr(m, "encoding", "bayer_grbg8"),
-                         "unsupported encoding 'bayer_grbg8'"),
+    "unknown encoding": (lambda m: setattr(m, "encoding", "32FC1"),
+                         "unsupported encoding '32FC1'"),
     "data shorter than step x height": (lambda m: setattr(m, "data", m.data[:-10]),
                                         "data shorter than step x height"),
     "zero size": (lambda m: setattr(m, "height", 0), "zero-size image"),

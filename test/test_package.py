@@ -77,6 +77,7 @@ def test_colcon_build_installs_ros_layout(tmp_path):
     install = tmp_path / "ws" / "install" / "mfaranet_ros"
     share = install / "share" / "mfaranet_ros"
     assert (install / "lib" / "mfaranet_ros" / "segmentation_node").is_file()
+    assert (install / "lib" / "mfaranet_ros" / "segmentation_lifecycle_node").is_file()
     assert (install / "lib" / "mfaranet_ros" / "mfaranet").is_file()
     assert (share / "package.xml").is_file()
     index = install / "share" / "ament_index" / "resource_index" / "packages"

@@ -9,6 +9,12 @@ with dynamic typing (any override is taken as given), checked against the table
 ``Node.set_descriptor`` and the value in its declared type: an integer for a decimal
 parameter becomes that number, an empty or unset list a typed empty list. Every problem is
 collected into one line.
+
+The managed node (``managed=True``) declares the same table, but a parameter the plain node
+can change only by a restart is writable there (applied at the next configure). A value it
+refuses at start-up does not end the process: the parameter keeps it, dynamically typed so
+``ros2 param set`` can fix it, and each configure declares the table again, failing with
+the reason until it is fixed.
 """
 from __future__ import annotations
 
@@ -48,15 +54,22 @@ class ParameterError(ValueError):
     """Parameters refused at start-up; the text is one line naming each one."""
 
 
-def descriptor(spec: ParamSpec) -> ParameterDescriptor:
-    """The descriptor ``ros2 param describe`` and rqt_reconfigure show for ``spec``."""
+def descriptor(spec: ParamSpec, managed: bool = False) -> ParameterDescriptor:
+    """The descriptor ``ros2 param describe`` and rqt_reconfigure show for ``spec``.
+
+    ``managed``: the lifecycle node, where a restart-only parameter is writable instead
+    (its on-set callback refuses a change unless the node is unconfigured).
+    """
+    read_only = spec.read_only and not managed
     d = ParameterDescriptor(name=spec.name, type=_PARAM_TYPES[spec.kind],
-                            description=spec.description, read_only=spec.read_only)
+                            description=spec.description, read_only=read_only)
     constraints = [spec.constraints] if spec.constraints else []
     if spec.choices:
         constraints.append("one of: " + ", ".join(spec.choices))
-    if spec.read_only:
+    if read_only:
         constraints.append("read-only: a change needs a restart")
+    elif spec.read_only:
+        constraints.append("applied at configure: change it while unconfigured")
     d.additional_constraints = "; ".join(constraints)
     if spec.int_range:
         d.integer_range = [IntegerRange(from_value=spec.int_range[0],
@@ -84,11 +97,12 @@ def _typed_value(spec: ParamSpec, value: Any) -> ParameterValue:
     return Parameter(spec.name, _ROS_TYPES[spec.kind], value).get_parameter_value()
 
 
-def _declare_one(node: Node, spec: ParamSpec) -> str:
+def _declare_one(node: Node, spec: ParamSpec, managed: bool = False) -> str:
     """Declares ``spec`` on ``node``; the reason it is refused, or '' when it is fine.
 
     Again on a node that has it: a parameter refused before (still dynamically typed, so
     ``ros2 param set`` can fix it) is checked again; one with its descriptor is kept.
+    ``managed``: the descriptor of the lifecycle node (see :func:`descriptor`).
     """
     if not node.has_parameter(spec.name):
         default = spec.default
@@ -100,20 +114,21 @@ def _declare_one(node: Node, spec: ParamSpec) -> str:
     if reason or not node.describe_parameter(spec.name).dynamic_typing:
         return reason or ""
     try:
-        node.set_descriptor(spec.name, descriptor(spec), _typed_value(spec, value))
+        node.set_descriptor(spec.name, descriptor(spec, managed), _typed_value(spec, value))
     except InvalidParameterValueException as exc:  # a check of rclpy's the table lacks
         return f"{spec.name}: {exc}"
     return ""
 
 
-def declare_parameters(node: Node) -> NodeConfig:
+def declare_parameters(node: Node, managed: bool = False) -> NodeConfig:
     """Declares the whole table on ``node`` and returns the validated configuration.
 
     Raises :class:`ParameterError` naming every refused parameter, its value and what is
     allowed, in one line. Can be called again on the same node (a managed node's next
-    ``configure`` after the user fixed a refused value).
+    ``configure`` after the user fixed a refused value). ``managed``: the lifecycle
+    node's descriptors (see :func:`descriptor`).
     """
-    problems = [r for r in (_declare_one(node, spec) for spec in PARAMETERS) if r]
+    problems = [r for r in (_declare_one(node, spec, managed) for spec in PARAMETERS) if r]
     if problems:
         raise ParameterError("; ".join(problems))
     return NodeConfig.from_values(
