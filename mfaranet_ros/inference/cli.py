@@ -2,65 +2,59 @@
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 import tempfile
-from typing import Optional, Tuple
 
+from ..bench.arguments import add_run_arguments, add_weights_argument, network_size
+from ..bench.backends import parse_backends
 from ..cli_args import parse_size
-from ..inference.backends import BACKENDS
 
-BENCH_BACKENDS = tuple(b for b in BACKENDS if b != "auto")
+#: What ``mfaranet bench`` compares with the baseline unless told otherwise.
+DEFAULT_BENCH_BACKENDS = "torch,onnxruntime"
 
 
-def _weights_or_random(weights: Optional[str], tmp: str) -> str:
-    if weights:
-        return weights
-    from .bench import random_checkpoint
-    print("no --weights: timing a random-init 19-class MFARANet (timings do not depend on the weights)")
-    return random_checkpoint(tmp)
+def _bench_single(args: argparse.Namespace, weights: str) -> list:
+    from ..bench.segmenter import bench_segmenter, format_table
+
+    rows = bench_segmenter(weights, args.backends, args.input_size, frame_size=args.frame_size,
+                           iterations=args.iterations, warmup=args.warmup, pruned=args.pruned,
+                           device=args.device, cache_dir=args.cache_dir)
+    print()
+    print(f"{'pruned' if args.pruned else 'full'} model, {args.iterations} iterations after "
+          f"{args.warmup} warm-up; baseline = torch fp32 eager, NCHW, inference_mode, CPU; "
+          f"labels = pixels labelled as the baseline labels them")
+    print(format_table(rows))
+    return [r.as_dict() for r in rows]
+
+
+def _bench_cameras(args: argparse.Namespace, weights: str) -> list:
+    from ..bench.cameras import bench_cameras, format_camera_table
+
+    results = [bench_cameras(weights, n, pair, input_size=size, frame_size=args.frame_size,
+                             iterations=args.iterations, warmup=args.warmup,
+                             pruned=args.pruned, device=args.device, cache_dir=args.cache_dir)
+               for pair in args.backends for size in args.input_size for n in args.cameras]
+    print()
+    print(f"multi-camera, {args.iterations} iterations per camera after {args.warmup} warm-up")
+    print(format_camera_table(results))
+    return results
 
 
 def _bench(args: argparse.Namespace) -> int:
-    import platform
+    from ..bench import machine_info, weights_or_random, write_json
 
-    import torch
-
-    from . import bench
-
-    report = {"command": " ".join(sys.argv), "torch": torch.__version__,
-              "machine": f"{platform.machine()}, {__import__('os').cpu_count()} logical CPUs, "
-                         f"{torch.get_num_threads()} torch threads",
-              "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    if args.frame_size is None and None in args.input_size:
+        print("error: --input-size full needs --frame-size HxW", file=sys.stderr)
+        return 2
+    report = machine_info()
     with tempfile.TemporaryDirectory() as tmp:
-        weights = _weights_or_random(args.weights, tmp)
+        weights = weights_or_random(args.weights, tmp)
         if args.cameras:
-            results = []
-            for n in args.cameras:
-                results.append(bench.bench_cameras(
-                    weights, n, backend=args.camera_backend, input_size=args.input_size[0],
-                    frame_size=args.frame_size, iterations=args.iterations, warmup=args.warmup,
-                    pruned=args.pruned, precision=args.precision, device=args.device,
-                    cache_dir=args.cache_dir))
-            print()
-            print(f"multi-camera, backend {results[0]['batched']['backend']}, network input "
-                  f"{args.input_size[0][0]}x{args.input_size[0][1]}, {args.iterations} iterations per camera")
-            print(bench.format_camera_table(results))
-            report["cameras"] = results
+            report["cameras"] = _bench_cameras(args, weights)
         else:
-            rows = bench.bench_single(
-                weights, args.backends, args.input_size, frame_size=args.frame_size,
-                iterations=args.iterations, warmup=args.warmup, pruned=args.pruned,
-                precision=args.precision, device=args.device, cache_dir=args.cache_dir)
-            print()
-            print(f"{'pruned' if args.pruned else 'full'} model, {args.iterations} iterations after "
-                  f"{args.warmup} warm-up; baseline = torch fp32 eager, NCHW, inference_mode, CPU")
-            print(bench.format_table(rows))
-            report["single"] = [r.as_dict() for r in rows]
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=1)
+            report["single"] = _bench_single(args, weights)
+    if write_json(args.json, report):
         print(f"wrote {args.json}")
     return 0
 
@@ -97,29 +91,26 @@ def _build_engine(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "bench", help="latency/throughput per backend and input size (or --cameras N)",
-        description="Median/p90/p99 of the bare model and of the whole Segmenter call per backend "
-                    "and network input size, with the ratio to torch fp32 eager measured in the "
-                    "same run. With --cameras: N cameras batched in one process vs N processes.")
-    p.add_argument("--weights", default=None, help="checkpoint (default: a random-init model)")
-    p.add_argument("--backends", default=list(BENCH_BACKENDS[:2]),
-                   type=lambda s: [b.strip() for b in s.split(",") if b.strip()],
-                   help="comma-separated: torch,onnxruntime,tensorrt (default: torch,onnxruntime)")
-    p.add_argument("--input-size", type=parse_size, nargs="+", default=[(512, 1024)],
-                   metavar="HxW", help="network input size(s) (default: 512x1024)")
-    p.add_argument("--frame-size", type=parse_size, default=None, metavar="HxW",
-                   help="source frame size for the Segmenter call (default: the input size)")
-    p.add_argument("--iterations", type=int, default=10)
-    p.add_argument("--warmup", type=int, default=2)
+        "bench", help="latency per backend[:precision] against torch fp32 eager (or --cameras N)",
+        description="Median/p90/p99 of the bare model and of the whole Segmenter call per "
+                    "backend and network input size, the ratio to torch fp32 eager and the "
+                    "label agreement with it, all measured interleaved in the same run. With "
+                    "--cameras: N cameras batched in one process vs N processes, per backend.")
+    add_weights_argument(p)
+    # A string default goes through `type` when the flag is absent: validated like input.
+    p.add_argument("--backends", type=parse_backends, default=DEFAULT_BENCH_BACKENDS,
+                   metavar="B[:P],...",
+                   help="comma-separated backend[:precision] pairs, e.g. "
+                        "torch,onnxruntime,onnxruntime:fp16 (precision default fp32; default: "
+                        f"{DEFAULT_BENCH_BACKENDS})")
+    p.add_argument("--input-size", type=network_size, nargs="+", default=[(512, 1024)],
+                   metavar="HxW", help="network input size(s), or full (default: 512x1024)")
+    add_run_arguments(p, process="process", iterations=10, warmup=2,
+                      iterations_note="per backend, interleaved (per process with --cameras)",
+                      frame_default="the input size")
     p.add_argument("--pruned", action="store_true", help="MFARANet-Pruned (branch 2)")
-    p.add_argument("--precision", choices=("fp32", "fp16"), default="fp32")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: auto)")
     p.add_argument("--cache-dir", default=None, help="artifact cache (default: user cache dir)")
-    p.add_argument("--cameras", type=int, nargs="+", default=None, metavar="N",
-                   help="multi-camera mode: N cameras batched in one process vs N processes")
-    p.add_argument("--camera-backend", default="auto",
-                   help="backend of the multi-camera mode (default: auto)")
-    p.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON")
     p.set_defaults(func=_bench)
 
     p = sub.add_parser(

@@ -2,63 +2,60 @@
 from __future__ import annotations
 
 import argparse
-import json
 
-from ..inference.backends import BACKENDS
+from ..bench.arguments import (add_run_arguments, add_weights_argument, network_size,
+                               positive_float)
+from ..bench.backends import parse_backend
+
+#: Frame sizes when --frame-size is not given: a 2 MP camera alone, VGA when several.
+OVERHEAD_FRAME = (1024, 2048)
+CAMERAS_FRAME = (480, 640)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "bench-node",
-        help="measure the segmentation node's overhead across processes (median of "
-             "end-to-end receipt -> labels/color/overlay published, minus the Segmenter)")
-    p.add_argument("--weights", default=None,
-                   help="checkpoint (default: a random 19-class MFARANet; the overhead does "
-                        "not depend on the weights)")
-    p.add_argument("--backend", default="torch",
-                   choices=BACKENDS)
-    p.add_argument("--input-size", type=int, nargs=2, default=(256, 512), metavar=("H", "W"),
-                   help="network input (default 256 512); 0 0 = full resolution")
-    p.add_argument("--height", type=int, default=1024)
-    p.add_argument("--width", type=int, default=2048)
-    p.add_argument("--frames", type=int, default=30)
-    p.add_argument("--warmup", type=int, default=5)
+        help="the segmentation node's overhead across processes (or --cameras N)",
+        description="Runs the node in its own process and a camera in another: the median "
+                    "of the node's end-to-end time (receipt -> labels/color/overlay published) "
+                    "minus the Segmenter's, with percentiles. With --cameras: N cameras "
+                    "batched in one node vs N node processes.")
+    add_weights_argument(p)
+    p.add_argument("--backend", type=parse_backend, default="torch", metavar="B[:P]",
+                   help="the node's backend[:precision], e.g. onnxruntime or tensorrt:fp16 "
+                        "(precision default fp32; default: torch)")
+    p.add_argument("--input-size", type=network_size, default=(256, 512), metavar="HxW",
+                   help="network input size, or full: no input_size parameter, the node's "
+                        "default (default: 256x512)")
+    add_run_arguments(p, process="node process", iterations=30, warmup=5,
+                      iterations_note="one at a time (--cameras measures for --seconds)",
+                      frame_default=f"{OVERHEAD_FRAME[0]}x{OVERHEAD_FRAME[1]}, "
+                                    f"{CAMERAS_FRAME[0]}x{CAMERAS_FRAME[1]} with --cameras")
     p.add_argument("--no-camera-profile", action="store_true",
-                   help="do not give this (camera) process the large shared-memory profile")
-    p.add_argument("--cameras", type=int, nargs="+", metavar="N",
-                   help="multi-camera mode (issue 7): for each N, N cameras batched in one "
-                        "node against N single-camera node processes (throughput, median "
-                        "latency, peak RSS); frames default to 640x480 at --rate Hz")
-    p.add_argument("--rate", type=float, default=15.0,
-                   help="multi-camera mode: Hz per camera (default 15)")
-    p.add_argument("--seconds", type=float, default=10.0,
-                   help="multi-camera mode: measuring time per setup (default 10)")
-    p.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+                   help="do not give the camera process the large shared-memory profile")
+    p.add_argument("--rate", type=positive_float, default=15.0, metavar="HZ",
+                   help="with --cameras: frames per second per camera (default: 15)")
+    p.add_argument("--seconds", type=positive_float, default=10.0, metavar="S",
+                   help="with --cameras: measuring time per setup (default: 10)")
     p.set_defaults(func=_bench_node)
 
 
-def _bench_node(args) -> int:
-    from .bench import bench_multicamera, bench_node, format_multicamera, format_report
+def _bench_node(args: argparse.Namespace) -> int:
+    from ..bench import write_json
+    from .bench_node import bench_node, bench_node_cameras, format_multicamera, format_report
 
-    size = None if not any(args.input_size) else tuple(args.input_size)
     if args.cameras:
-        height = 480 if args.height == 1024 and args.width == 2048 else args.height
-        width = 640 if args.height == 1024 and args.width == 2048 else args.width
-        result = bench_multicamera(args.cameras, args.weights, backend=args.backend,
-                                   input_size=size, height=height, width=width,
-                                   rate=args.rate, seconds=args.seconds)
+        result = bench_node_cameras(args.cameras, args.weights, pair=args.backend,
+                                    input_size=args.input_size,
+                                    frame_size=args.frame_size or CAMERAS_FRAME,
+                                    rate=args.rate, seconds=args.seconds)
         print(format_multicamera(result))
-        if args.json:
-            with open(args.json, "w") as f:
-                json.dump(result, f, indent=2)
-            print(f"wrote {args.json}")
-        return 0
-    result = bench_node(args.weights, backend=args.backend, input_size=size,
-                        height=args.height, width=args.width, frames=args.frames,
-                        warmup=args.warmup, camera_profile=not args.no_camera_profile)
-    print(format_report(result))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
+    else:
+        result = bench_node(args.weights, pair=args.backend, input_size=args.input_size,
+                            frame_size=args.frame_size or OVERHEAD_FRAME,
+                            iterations=args.iterations, warmup=args.warmup,
+                            camera_profile=not args.no_camera_profile)
+        print(format_report(result))
+    if write_json(args.json, result):
         print(f"wrote {args.json}")
     return 0

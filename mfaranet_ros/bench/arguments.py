@@ -1,0 +1,78 @@
+"""Command-line flags the benchmark commands share, so each flag means one thing.
+
+``mfaranet bench`` and ``mfaranet bench-node`` take the same ``--weights``,
+``--input-size``, ``--frame-size``, ``--iterations``, ``--warmup``, ``--cameras`` and
+``--json``; sizes are always ``HxW`` (height first), backends ``backend[:precision]``.
+"""
+from __future__ import annotations
+
+import argparse
+from typing import Optional, Tuple
+
+from ..cli_args import parse_size
+
+__all__ = ["network_size", "frame_size", "positive_int", "non_negative_int",
+           "positive_float",
+           "add_weights_argument", "add_run_arguments", "CAMERAS_HELP"]
+
+#: The one meaning of ``--cameras`` in every benchmark command.
+CAMERAS_HELP = ("multi-camera mode: for each N, N cameras batched in one {process} against "
+                "N single-camera {process}es running at the same time (throughput, median "
+                "latency, peak memory and their ratios)")
+
+
+def network_size(text: str) -> Optional[Tuple[int, int]]:
+    """``HxW`` (both at least 32: the encoder downsamples 32x) or ``full`` (None)."""
+    if text.strip().lower() == "full":
+        return None
+    return parse_size(text, minimum=32)
+
+
+def frame_size(text: str) -> Tuple[int, int]:
+    """A camera frame ``HxW``."""
+    return parse_size(text)
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    return 0 if text.strip() == "0" else positive_int(text)
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text!r}")
+    return value
+
+
+def add_weights_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--weights", default=None,
+                   help="checkpoint (default: a seeded random-init 19-class MFARANet; "
+                        "timings do not depend on the weights)")
+
+
+def add_run_arguments(p: argparse.ArgumentParser, *, process: str, iterations: int,
+                      warmup: int, frame_default: str, iterations_note: str) -> None:
+    """The flags after the backend and input size; ``process``: what ``--cameras`` starts."""
+    p.add_argument("--frame-size", type=frame_size, default=None, metavar="HxW",
+                   help=f"camera frame size, height x width (default: {frame_default})")
+    p.add_argument("--iterations", type=positive_int, default=iterations, metavar="N",
+                   help=f"measured frames, {iterations_note} (default: {iterations})")
+    p.add_argument("--warmup", type=non_negative_int, default=warmup, metavar="N",
+                   help=f"untimed frames before them (default: {warmup})")
+    p.add_argument("--cameras", type=positive_int, nargs="+", default=None, metavar="N",
+                   help=CAMERAS_HELP.format(process=process))
+    p.add_argument("--json", default=None, metavar="PATH",
+                   help="also write every figure as JSON (schema: docs/benchmarks.md)")

@@ -1,0 +1,58 @@
+"""``backend[:precision]`` pairs, the one syntax of every benchmark's backend flags."""
+from __future__ import annotations
+
+import argparse
+from typing import List, NamedTuple
+
+__all__ = ["BackendPrecision", "parse_backend", "parse_backends", "DEFAULT_PRECISION"]
+
+#: The precision of a pair that names none: the node's default.
+DEFAULT_PRECISION = "fp32"
+
+
+class BackendPrecision(NamedTuple):
+    backend: str
+    precision: str
+
+    @property
+    def label(self) -> str:
+        """``backend:precision``, the pair as the command line writes it."""
+        return f"{self.backend}:{self.precision}"
+
+
+def parse_backend(text: str) -> BackendPrecision:
+    """``"onnxruntime"`` -> ``("onnxruntime", "fp32")``; ``"tensorrt:fp16"`` -> as written.
+
+    Validated against the backends and precisions the inference package defines, read
+    at call time so that a backend or precision added there is accepted here unchanged.
+    Raises :class:`argparse.ArgumentTypeError` naming what is wrong and the choices.
+    """
+    from ..inference.backends import BACKENDS, PRECISIONS
+
+    name, sep, precision = text.strip().partition(":")
+    name, precision = name.strip(), precision.strip()
+    if name not in BACKENDS:
+        raise argparse.ArgumentTypeError(
+            f"unknown backend {name!r} in {text!r}; choose from {', '.join(BACKENDS)}")
+    if sep and precision not in PRECISIONS:
+        raise argparse.ArgumentTypeError(
+            f"unknown precision {precision!r} in {text!r}; choose from {', '.join(PRECISIONS)}")
+    return BackendPrecision(name, precision if sep else DEFAULT_PRECISION)
+
+
+def parse_backends(text: str) -> List[BackendPrecision]:
+    """A comma-separated list of pairs, e.g. ``torch,onnxruntime,onnxruntime:fp16``.
+
+    Duplicates are an error (they would be measured twice under one label).
+    """
+    items = [t for t in (s.strip() for s in text.split(",")) if t]
+    if not items:
+        raise argparse.ArgumentTypeError(
+            f"expected a comma-separated list of backend[:precision], got {text!r}")
+    pairs = [parse_backend(t) for t in items]
+    seen = set()
+    for pair in pairs:
+        if pair in seen:
+            raise argparse.ArgumentTypeError(f"{pair.label} is listed twice in {text!r}")
+        seen.add(pair)
+    return pairs
