@@ -178,7 +178,7 @@ class SegmentationNode(Node):
 
     # ---------------------------------------------------------------------- model
     def _load_segmenter(self):
-        from mfaranet_ros.inference import Segmenter  # heavy: torch and the backends
+        from mfaranet_ros.inference import BackendUnavailable, Segmenter  # heavy: torch
         from mfaranet_ros.model import CheckpointError
 
         cfg = self.cfg
@@ -198,8 +198,12 @@ class SegmentationNode(Node):
         warm_shape = tuple(seg.input_size) if seg.input_size else (512, 1024)
         # every batch size a cycle can have (1..number of cameras), so no artifact is
         # built or first allocated while frames are waiting
-        warm_s = sum(seg.warmup(frame_shape=warm_shape, batch=b)
-                     for b in range(1, max(1, len(cfg.cameras)) + 1))
+        try:
+            warm_s = sum(seg.warmup(frame_shape=warm_shape, batch=b)
+                         for b in range(1, max(1, len(cfg.cameras)) + 1))
+        except BackendUnavailable as exc:  # e.g. no int8 artifact for this input size
+            raise StartupError(f"cannot start the {cfg.backend} backend with {path!r}: "
+                               f"{exc}") from None
         if not self.context.ok():  # SIGTERM arrived during the load (rclpy shut down)
             raise _StartupInterrupted()
         self._input_size_text = ("x".join(str(v) for v in seg.input_size)
