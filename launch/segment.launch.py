@@ -3,21 +3,54 @@
     ros2 launch mfaranet_ros segment.launch.py image:=/camera/image_raw
     ros2 launch mfaranet_ros segment.launch.py cameras:=front,left,right use_rviz:=true
 
-Arguments left empty keep the value from ``params_file``. The node's Fast DDS profile
-(a 64 MB shared-memory segment, so large best-effort outputs reach RViz on this host) is
-applied unless FASTDDS_DEFAULT_PROFILES_FILE is already set.
+Arguments left empty keep the value from ``params_file`` (``log_level``: the node's own
+default). Values are stripped, so a blank counts as empty: ``ros2 launch`` refuses
+``name:=`` with nothing after it on the command line, while an including launch file may
+pass ``''``. The node's Fast DDS profile (a 64 MB shared-memory segment, so large
+best-effort outputs reach RViz on this host) is applied unless
+FASTDDS_DEFAULT_PROFILES_FILE is already set. ``use_rviz:=true`` without rviz2 installed
+logs why and starts the node alone.
 """
 import os
 
-from ament_index_python.packages import get_package_share_directory
+from ament_index_python.packages import (PackageNotFoundError, get_package_prefix,
+                                         get_package_share_directory)
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
-from launch.conditions import IfCondition
+from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction, \
+    SetEnvironmentVariable
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 PACKAGE = "mfaranet_ros"
 PROFILE_ENV = "FASTDDS_DEFAULT_PROFILES_FILE"
+
+
+def _node_arguments(log_level):
+    """The node's command-line arguments: ``--log-level`` only when one is given (rcl
+    refuses an empty level)."""
+    return ["--ros-args", "--log-level", log_level] if log_level else []
+
+
+def _as_bool(name, value):
+    """``true``/``false`` (or 1/0, any case), as launch's IfCondition reads them."""
+    if value.lower() in ("true", "1"):
+        return True
+    if value.lower() in ("false", "0", ""):
+        return False
+    raise ValueError(f"launch argument {name}: expected true or false, got {value!r}")
+
+
+def _missing_executable(package, executable):
+    """Why ``package``'s ``executable`` cannot be started, or '' when it can."""
+    try:
+        prefix = get_package_prefix(package)
+    except PackageNotFoundError:
+        return (f"{package} is not installed (apt install ros-$ROS_DISTRO-{package}, "
+                f"then source the setup file again)")
+    path = os.path.join(prefix, "lib", package, executable)
+    if not os.access(path, os.X_OK):
+        return f"{path} is missing or not executable"
+    return ""
 
 
 def _launch_setup(context, *args, **kwargs):
@@ -26,6 +59,8 @@ def _launch_setup(context, *args, **kwargs):
     def arg(name):
         return LaunchConfiguration(name).perform(context).strip()
 
+    use_rviz = _as_bool("use_rviz", arg("use_rviz"))  # a typo fails before anything starts
+    params_file = arg("params_file") or os.path.join(share, "config", "segment.yaml")
     overrides = {}
     if arg("weights"):
         overrides["weights"] = arg("weights")
@@ -48,23 +83,32 @@ def _launch_setup(context, *args, **kwargs):
         executable="segmentation_node",
         name="mfaranet",
         namespace=arg("namespace"),
-        parameters=[arg("params_file"), overrides],
+        parameters=[params_file, overrides],
         remappings=remappings,
-        arguments=["--ros-args", "--log-level", arg("log_level")],
+        arguments=_node_arguments(arg("log_level")),
         output="screen",
         emulate_tty=True,
     ))
-    actions.append(Node(
+    if use_rviz:
+        actions.append(_rviz(share, arg("namespace"), image))
+    return actions
+
+
+def _rviz(share, namespace, image):
+    """RViz on the node's outputs; a missing rviz2 is said, not fatal: launch failing to
+    start it would exit and leave the node running without its parent."""
+    missing = _missing_executable("rviz2", "rviz2")
+    if missing:
+        return LogInfo(msg=f"use_rviz:=true, but {missing}: starting the node without RViz")
+    return Node(
         package="rviz2",
         executable="rviz2",
         name="rviz2",
-        namespace=arg("namespace"),
+        namespace=namespace,
         arguments=["-d", os.path.join(share, "config", "mfaranet.rviz")],
         remappings=[("image", image)],  # the RViz "Camera" display shows the input
-        condition=IfCondition(LaunchConfiguration("use_rviz")),
         output="screen",
-    ))
-    return actions
+    )
 
 
 def generate_launch_description():
@@ -88,6 +132,7 @@ def generate_launch_description():
         DeclareLaunchArgument("use_rviz", default_value="false",
                               description="Start RViz with config/mfaranet.rviz."),
         DeclareLaunchArgument("log_level", default_value="info",
-                              description="debug | info | warn | error | fatal"),
+                              description="debug | info | warn | error | fatal; empty = "
+                                          "the node's default (info)."),
         OpaqueFunction(function=_launch_setup),
     ])

@@ -42,7 +42,8 @@ def make_varied_checkpoint(official, dst) -> None:
 
     handle = model.heads.register_forward_hook(grab)
     frame = torch.from_numpy(scene(64, 128, 99)).permute(2, 0, 1)[None].float()
-    x = (frame - torch.tensor(meta.mean).view(1, 3, 1, 1)) / torch.tensor(meta.std).view(1, 3, 1, 1)
+    mean, std = torch.tensor(meta.mean), torch.tensor(meta.std)
+    x = (frame - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)
     with torch.no_grad():
         model(x)
     handle.remove()

@@ -1,4 +1,5 @@
-"""Backends: parity with torch fp32 eager, the artifact cache, `auto`, TensorRT checks, GPU paths."""
+"""Backends: parity with torch fp32 eager, the artifact cache, `auto`, TensorRT checks, GPU
+paths."""
 from __future__ import annotations
 
 import json
@@ -66,7 +67,8 @@ def _check_parity(seg, reference, pruned, confidence=False, threshold=0.999):
     # The reference is not trivial: several classes on every frame.
     assert all(len(np.unique(r[0])) >= 10 for r in ref)
     agree = agreement(labels, [r[0] for r in ref])
-    PARITY[f"{seg.backend_name}/{seg.device}/{seg.precision}/{'pruned' if pruned else 'full'}"] = agree
+    variant = "pruned" if pruned else "full"
+    PARITY[f"{seg.backend_name}/{seg.device}/{seg.precision}/{variant}"] = agree
     assert agree >= threshold, f"{seg.describe()} pruned={pruned}: {agree:.5f} identical labels"
     return agree
 
@@ -85,7 +87,8 @@ def test_onnxruntime_parity_and_cache(varied_checkpoint, reference, inference_ca
                                         cache_dir=inference_cache_dir)
         assert seg.backend_name == "onnxruntime" and seg.device == "cpu"
         _check_parity(seg, reference, pruned=False)
-    assert any("exporting" in r.getMessage() and "cached at" in r.getMessage() for r in caplog.records)
+    assert any("exporting" in r.getMessage() and "cached at" in r.getMessage()
+               for r in caplog.records)
     (path,) = seg.backend.artifacts().values()
     assert os.path.dirname(path) == str(inference_cache_dir)
 
@@ -116,7 +119,8 @@ def test_onnxruntime_parity_and_cache(varied_checkpoint, reference, inference_ca
     assert os.stat(path).st_mtime_ns == mtime
 
 
-def test_onnxruntime_pruned_confidence_unwritable_cache(varied_checkpoint, reference, tmp_path, caplog):
+def test_onnxruntime_pruned_confidence_unwritable_cache(varied_checkpoint, reference, tmp_path,
+                                                        caplog):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a directory")
     with caplog.at_level(logging.WARNING, logger="mfaranet_ros"):
@@ -127,6 +131,27 @@ def test_onnxruntime_pruned_confidence_unwritable_cache(varied_checkpoint, refer
     assert seg.backend.artifacts() == {}          # built in memory, nothing written
     conf = seg.segment(_frames()[0], confidence=True).confidence
     np.testing.assert_allclose(conf, reference[True][0][1], atol=1e-4)
+
+
+def test_each_backend_runs_its_own_array_type(varied_checkpoint, reference, inference_cache_dir):
+    """One ``run`` per backend: torch tensors for torch, numpy arrays for ONNX Runtime."""
+    from mfaranet_ros.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
+    from mfaranet_ros.inference.backends.torch_backend import TorchBackend
+
+    source = ModelSource(varied_checkpoint)
+    pixels = np.stack(_frames())
+    torch_be = TorchBackend(source, "cpu")
+    labels, conf = torch_be.run(torch.from_numpy(pixels), confidence=True)
+    assert torch_be.array_type == "torch"
+    assert isinstance(labels, torch.Tensor) and labels.dtype == torch.uint8
+    assert conf.dtype == torch.float32 and tuple(conf.shape) == pixels.shape[:3]
+    ort_be = OnnxRuntimeBackend(source, "cpu", cache=resolve_cache_dir(inference_cache_dir))
+    ort_labels, ort_conf = ort_be.run(pixels)
+    assert ort_be.array_type == "numpy" and ort_conf is None
+    assert isinstance(ort_labels, np.ndarray) and ort_labels.dtype == np.uint8
+    ref = [r[0] for r in reference[False]]
+    assert agreement(list(labels.numpy()), ref) >= 0.999
+    assert agreement(list(ort_labels), ref) >= 0.999
 
 
 def test_cache_rejects_stale_and_truncated_entries(tmp_path):
@@ -164,7 +189,8 @@ def test_auto_falls_back_with_reasons(tiny_checkpoint, inference_cache_dir, capl
     if torch.cuda.is_available():
         pytest.skip("a CUDA machine: auto picks a GPU backend")
     with caplog.at_level(logging.WARNING, logger="mfaranet_ros"):
-        seg = Segmenter.from_checkpoint(tiny_checkpoint, backend="auto", cache_dir=inference_cache_dir)
+        seg = Segmenter.from_checkpoint(tiny_checkpoint, backend="auto",
+                                        cache_dir=inference_cache_dir)
     assert seg.backend_name == "onnxruntime" and seg.device == "cpu"
     text = " ".join(r.getMessage() for r in caplog.records)
     assert "tensorrt" in text and "torch on cuda: no CUDA device" in text
@@ -179,7 +205,8 @@ def test_tensorrt_missing_or_no_gpu_is_a_clear_error(tiny_checkpoint, inference_
     if has_trt and torch.cuda.is_available():
         pytest.skip("TensorRT is usable here")
     with pytest.raises(BackendUnavailable) as err:
-        Segmenter.from_checkpoint(tiny_checkpoint, backend="tensorrt", cache_dir=inference_cache_dir)
+        Segmenter.from_checkpoint(tiny_checkpoint, backend="tensorrt",
+                                  cache_dir=inference_cache_dir)
     assert ("torch_tensorrt is not installed" in str(err.value)) != has_trt
     if has_trt:
         assert "CUDA" in str(err.value)
@@ -220,13 +247,16 @@ def test_tensorrt_cache_key_names_everything(tiny_checkpoint, tmp_path):
     assert key["torch"] == torch.__version__
     store(tmp_path, "mfaranet-trt", key, "ep", lambda p: p.write_bytes(b"engine"))
     assert lookup(tmp_path, "mfaranet-trt", key, "ep")[0] is not None
+    pruned = ModelSource(tiny_checkpoint, pruned=True)
     variants = [
         tensorrt_cache_key(source, 1, 512, 1024, "fp32", False, **common),
         tensorrt_cache_key(source, 2, 512, 1024, "fp16", False, **common),
         tensorrt_cache_key(source, 1, 512, 1024, "fp16", True, **common),
-        tensorrt_cache_key(source, 1, 512, 1024, "fp16", False, **dict(common, gpu_name="NVIDIA H100")),
-        tensorrt_cache_key(source, 1, 512, 1024, "fp16", False, **dict(common, tensorrt_version="10.9")),
-        tensorrt_cache_key(ModelSource(tiny_checkpoint, pruned=True), 1, 512, 1024, "fp16", False, **common),
+        tensorrt_cache_key(source, 1, 512, 1024, "fp16", False,
+                           **dict(common, gpu_name="NVIDIA H100")),
+        tensorrt_cache_key(source, 1, 512, 1024, "fp16", False,
+                           **dict(common, tensorrt_version="10.9")),
+        tensorrt_cache_key(pruned, 1, 512, 1024, "fp16", False, **common),
     ]
     for other in variants:
         assert other != key

@@ -169,7 +169,7 @@ def test_fill_image_round_trip_and_header():
 
 def test_fill_image_is_the_fast_path():
     """6 MB frame: the array.array path costs about a memcpy, not rclpy's per-element
-    check (~260 ms for an ndarray, ENVIRONMENT.md)."""
+    check (~260 ms for an ndarray, docs/performance.md)."""
     big = np.zeros((1024, 2048, 3), np.uint8)
     fill_image(Image(), Header(), big, "rgb8")
     t0 = time.perf_counter()

@@ -32,7 +32,8 @@ def test_cityscapes_layout_maps_label_ids_to_train_ids(tmp_path):
     # labelIds 7 road, 26 car, 0 unlabeled, 9 parking (ignored in trainIds), 33 bicycle
     ids = np.array([[7, 26, 0, 9, 33, 8]], np.uint8).repeat(4, 0)
     for city, stem in (("aachen", "aachen_000000_000019"), ("bochum", "bochum_000000_000313")):
-        _write_rgb(tmp_path / "leftImg8bit" / "train" / city / f"{stem}_leftImg8bit.png", _image(4, 6))
+        _write_rgb(tmp_path / "leftImg8bit" / "train" / city / f"{stem}_leftImg8bit.png",
+                   _image(4, 6))
         _write_label(tmp_path / "gtFine" / "train" / city / f"{stem}_gtFine_labelIds.png", ids)
     ds = CityscapesDataset(str(tmp_path), "train")
     assert len(ds) == 2
@@ -44,7 +45,8 @@ def test_cityscapes_layout_maps_label_ids_to_train_ids(tmp_path):
 
 
 def test_cityscapes_missing_label_is_reported(tmp_path):
-    _write_rgb(tmp_path / "leftImg8bit" / "val" / "lindau" / "lindau_000000_000019_leftImg8bit.png", _image())
+    _write_rgb(tmp_path / "leftImg8bit" / "val" / "lindau"
+               / "lindau_000000_000019_leftImg8bit.png", _image())
     with pytest.raises(FileNotFoundError, match="gtFine_labelIds"):
         CityscapesDataset(str(tmp_path), "val")
 
@@ -62,7 +64,8 @@ def test_camvid_layout_eleven_classes_void_ignored(tmp_path):
 def test_folder_dataset_and_generated_dataset_agree(tmp_path):
     from mfaranet_ros.cli import main as cli_main
 
-    cli_main(["synth", str(tmp_path), "--frames", "2", "--size", "32x64", "--seed", "4", "--quiet"])
+    cli_main(["synth", str(tmp_path), "--frames", "2", "--size", "32x64", "--seed", "4",
+              "--quiet"])
     folder = FolderDataset(str(tmp_path))
     generated = GeneratedDataset(2, (32, 64), seed=4)
     for i in range(2):

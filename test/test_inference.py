@@ -1,4 +1,5 @@
-"""The Segmenter: outputs at the source size, colour/overlay/confidence, batching, letterbox, errors."""
+"""The Segmenter: outputs at the source size, colour/overlay/confidence, batching, letterbox,
+errors, the input size a checkpoint records, and both processing implementations."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,11 +7,13 @@ import pytest
 import torch
 
 from inference_frames import scene
-from mfaranet_ros.inference import SegmentationResult, Segmenter
+from mfaranet_ros.inference import SegmentationResult, Segmenter, resolve_input_size
+from mfaranet_ros.inference.device_processing import DeviceProcessing
 from mfaranet_ros.inference.processing import (
-    blend, colorize, letterbox_geometry, letterbox_into, palette_lut, restore_labels,
+    HostProcessing, blend, colorize, letterbox_geometry, letterbox_into, palette_lut,
+    restore_confidence, restore_labels,
 )
-from mfaranet_ros.model import load_checkpoint
+from mfaranet_ros.model import cityscapes_metadata, load_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +166,8 @@ def test_checkpoint_metadata_must_fit_uint8_labels(tmp_path):
     from mfaranet_ros.model import MFARANet, ModelMetadata, save_checkpoint
 
     n = 300
-    meta = ModelMetadata(class_names=[f"c{i}" for i in range(n)], palette=[[i % 256, 0, 0] for i in range(n)])
+    meta = ModelMetadata(class_names=[f"c{i}" for i in range(n)],
+                         palette=[[i % 256, 0, 0] for i in range(n)])
     path = tmp_path / "c300.pth"
     save_checkpoint(path, MFARANet(n, boundary_heads=False), meta)
     with pytest.raises(ValueError, match="300 classes do not fit uint8"):
@@ -199,8 +203,6 @@ def test_device_processing_matches_host_path(varied_checkpoint, inference_cache_
 
 
 def test_device_letterbox_and_label_restore_match_opencv():
-    from mfaranet_ros.inference.device_processing import DeviceProcessing
-
     fill = np.array([124, 116, 104], np.uint8)
     dp = DeviceProcessing("cpu", palette_lut([[0, 0, 0]]), fill)
     rng = np.random.default_rng(0)
@@ -218,3 +220,106 @@ def test_device_letterbox_and_label_restore_match_opencv():
         labels = rng.integers(0, 19, (64, 128)).astype(np.uint8)
         np.testing.assert_array_equal(restore_labels(labels, box),
                                       dp.restore_labels(torch.from_numpy(labels), box).numpy())
+
+
+# ----------------------------------------------------------- the input size, from the artifact
+
+def test_input_size_resolution_and_reason():
+    recorded = cityscapes_metadata(input_size=[256, 512])
+    silent = cityscapes_metadata()
+    assert resolve_input_size("checkpoint", recorded) == (
+        (256, 512), "256x512, recorded in the checkpoint")
+    assert resolve_input_size("checkpoint", silent) == (
+        None, "full resolution: the checkpoint records no input size")
+    assert resolve_input_size(None, recorded) == (None, "full resolution, requested")
+    assert resolve_input_size([96, 160], recorded) == ((96, 160), "96x160, requested")
+    for bad, words in (("full", "'checkpoint', None"), ((8, 8), "at least 32x32"),
+                       ((1, 2, 3), "None or \\(H, W\\)")):
+        with pytest.raises(ValueError, match=words):
+            resolve_input_size(bad, recorded)
+    with pytest.raises(ValueError, match="recorded input size cannot be used"):
+        resolve_input_size("checkpoint", cityscapes_metadata(input_size=[16, 16]))
+
+
+def test_default_input_size_is_the_checkpoints(tmp_path, seg, inference_cache_dir, caplog):
+    from mfaranet_ros.model import MFARANet, save_checkpoint
+
+    assert seg.input_size_reason == "full resolution: the checkpoint records no input size"
+    torch.manual_seed(0)
+    path = tmp_path / "recorded.pth"
+    save_checkpoint(path, MFARANet(19), cityscapes_metadata(source="test", input_size=[64, 128]))
+    with caplog.at_level("INFO", logger="mfaranet_ros"):
+        recorded = Segmenter.from_checkpoint(path, backend="torch", device="cpu",
+                                             cache_dir=inference_cache_dir)
+    assert recorded.input_size == (64, 128)
+    assert recorded.input_size_reason == "64x128, recorded in the checkpoint"
+    assert any("64x128, recorded in the checkpoint" in r.getMessage() for r in caplog.records)
+    assert recorded.segment(scene(96, 160, 31)).labels.shape == (96, 160)
+    # None asks for full resolution explicitly, whatever the checkpoint records.
+    full = Segmenter(recorded.backend, recorded.metadata, None)
+    assert full.input_size is None and full.input_size_reason == "full resolution, requested"
+    assert full.network_shape((96, 160)) == (96, 160)
+
+
+# ------------------------------------------------------ one interface, two implementations
+
+FILL = np.array([124, 116, 104], np.uint8)
+LUT = palette_lut([[128, 64, 128], [244, 35, 232], [70, 70, 70]])
+
+
+def _implementations():
+    return {"host": HostProcessing(LUT, FILL), "device": DeviceProcessing("cpu", LUT, FILL)}
+
+
+@pytest.mark.parametrize("name", ["host", "device"])
+def test_processing_steps_match_the_host_functions(name):
+    """Each step of either implementation, on the CPU, against the numpy / OpenCV functions."""
+    proc = _implementations()[name]
+    rng = np.random.default_rng(5)
+    frames = [scene(48, 80, 41), scene(48, 80, 42)]
+    images = proc.upload(frames)
+    batch = proc.stack(images)
+    assert tuple(batch.shape) == (2, 48, 80, 3)
+    np.testing.assert_array_equal(proc.download(batch), np.stack(frames))
+    box = letterbox_geometry((48, 80), (64, 128))
+    canvas = proc.download(proc.letterbox(images, [box, box], (64, 128)))
+    assert canvas.shape == (2, 64, 128, 3) and canvas.dtype == np.uint8
+    assert (canvas[:, box.valid[0]:] == FILL).all()
+    labels = rng.integers(0, 3, (64, 128)).astype(np.uint8)
+    conf = rng.uniform(0.3, 1.0, (64, 128)).astype(np.float32)
+    net_labels, net_conf = proc.upload([labels, conf])
+    restored = proc.restore_labels(net_labels, box)
+    np.testing.assert_array_equal(proc.download(restored), restore_labels(labels, box))
+    got_conf = proc.download(proc.restore_confidence(net_conf, box))
+    assert got_conf.dtype == np.float32
+    np.testing.assert_allclose(got_conf, restore_confidence(conf, box), atol=1e-5)
+    color = proc.colorize(restored)
+    np.testing.assert_array_equal(proc.download(color), colorize(restore_labels(labels, box), LUT))
+    overlay = proc.download(proc.blend(images[0], color, 0.3))
+    expected = blend(frames[0], colorize(restore_labels(labels, box), LUT), 0.3)
+    assert np.abs(overlay.astype(int) - expected).max() <= 1
+    assert proc.download(None) is None
+
+
+def test_processing_is_chosen_by_the_backend(seg, tiny_checkpoint, inference_cache_dir):
+    # The torch backend takes tensors; on the CPU the host processes them (cheaper there).
+    assert seg.backend.array_type == "torch"
+    assert isinstance(seg.processing, HostProcessing) and not seg.device_processing
+    ort = Segmenter.from_checkpoint(tiny_checkpoint, backend="onnxruntime", input_size=None,
+                                    cache_dir=inference_cache_dir)
+    assert ort.backend.array_type == "numpy" and isinstance(ort.processing, HostProcessing)
+    with pytest.raises(ValueError, match="no device-side processing path"):
+        Segmenter(ort.backend, ort.metadata, None, device_processing=True)
+
+
+@pytest.mark.parametrize("device_processing", [False, True], ids=["host", "device"])
+def test_run_network_is_the_backend_alone(seg, device_processing):
+    """The benchmark's bare-model call: a batch at network size, no letterbox, no colour."""
+    s = Segmenter(seg.backend, seg.metadata, None, device_processing=device_processing)
+    pixels = np.stack([scene(32, 64, 51), scene(32, 64, 52)])
+    labels, conf = s.run_network(pixels, confidence=True)
+    assert labels.shape == (2, 32, 64) and labels.dtype == np.uint8
+    assert conf.shape == (2, 32, 64) and conf.dtype == np.float32
+    for frame, lab in zip(pixels, labels):
+        np.testing.assert_array_equal(lab, seg.segment(frame).labels)
+    assert s.run_network(pixels)[1] is None

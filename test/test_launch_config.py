@@ -1,11 +1,14 @@
 """Launch file, parameter YAML, RViz config and Fast DDS profile agree with the node.
 
-launch_ros is not installable here, so the launch file is parsed (ast), never mocked or run.
-The running node's own parameter list is checked against the same table in test_node.py.
+launch_ros is not installable here, so the launch file is parsed (ast), never mocked or run;
+its helper functions, which need only the standard library and ament_index_python, are
+compiled from that tree and called. The running node's own parameter list is checked
+against the same table in test_node.py.
 """
 from __future__ import annotations
 
 import ast
+import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -37,6 +40,22 @@ def launch_tree():
     return ast.parse(LAUNCH.read_text(), filename=str(LAUNCH))
 
 
+def _function(tree, name):
+    return next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == name)
+
+
+@pytest.fixture(scope="module")
+def helpers(launch_tree):
+    """The launch file's plain helper functions, compiled from its own source."""
+    ament = pytest.importorskip("ament_index_python.packages")
+    names = ("_node_arguments", "_as_bool", "_missing_executable")
+    module = ast.Module(body=[_function(launch_tree, n) for n in names], type_ignores=[])
+    namespace = {"os": os, "get_package_prefix": ament.get_package_prefix,
+                 "PackageNotFoundError": ament.PackageNotFoundError}
+    exec(compile(module, str(LAUNCH), "exec"), namespace)
+    return namespace
+
+
 def test_launch_declares_the_documented_arguments(launch_tree):
     names = {c.args[0].value for c in _calls(launch_tree, "DeclareLaunchArgument")}
     assert names == LAUNCH_ARGS
@@ -66,8 +85,7 @@ def test_launch_starts_the_console_script_as_mfaranet(launch_tree):
     assert 'PACKAGE = "mfaranet_ros"' in LAUNCH.read_text()
     assert _kw(seg[0], "name").value == "mfaranet"
     assert "segmentation_node = mfaranet_ros.ros.node:main" in (REPO / "setup.py").read_text()
-    assert any(_kw(n, "executable").value == "rviz2" and _kw(n, "condition") is not None
-               for n in nodes)
+    assert [_kw(n, "executable").value for n in nodes].count("rviz2") == 1
     # the shared-memory profile is applied only when the user has not set one
     assert "FASTDDS_DEFAULT_PROFILES_FILE" in LAUNCH.read_text()
     assert _calls(launch_tree, "SetEnvironmentVariable")
@@ -80,8 +98,8 @@ def test_yaml_keys_are_exactly_the_declared_parameters():
     assert sorted(params) == sorted(PARAMETER_NAMES)
     for spec in PARAMETERS:
         value = params[spec.name]
-        if spec.default is None:  # list parameters: unset / [] means empty
-            assert value == [], spec.name
+        if spec.kind.endswith("_array"):
+            assert value == list(spec.default) == [], spec.name
         else:
             assert value == spec.default, spec.name
         assert validate_parameter(spec.name, value) is None, spec.name
@@ -115,3 +133,60 @@ def test_fastdds_profile_has_a_large_shm_segment():
                 for t in root.iterfind(".//d:transport_descriptor", ns)}
     assert used == declared and len(used) == 2
     assert "ros/*.xml" in (REPO / "setup.py").read_text()
+
+
+# ------------------------------------------------------- empty arguments, optional RViz
+
+def test_an_empty_log_level_drops_the_flag(launch_tree, helpers):
+    """An including launch file passing ``log_level: ''`` (rcl cannot parse an empty level)."""
+    node_arguments = helpers["_node_arguments"]
+    assert node_arguments("") == []
+    assert node_arguments("debug") == ["--ros-args", "--log-level", "debug"]
+    seg = next(n for n in _calls(launch_tree, "Node")
+               if _kw(n, "executable").value == "segmentation_node")
+    arguments = _kw(seg, "arguments")
+    assert arguments.func.id == "_node_arguments"
+    assert ast.unparse(arguments.args[0]) == "arg('log_level')"
+    # arg() strips, so a blank given on the command line is empty too
+    assert "LaunchConfiguration(name).perform(context).strip()" in LAUNCH.read_text()
+
+
+def test_empty_params_file_means_the_shipped_yaml(launch_tree):
+    setup = ast.unparse(_function(launch_tree, "_launch_setup"))
+    assert "params_file = arg('params_file') or os.path.join(share, 'config', " \
+        "'segment.yaml')" in setup
+    assert "parameters=[params_file, overrides]" in setup
+
+
+def test_use_rviz_reads_like_if_condition(helpers):
+    as_bool = helpers["_as_bool"]
+    assert [as_bool("use_rviz", v) for v in ("true", "True", "1")] == [True] * 3
+    assert [as_bool("use_rviz", v) for v in ("false", "FALSE", "0", "")] == [False] * 4
+    with pytest.raises(ValueError, match="use_rviz: expected true or false, got 'yes'"):
+        as_bool("use_rviz", "yes")
+
+
+def test_missing_rviz2_is_reported_not_started(launch_tree, helpers, tmp_path, monkeypatch):
+    """Without rviz2 the launch file logs why and starts the node alone (launch failing on
+    the missing package would exit and leave the node running without its parent)."""
+    missing = helpers["_missing_executable"]
+    monkeypatch.setenv("AMENT_PREFIX_PATH", str(tmp_path / "empty_prefix"))
+    assert missing("rviz2", "rviz2").startswith("rviz2 is not installed (apt install "
+                                                "ros-$ROS_DISTRO-rviz2")
+    # a real ament prefix holding rviz2 (what `apt install ros-<distro>-rviz2` gives)
+    prefix = tmp_path / "opt_ros"
+    (prefix / "share" / "ament_index" / "resource_index" / "packages").mkdir(parents=True)
+    (prefix / "share" / "ament_index" / "resource_index" / "packages" / "rviz2").touch()
+    monkeypatch.setenv("AMENT_PREFIX_PATH", str(prefix))
+    assert "missing or not executable" in missing("rviz2", "rviz2")
+    exe = prefix / "lib" / "rviz2" / "rviz2"
+    exe.parent.mkdir(parents=True)
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(0o755)
+    assert missing("rviz2", "rviz2") == ""
+    # the RViz action is a LogInfo when it is missing, the rviz2 Node otherwise
+    rviz = ast.unparse(_function(launch_tree, "_rviz"))
+    assert "missing = _missing_executable('rviz2', 'rviz2')" in rviz
+    assert "if missing:\n        return LogInfo(" in rviz
+    setup = ast.unparse(_function(launch_tree, "_launch_setup"))
+    assert "if use_rviz:\n        actions.append(_rviz(" in setup

@@ -57,8 +57,8 @@ def test_edge_gated_ce_image_weights_sum_and_empty_gate():
     target = torch.tensor([[[0, 0, 1, 2]], [[1, 1, 1, 1]]])
     # image 0: the gate (logit > 0.8) passes pixels 0, 1, 2 -> classes {0: 2, 1: 1} of 3
     # image 1: nothing passes -> contributes 0 instead of 0/0
-    gate = torch.tensor([[[[0.9, 5.0, 0.81, 0.8]]], [[[0.0, -1.0, 0.5, 0.8]]]], dtype=torch.float64,
-                        requires_grad=True)
+    gate = torch.tensor([[[[0.9, 5.0, 0.81, 0.8]]], [[[0.0, -1.0, 0.5, 0.8]]]],
+                        dtype=torch.float64, requires_grad=True)
     loss = edge_gated_cross_entropy(logits, target, gate, gate=0.8)
     logp = F.log_softmax(logits.detach(), dim=1)[0, :, 0]
     w0, w1 = 1 + (1 - 2 / 3), 1 + (1 - 1 / 3)
@@ -87,7 +87,9 @@ def test_mjs_total_is_the_weighted_sum_of_its_terms():
 
     expected = F.cross_entropy(outputs["out"], target, ignore_index=255)
     for s, b in zip(outputs["scales"], outputs["boundaries"]):
-        expected = expected + ohem_cross_entropy(up(s), target, 0.7, 50) \
-            + 0.3 * balanced_bce(up(b), edge) + 0.1 * edge_gated_cross_entropy(up(s), target, up(b))
+        expected = (expected + ohem_cross_entropy(up(s), target, 0.7, 50)
+                    + 0.3 * balanced_bce(up(b), edge)
+                    + 0.1 * edge_gated_cross_entropy(up(s), target, up(b)))
     assert torch.allclose(total, expected)
-    assert torch.allclose(total, parts["main"] + parts["ohem"] + 0.3 * parts["edge"] + 0.1 * parts["gated"])
+    assert torch.allclose(total, parts["main"] + parts["ohem"] + 0.3 * parts["edge"]
+                          + 0.1 * parts["gated"])

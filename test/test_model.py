@@ -104,7 +104,8 @@ def test_gradients_reach_every_parameter():
     loss = out["out"].square().mean() + sum(b.mean() for b in out["boundaries"])
     loss = loss + sum(s.mean() for s in out["scales"])
     loss.backward()
-    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    missing = [n for n, p in model.named_parameters()
+               if p.grad is None or not p.grad.abs().sum() > 0]
     assert not missing, f"no gradient for {missing}"
 
 
@@ -201,8 +202,8 @@ def test_fp16_storage_loads(tmp_path):
     torch.manual_seed(0)
     model = MFARANet(3).eval()
     path = tmp_path / "half.pth"
-    save_checkpoint(path, model, ModelMetadata(class_names=["a", "b", "c"],
-                                               palette=[[0, 0, 0], [1, 1, 1], [2, 2, 2]]), half=True)
+    meta = ModelMetadata(class_names=["a", "b", "c"], palette=[[0, 0, 0], [1, 1, 1], [2, 2, 2]])
+    save_checkpoint(path, model, meta, half=True)
     loaded = load_checkpoint(path)
     assert next(loaded.parameters()).dtype == torch.float32
     x = torch.randn(1, 3, 32, 32)

@@ -279,7 +279,7 @@ def test_best_effort_viewer_receives_a_large_overlay(client):
             got += 1
         except AssertionError:
             pass
-    assert got >= 3  # lossy without the node's profile (ENVIRONMENT.md: 0/50)
+    assert got >= 3  # lossy without the node's profile (docs/environment.md: 0/50)
     m = client.messages("viewer")[-1]
     assert (m.width, m.height, m.encoding) == (640, 480, "rgb8")
 

@@ -1,33 +1,79 @@
-"""``mfaranet bench-node``: runs the node in its own process and reports its overhead."""
+"""``mfaranet bench-node``: the node in its own process, the camera in another; the
+overhead report, the multi-camera comparison, and the caller's environment left alone."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+import os
 
 import pytest
 
 pytest.importorskip("rclpy", reason="needs rclpy (requirements-ros-pypi.txt)")
 
-from ros_helpers import REPO, constant_checkpoint  # noqa: E402
+from ros_helpers import constant_checkpoint  # noqa: E402
+
+from mfaranet_ros.cli import build_parser, main  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
+SUMMARY_KEYS = {"median_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms", "fps", "n"}
+OVERHEAD_KEYS = {"node_overhead_ms", "end_to_end_ms", "segmenter_ms", "decode_ms",
+                 "publish_ms", "queue_ms", "camera_round_trip_ms"}
 
-def test_bench_node_reports_the_overhead(tmp_path):
+
+def test_ros_envs_share_one_domain_and_copy_os_environ():
+    from mfaranet_ros.ros.bench_node import ros_envs
+    from mfaranet_ros.ros.qos import PROFILE_ENV
+
+    before = dict(os.environ)
+    node_env, camera_env = ros_envs(camera_profile=True)
+    assert dict(os.environ) == before
+    assert node_env["ROS_DOMAIN_ID"] == camera_env["ROS_DOMAIN_ID"]
+    assert node_env["ROS_DOMAIN_ID"] == os.environ["ROS_DOMAIN_ID"]   # set by ros_helpers
+    if not os.environ.get(PROFILE_ENV):
+        assert camera_env[PROFILE_ENV].endswith(".xml") and PROFILE_ENV not in node_env
+
+
+def test_bench_node_reports_the_overhead(tmp_path, capsys):
     ckpt = constant_checkpoint(tmp_path / "car.pth")
     out_json = tmp_path / "bench.json"
-    res = subprocess.run(
-        [sys.executable, "-m", "mfaranet_ros.cli", "bench-node", "--weights", str(ckpt),
-         "--input-size", "64", "128", "--height", "256", "--width", "512", "--frames", "4",
-         "--warmup", "1", "--json", str(out_json)],
-        capture_output=True, text=True, timeout=180, cwd=str(REPO))
-    assert res.returncode == 0, res.stdout + res.stderr
-    assert "node overhead (end-to-end - segmenter)" in res.stdout
+    build_parser()   # imports every subcommand: OpenCV edits LD_LIBRARY_PATH on import
+    before = dict(os.environ)
+    assert main(["bench-node", "--weights", str(ckpt), "--input-size", "64x128",
+                 "--frame-size", "256x512", "--iterations", "4", "--warmup", "1",
+                 "--json", str(out_json)]) == 0
+    assert dict(os.environ) == before
+    assert "node overhead (end-to-end - segmenter)" in capsys.readouterr().out
     r = json.loads(out_json.read_text())
-    assert r["conditions"]["frame"] == "512x256 rgb8" and r["conditions"]["frames"] == 4
-    e2e, seg, over = (r[k]["median"] for k in ("end_to_end_ms", "segmenter_ms",
-                                               "node_overhead_ms"))
+    assert set(r) == OVERHEAD_KEYS | {"conditions"}
+    c = r["conditions"]
+    assert c["frame_size"] == [256, 512] and c["input_size"] == [64, 128]
+    assert c["iterations"] == 4 and (c["backend"], c["precision"]) == ("torch", "fp32")
+    for key in OVERHEAD_KEYS:
+        assert set(r[key]) == SUMMARY_KEYS and r[key]["n"] == 4 and r[key]["fps"] is None
+    e2e, seg, over = (r[k]["median_ms"] for k in ("end_to_end_ms", "segmenter_ms",
+                                                  "node_overhead_ms"))
     assert 0 < seg < e2e and over > 0
-    assert r["camera_round_trip_ms"]["median"] >= e2e * 0.9
-    assert r["publish_ms"]["median"] <= over
+    assert r["camera_round_trip_ms"]["median_ms"] >= e2e * 0.9
+    assert r["publish_ms"]["median_ms"] <= over
+
+
+def test_bench_node_cameras(tmp_path, capsys):
+    ckpt = constant_checkpoint(tmp_path / "car.pth")
+    out_json = tmp_path / "cams.json"
+    assert main(["bench-node", "--weights", str(ckpt), "--cameras", "2", "--input-size",
+                 "64x128", "--frame-size", "64x128", "--rate", "4", "--seconds", "2",
+                 "--json", str(out_json)]) == 0
+    assert "N=2: frames/s" in capsys.readouterr().out
+    r = json.loads(out_json.read_text())
+    assert r["conditions"]["frame_size"] == [64, 128]
+    (row,) = r["results"]
+    assert row["batched"]["processes"] == 1 and row["separate"]["processes"] == 2
+    for mode in ("batched", "separate"):
+        g = row[mode]
+        assert len(g["per_camera_frames"]) == 2 and g["frames_per_s"] > 0
+        assert g["median_latency_ms"] == g["latency"]["median_ms"] > 0
+        assert g["peak_rss_mb"] > 50
+    # One model copy instead of two.
+    assert row["memory_ratio"] == pytest.approx(
+        row["batched"]["peak_rss_mb"] / row["separate"]["peak_rss_mb"])
+    assert row["memory_ratio"] < 0.8

@@ -1,4 +1,5 @@
-"""``input_transport: compressed`` (jpeg, png) in a namespace, parameters from the YAML."""
+"""``input_transport: compressed`` (jpeg, png) in a namespace, parameters from the YAML, at
+full resolution (``input_size: [0, 0]``): the backend is prepared at each new frame size."""
 from __future__ import annotations
 
 import array
@@ -24,7 +25,7 @@ def node(tmp_path_factory):
     ckpt = constant_checkpoint(tmp / "car.pth")
     proc = NodeProcess(tmp, "-r", "__ns:=/front", "--params-file",
                        str(REPO / "config" / "segment.yaml"), "-p", f"weights:={ckpt}",
-                       "-p", "backend:=torch", "-p", "input_size:=[64, 128]",
+                       "-p", "backend:=torch", "-p", "input_size:=[0, 0]",
                        "-p", "input_transport:=compressed", "-p", "qos_reliability:=reliable")
     yield proc
     if proc.proc.poll() is None:
@@ -109,3 +110,15 @@ def test_best_effort_camera_against_forced_reliable_is_explained(client):
         assert status.level == b"\x01" and "incompatible publishers" in status.message
     finally:
         client.node.destroy_publisher(be)
+
+
+def test_full_resolution_prepares_each_frame_size_once(node, client):
+    """No warm-up at a guessed size: the first frame of each size prepares the backend."""
+    for sec, shape in ((20, (96, 128, 3)), (21, (96, 128, 3)), (22, (32, 48, 3))):
+        client.pub.publish(_compressed(np.zeros(shape, np.uint8), ".png", "png", sec))
+        assert _wait_stamp(client, "overlay", sec).width == shape[1]
+    log = node.output()
+    assert "network input full resolution (input_size [0, 0])" in log
+    assert "warm-up at each camera's first frame size (full resolution)" in log
+    assert log.count("prepared the backend for 96x128 frames") == 1
+    assert log.count("prepared the backend for 32x48 frames") == 1

@@ -1,4 +1,4 @@
-"""Several cameras through one node and one model (issue 7): own outputs and stamps per
+"""Several cameras through one node and one model: own outputs and stamps per
 camera, batched cycles, a stalled camera does not block the others, per-camera counters,
 and QoS events in /diagnostics."""
 from __future__ import annotations

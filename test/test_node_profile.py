@@ -49,7 +49,7 @@ def test_user_profile_is_kept_and_reliable_viewers_still_get_large_frames(tmp_pa
         assert f"Fast DDS profile: {profile} (the user's" in node.output()
         assert "fastdds_shm.xml" not in node.output()
         # with default transports best effort is lossy for frames this large (1 to 4 of 5
-        # here, 0/50 in ENVIRONMENT.md at a steady rate); informative only
+        # here, 0/50 in docs/environment.md at a steady rate); informative only
         print(f"best-effort viewer without the large segment: "
               f"{len(client.messages('best_effort'))}/5 overlays")
     finally:

@@ -48,16 +48,37 @@ def test_mismatched_weights(tmp_path):
     assert rc != 0 and "cannot load checkpoint" in out and "wrong.pth" in out
 
 
-def test_invalid_parameter_is_refused_with_the_reason():
-    rc, out = run_node("-p", "backend:=tensorflow", "-p", "input_size:=[8, 8]")
-    assert rc != 0
-    assert "backend: 'tensorflow' is not one of auto, tensorrt, torch, onnxruntime" in out
-    assert "input_size: expected empty or [H, W] with both >= 32" in out
+@pytest.mark.parametrize("overrides,needles", [
+    (["overlay_alpha:=2.0", "qos_depth:=0"],  # outside the descriptors' ranges
+     ["overlay_alpha: 2.0 is outside [0.0, 1.0]", "qos_depth: 0 is outside [1, 100]"]),
+    (["overlay_alpha:=half", "publish_color:=3", "backend:=tensorflow", "input_size:=[8, 8]"],
+     ["overlay_alpha: expected a number, got 'half'",
+      "publish_color: expected true or false, got 3",
+      "backend: 'tensorflow' is not one of auto, tensorrt, torch, onnxruntime",
+      "input_size: expected [] (the checkpoint's size), [0, 0] (full resolution) or [H, W] "
+      "with both >= 32, got [8, 8]"]),
+])
+def test_refused_parameters_end_start_up_in_one_line(overrides, needles):
+    """rclpy's own refusals (a value outside the descriptor's range, a wrong type) would
+    raise from declare_parameter; every one is named, with its value, in one line."""
+    rc, out = run_node(*[a for o in overrides for a in ("-p", o)])
+    assert rc == 1
+    lines = out.strip().splitlines()
+    assert len(lines) == 1 and "[FATAL]" in lines[0] and "invalid parameters: " in lines[0], out
+    for needle in needles:
+        assert needle in lines[0]
+
+
+def test_unparsable_ros_arguments_end_start_up_with_the_reason():
+    rc, out = run_node("--log-level", "verbose")
+    assert rc == 1 and "Traceback" not in out
+    assert "cannot start ROS: " in out and "log level" in out
 
 
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
 def test_signal_during_start_up_exits_cleanly(tmp_path, sig):
-    """Ctrl-C (or launch's SIGTERM) while the model loads or warms up: exit 0, no trace."""
+    """Ctrl-C (or launch's SIGTERM) while the model loads or warms up, then the same again
+    (a terminal and launch both send one): exit 0, no trace."""
     import signal
     import time
 
@@ -69,6 +90,9 @@ def test_signal_during_start_up_exits_cleanly(tmp_path, sig):
     assert node.wait_for_log("loading", 30.0), node.output()
     time.sleep(0.5)  # inside the Segmenter's load / warm-up
     node.proc.send_signal(getattr(signal, sig))
+    time.sleep(0.1)
+    if node.proc.poll() is None:
+        node.proc.send_signal(getattr(signal, sig))
     rc = node.proc.wait(30)
     node.interrupt()
     assert rc == 0, node.output()

@@ -1,5 +1,6 @@
-"""The node's pure parts: parameter validation, QoS choice, the Fast DDS profile switch,
-latency statistics and the diagnostics verdict (no DDS, no processes)."""
+"""The node's parts: parameter validation and declaration (on a real rclpy node, in this
+process), the input size rule, QoS choice, the Fast DDS profile switch and what the log
+says about it, latency statistics and the diagnostics verdict."""
 from __future__ import annotations
 
 import pytest
@@ -9,8 +10,8 @@ pytest.importorskip("rclpy", reason="needs rclpy (requirements-ros-pypi.txt)")
 from rclpy.qos import ReliabilityPolicy  # noqa: E402
 
 from mfaranet_ros.ros import qos as qos_tools  # noqa: E402
-from mfaranet_ros.ros.parameters import (PARAMETERS, NodeConfig, resolve_weights,  # noqa: E402
-                                         topic_layout, validate_parameter)
+from mfaranet_ros.ros.parameters import (  # noqa: E402
+    PARAMETERS, NodeConfig, input_size_request, resolve_weights, topic_layout, validate_parameter)
 from mfaranet_ros.ros.stats import (ERROR, OK, WARN, InputCounters,  # noqa: E402
                                     QosEventCounters, StageStats, assess)
 
@@ -21,16 +22,20 @@ R, B = ReliabilityPolicy.RELIABLE, ReliabilityPolicy.BEST_EFFORT
     ("backend", "tensorflow", "not one of auto, tensorrt, torch, onnxruntime"),
     ("precision", "int4", "not one of fp32, fp16"),
     ("device", "gpu0", "'gpu0' is not empty, 'cpu', 'cuda' or 'cuda:N'"),
-    ("input_size", [64], "expected empty or [H, W]"),
+    ("input_size", [64], "expected [] (the checkpoint's size), [0, 0] (full resolution) or "
+                         "[H, W] with both >= 32, got [64]"),
     ("input_size", [8, 64], "both >= 32"),
-    ("overlay_alpha", 1.2, "outside [0.0, 1.0]"),
-    ("qos_depth", 0, "outside [1, 100]"),
+    ("input_size", ["a", "b"], "input_size: expected a list of integers, got ['a', 'b']"),
+    ("overlay_alpha", 1.2, "overlay_alpha: 1.2 is outside [0.0, 1.0]"),
+    ("overlay_alpha", "half", "overlay_alpha: expected a number, got 'half'"),
+    ("qos_depth", 0, "qos_depth: 0 is outside [1, 100]"),
+    ("qos_depth", 1.5, "qos_depth: expected an integer, got 1.5"),
     ("qos_reliability", "sometimes", "not one of auto, reliable, best_effort"),
     ("input_transport", "theora", "not one of raw, compressed"),
     ("cameras", ["front", "front"], "duplicate"),
     ("cameras", ["front cam"], "invalid camera names"),
-    ("publish_color", "yes", "expected bool"),
-    ("qos_depth", True, "expected integer, got bool"),
+    ("publish_color", "yes", "publish_color: expected true or false, got 'yes'"),
+    ("qos_depth", True, "qos_depth: expected an integer, got True"),
     ("weights", "  ", "empty path"),
     ("nonsense", 1, "unknown parameter"),
 ])
@@ -42,11 +47,122 @@ def test_invalid_values_are_refused_with_a_reason(name, value, needle):
 def test_defaults_are_valid_and_build_the_config():
     values = {p.name: p.default for p in PARAMETERS}
     cfg = NodeConfig.from_values(values)
-    assert cfg.input_size is None and cfg.cameras == [] and cfg.qos_reliability == "auto"
+    assert cfg.input_size == [] and cfg.cameras == [] and cfg.qos_reliability == "auto"
+    assert validate_parameter("input_size", [0, 0]) is None
+    assert validate_parameter("overlay_alpha", 1) is None  # an integer is that number
     cfg = NodeConfig.from_values(dict(values, input_size=[64, 128], cameras=["a", "b/c"]))
     assert cfg.input_size == [64, 128] and cfg.cameras == ["a", "b/c"]
     with pytest.raises(ValueError, match="backend.*; .*qos_depth"):
         NodeConfig.from_values(dict(values, backend="x", qos_depth=0))
+
+
+def test_input_size_request_and_resolution(tmp_path):
+    from mfaranet_ros.ros.node import resolve_input_size
+    from ros_helpers import constant_checkpoint
+
+    assert input_size_request([]) == "checkpoint"
+    assert input_size_request([0, 0]) is None
+    assert input_size_request([64, 128]) == (64, 128)
+    recorded = constant_checkpoint(tmp_path / "recorded.pth", input_size=(96, 192))
+    unrecorded = constant_checkpoint(tmp_path / "unrecorded.pth", input_size=None)
+    assert resolve_input_size("checkpoint", str(recorded)) == ((96, 192),
+                                                               "recorded in the checkpoint")
+    assert resolve_input_size("checkpoint", str(unrecorded)) == (
+        None, "the checkpoint records no input size")
+    assert resolve_input_size(None, str(recorded)) == (None, "input_size [0, 0]")
+    assert resolve_input_size((64, 128), str(unrecorded)) == ((64, 128), "input_size parameter")
+
+
+@pytest.fixture
+def ros_context():
+    import rclpy
+    from rclpy.context import Context
+
+    context = Context()
+    rclpy.init(context=context)
+    yield context
+    context.try_shutdown()
+
+
+def _declared(context, *overrides):
+    """A real rclpy node given ``-p`` overrides; the declaration's config and the node."""
+    import rclpy
+
+    from mfaranet_ros.ros.node_parameters import declare_parameters
+
+    args = ["--ros-args"] + [a for o in overrides for a in ("-p", o)]
+    node = rclpy.create_node("mfaranet", context=context, cli_args=args)
+    return declare_parameters(node), node
+
+
+def test_every_parameter_has_a_typed_value(ros_context):
+    from rclpy.parameter import Parameter
+
+    cfg, node = _declared(ros_context)
+    try:
+        for spec in PARAMETERS:
+            p = node.get_parameter(spec.name)
+            assert p.type_ != Parameter.Type.NOT_SET, spec.name
+            assert node.describe_parameter(spec.name).type == p.type_.value, spec.name
+        assert node.get_parameter("cameras").type_ == Parameter.Type.STRING_ARRAY
+        assert node.get_parameter("input_size").type_ == Parameter.Type.INTEGER_ARRAY
+        assert cfg == NodeConfig()
+    finally:
+        node.destroy_node()
+
+
+def test_an_integer_for_a_decimal_is_that_number(ros_context):
+    from rclpy.parameter import Parameter
+
+    cfg, node = _declared(ros_context, "overlay_alpha:=1", "input_size:=[0, 0]",
+                          "cameras:=[]")
+    try:
+        assert cfg.overlay_alpha == 1.0 and cfg.input_size == [0, 0] and cfg.cameras == []
+        p = node.get_parameter("overlay_alpha")
+        assert p.type_ == Parameter.Type.DOUBLE and p.value == 1.0
+        # the same at run time: `ros2 param set /mfaranet overlay_alpha 0` sends an integer
+        from mfaranet_ros.ros.node_parameters import integers_as_doubles
+        node.add_pre_set_parameters_callback(integers_as_doubles)
+        result = node.set_parameters([Parameter("overlay_alpha", value=0)])[0]
+        assert result.successful, result.reason
+        assert node.get_parameter("overlay_alpha").value == 0.0
+    finally:
+        node.destroy_node()
+
+
+def test_every_refused_parameter_is_named_in_one_line(ros_context):
+    from mfaranet_ros.ros.node_parameters import ParameterError
+
+    with pytest.raises(ParameterError) as info:
+        _declared(ros_context, "overlay_alpha:=2.0", "qos_depth:=0", "publish_color:=3",
+                  "backend:=tensorflow", "input_size:=[8, 8]")
+    text = str(info.value)
+    assert "\n" not in text
+    for needle in ("overlay_alpha: 2.0 is outside [0.0, 1.0]", "qos_depth: 0 is outside [1, 100]",
+                   "publish_color: expected true or false, got 3",
+                   "backend: 'tensorflow' is not one of auto, tensorrt, torch, onnxruntime",
+                   "input_size: expected [] (the checkpoint's size)"):
+        assert needle in text
+
+
+def test_a_refused_parameter_can_be_fixed_and_declared_again(ros_context):
+    """What a managed node's second ``configure`` does after ``ros2 param set``."""
+    import rclpy
+    from rclpy.parameter import Parameter
+
+    from mfaranet_ros.ros.node_parameters import ParameterError, declare_parameters
+
+    node = rclpy.create_node("mfaranet", context=ros_context,
+                             cli_args=["--ros-args", "-p", "qos_depth:=0"])
+    try:
+        with pytest.raises(ParameterError, match="qos_depth: 0 is outside"):
+            declare_parameters(node)
+        assert node.set_parameters([Parameter("qos_depth", value=3)])[0].successful
+        cfg = declare_parameters(node)
+        assert cfg.qos_depth == 3 and node.describe_parameter("qos_depth").read_only
+        assert declare_parameters(node) == cfg  # and again: nothing changes
+    finally:
+        node.destroy_node()
 
 
 def test_weights_resolve_against_models_dir(tmp_path, monkeypatch):
@@ -89,6 +205,25 @@ def test_profile_applied_unless_the_user_set_one():
     mine = {qos_tools.PROFILE_ENV: "/etc/my_profile.xml"}
     assert qos_tools.apply_fastdds_profile(mine) is None
     assert mine[qos_tools.PROFILE_ENV] == "/etc/my_profile.xml"
+
+
+def test_the_log_says_which_profile_is_applied(tmp_path):
+    shipped = qos_tools.profile_path()
+    assert "(large shared-memory segment)" in qos_tools.describe_profile(shipped, {})
+    # the launch file sets the variable to the shipped profile before the node starts
+    env = {qos_tools.PROFILE_ENV: shipped}
+    assert qos_tools.apply_fastdds_profile(env) is None
+    line = qos_tools.describe_profile(None, env)
+    assert "the shipped profile" in line and "not applied" not in line
+    copy = tmp_path / "copy.xml"
+    copy.write_bytes(open(shipped, "rb").read())
+    assert "the shipped profile" in qos_tools.describe_profile(
+        None, {qos_tools.PROFILE_ENV: str(copy)})
+    mine = tmp_path / "mine.xml"
+    mine.write_text("<dds/>")
+    line = qos_tools.describe_profile(None, {qos_tools.PROFILE_ENV: str(mine)})
+    assert line == (f"Fast DDS profile: {mine} (the user's, from {qos_tools.PROFILE_ENV}; "
+                    f"the shipped large shared-memory profile is not applied)")
 
 
 def test_stage_stats_percentiles():

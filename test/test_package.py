@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -23,6 +24,28 @@ def test_package_xml_is_format_3_with_runtime_deps():
             "python3-opencv"} <= exec_deps
     assert "python3-pytest" in {e.text for e in root.findall("test_depend")}
     assert root.find("export").findtext("build_type") == "ament_python"
+
+
+# Keys of rosdistro's rosdep/python.yaml the package uses (each checked there; a key
+# that does not exist makes `rosdep install` fail for every user).
+ROSDEP_PYTHON_KEYS = {"python3-numpy", "python3-opencv", "python3-psutil", "python3-yaml",
+                      "python3-tqdm", "python3-pytest"}
+# Packages that bring a desktop or a GUI toolkit along: not for a robot's core node.
+GUI_PACKAGES = {"rviz2", "rviz_common", "rqt", "rqt_gui", "rqt_image_view", "image_view",
+                "python3-matplotlib", "python3-tk", "python3-pil.imagetk", "python3-pyqt5"}
+
+
+def test_package_xml_pulls_in_no_gui_and_only_known_rosdep_keys():
+    root = ET.parse(REPO / "package.xml").getroot()
+    run_deps = {e.text for tag in ("exec_depend", "depend") for e in root.findall(tag)}
+    assert not run_deps & GUI_PACKAGES, f"GUI run dependencies: {sorted(run_deps & GUI_PACKAGES)}"
+    assert not any(d.startswith(("rqt", "rviz")) for d in run_deps), sorted(run_deps)
+    python_keys = {e.text for e in root.iter() if e.text and e.text.startswith("python3-")}
+    assert python_keys <= ROSDEP_PYTHON_KEYS, sorted(python_keys - ROSDEP_PYTHON_KEYS)
+    # what rosdep does not install comes from requirements.txt
+    core = (REPO / "requirements.txt").read_text()
+    for name in ("torch", "onnxruntime", "rosbags", "matplotlib", "cityscapesscripts"):
+        assert name in core, name
 
 
 def test_ros_wheels_are_kept_apart_from_core_requirements():
@@ -56,9 +79,39 @@ def test_colcon_build_installs_ros_layout(tmp_path):
     assert (install / "lib" / "mfaranet_ros" / "segmentation_node").is_file()
     assert (install / "lib" / "mfaranet_ros" / "mfaranet").is_file()
     assert (share / "package.xml").is_file()
-    assert (install / "share" / "ament_index" / "resource_index" / "packages" / "mfaranet_ros").is_file()
+    index = install / "share" / "ament_index" / "resource_index" / "packages"
+    assert (index / "mfaranet_ros").is_file()
     for folder in ("launch", "config", "models"):
         def names(d: Path):
             return sorted(p.name for p in d.iterdir() if p.is_file()) if d.is_dir() else []
         shipped, installed = names(REPO / folder), names(share / folder)
         assert installed == shipped, folder
+
+
+# Names of documents that live outside the repository; built from parts so that this file
+# does not match itself.
+_OUTSIDE = re.compile("|".join([r"\b(?:MFARANET|ENVIRONMENT|PERFORMANCE|STYLE)\.md\b",
+                                r"shared/" + "docs", r"\.\./" + "shared", r"\b[Ii]ssue \d+"]))
+_TEXT = ("*.py", "*.md", "*.yaml", "*.xml", "*.sh", "*.cfg", "*.txt", "*.rviz")
+
+
+def _repository_text_files():
+    for folder in ("mfaranet_ros", "test", "config", "launch", "scripts", "docs", "models"):
+        for pattern in _TEXT:
+            yield from (REPO / folder).rglob(pattern)
+    yield from (REPO / name for name in ("README.md", "package.xml", "setup.py", "setup.cfg"))
+
+
+def test_repository_stands_alone():
+    """No pointer to a document or an issue outside the repository; docs/ links resolve."""
+    found = []
+    for path in _repository_text_files():
+        for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+            if _OUTSIDE.search(line):
+                found.append(f"{path.relative_to(REPO)}:{number}: {line.strip()}")
+    assert not found, "\n".join(found)
+    for page in ("architecture", "model", "performance", "environment"):
+        assert (REPO / "docs" / f"{page}.md").is_file(), page
+    for path in [REPO / "README.md", *(REPO / "docs").glob("*.md")]:
+        for target in re.findall(r"\bdocs/([\w-]+\.md)", path.read_text()):
+            assert (REPO / "docs" / target).is_file(), f"{path.name} points to docs/{target}"

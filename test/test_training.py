@@ -12,8 +12,10 @@ import torch
 import torch.multiprocessing as mp
 
 from mfaranet_ros.model import MFARANet
-from mfaranet_ros.training import (DEFAULT_CONFIG, GeneratedDataset, MJSLoss, TrainTransform,
-                                   build_optimizer, merge_config, poly_lr, train)
+from mfaranet_ros.training import (ConfigError, GeneratedDataset, MJSLoss, TrainConfig,
+                                   TrainTransform, build_optimizer, config_from_dict, load_config,
+                                   poly_lr, train)
+from mfaranet_ros.training.config import OptimConfig, parse_override
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_WEIGHTS = REPO / "models" / "mfaranet_synthetic.pth"
@@ -29,9 +31,10 @@ def _one_thread():
 
 
 def _tiny_config(out_dir, **train):
-    return merge_config(DEFAULT_CONFIG, {
+    return config_from_dict({
         "output_dir": str(out_dir), "seed": 3, "device": "cpu",
-        "data": {"type": "generated", "train": {"frames": 6, "size": [32, 64], "seed": 11}, "val": None},
+        "data": {"type": "generated", "train": {"frames": 6, "size": [32, 64], "seed": 11},
+                 "val": None},
         "augment": {"crop_size": [32, 64]},
         "loss": {"min_kept": 1000},
         "optim": {"base_lr": 0.01},
@@ -45,14 +48,76 @@ def _log(out_dir):
         return list(csv.DictReader(f))
 
 
+@pytest.mark.parametrize("name", ["train_synthetic", "train_cityscapes", "train_camvid"])
+def test_shipped_recipes_load_as_typed_configs(name):
+    cfg = load_config(str(REPO / "config" / f"{name}.yaml"))
+    assert isinstance(cfg, TrainConfig) and cfg.output_dir == f"out/{name}"
+    assert len(cfg.augment.crop_size) == 2 and cfg.optim.momentum == 0.9
+    if name == "train_synthetic":
+        assert cfg.augment.base_size == (256, 512) and cfg.eval.input_size == (256, 512)
+        assert cfg.data.type == "folder" and cfg.data.train == "out/synth/train"
+        assert cfg.train.batch_size == 2 and cfg.train.channels_last is True
+        assert cfg.loss.min_kept == 100_000 and cfg.optim.weight_decay == 0.0005
+
+
+def _write_recipe(tmp_path, text):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_config_overrides_set_nested_values_and_keep_the_rest(tmp_path):
+    recipe = _write_recipe(tmp_path, "data:\n  train: {frames: 4, size: [32, 64]}\n"
+                                     "optim:\n  base_lr: 0.01\n")
+    overrides = [parse_override(s) for s in (
+        "optim.base_lr=0.0025", "data.train.frames=9", "optim.weight_decay=5e-4",
+        "eval.input_size=[64, 128]", "augment.base_size=null")]
+    cfg = load_config(recipe, overrides)
+    assert cfg.optim.base_lr == 0.0025 and cfg.optim.head_lr_mult == 10.0
+    assert cfg.data.train.frames == 9 and cfg.data.train.size == (32, 64)
+    assert cfg.optim.weight_decay == 5e-4  # YAML 1.1 reads 5e-4 as text: still a float
+    assert cfg.eval.input_size == (64, 128) and cfg.augment.base_size is None
+    assert load_config(recipe).optim.base_lr == 0.01, "the recipe itself is unchanged"
+
+
+@pytest.mark.parametrize("recipe, overrides, message", [
+    ("train: {batchsize: 2}\n", [],
+     r"unknown config key 'train\.batchsize'; train has: batch_size"),
+    ("", ["optim.lr=0.1"], r"unknown config key 'optim\.lr'; optim has: base_lr"),
+    ("", ["train.batch_size.x=1"], r"'train\.batch_size' is not a config section"),
+    ("", ["train.batch_size=four"], r"train\.batch_size: expected int, got str 'four'"),
+    ("", ["train.iterations=1.5"], r"train\.iterations: expected int, got float 1\.5"),
+    ("", ["train.amp=1"], r"train\.amp: expected bool, got int 1"),
+    ("", ["augment.crop_size=[32, 64, 3]"], r"augment\.crop_size: expected 2 values"),
+    ("", ["device=gpu"], r"device 'gpu' is unknown"),
+    ("data: {type: kitti}\n", [], r"data\.type 'kitti' is unknown"),
+    ("optim: 0.1\n", [], r"optim: expected a mapping"),
+])
+def test_config_errors_name_the_key(tmp_path, recipe, overrides, message):
+    path = _write_recipe(tmp_path, recipe)
+    with pytest.raises(ConfigError, match=message) as info:
+        load_config(path, [parse_override(s) for s in overrides])
+    assert "\n" not in str(info.value)
+
+
+def test_train_command_refuses_a_bad_recipe_in_one_line(tmp_path, capsys):
+    from mfaranet_ros.cli import main
+
+    path = _write_recipe(tmp_path, "train: {batch_size: 2}\n")
+    assert main(["train", "--config", path, "--set", "loss.ohem=0.5"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "'loss.ohem'" in err and "\n" not in err, err
+    assert main(["train", "--config", str(tmp_path / "missing.yaml")]) == 2
+    assert "cannot read the recipe" in capsys.readouterr().err
+
+
 def test_a_few_iterations_on_generated_data_lower_the_loss():
     torch.manual_seed(0)
     ds = GeneratedDataset(2, (32, 64), seed=2, transform=TrainTransform(crop_size=(32, 64)))
     items = [ds[(i, 5 + i)] for i in range(2)]
     images, labels, edges = (torch.stack(t) for t in zip(*items))
     model = MFARANet(19).train()
-    cfg = merge_config(DEFAULT_CONFIG, {"optim": {"base_lr": 0.01}})
-    optimizer = build_optimizer(model, cfg)
+    optimizer = build_optimizer(model, OptimConfig(base_lr=0.01))
     criterion = MJSLoss(min_kept=1000)
     losses = []
     for _ in range(4):
@@ -66,12 +131,14 @@ def test_a_few_iterations_on_generated_data_lower_the_loss():
 
 def test_optimizer_groups_and_poly_schedule():
     model = MFARANet(19)
-    opt = build_optimizer(model, DEFAULT_CONFIG)
+    opt = build_optimizer(model, TrainConfig().optim)
     backbone, new = opt.param_groups
     assert backbone["lr"] == 0.005 and new["lr"] == pytest.approx(0.05)
-    assert sum(p.numel() for p in backbone["params"]) == sum(p.numel() for p in model.encoder.parameters())
+    assert (sum(p.numel() for p in backbone["params"])
+            == sum(p.numel() for p in model.encoder.parameters()))
     assert opt.defaults["momentum"] == 0.9 and opt.defaults["weight_decay"] == 5e-4
-    assert poly_lr(0.01, 0, 100) == 0.01 and poly_lr(0.01, 50, 100) == pytest.approx(0.01 * 0.5 ** 0.9)
+    assert poly_lr(0.01, 0, 100) == 0.01
+    assert poly_lr(0.01, 50, 100) == pytest.approx(0.01 * 0.5 ** 0.9)
 
 
 def test_resume_continues_exactly(tmp_path):
@@ -91,16 +158,17 @@ def test_resume_continues_exactly(tmp_path):
 
 
 def test_training_can_start_from_whole_model_weights(tmp_path):
-    from mfaranet_ros.model import CheckpointError, ModelMetadata, cityscapes_metadata, save_checkpoint
+    from mfaranet_ros.model import (CheckpointError, ModelMetadata, cityscapes_metadata,
+                                    save_checkpoint)
 
     torch.manual_seed(5)
     donor = MFARANet(19, boundary_heads=False)
     init = tmp_path / "init.pth"
     save_checkpoint(init, donor, cityscapes_metadata(source="donor"), half=True)
     cfg = _tiny_config(tmp_path / "run", iterations=1)
-    cfg["model"]["init_weights"] = str(init)
-    cfg["optim"]["base_lr"] = 0.0  # no step size: the weights stay the donor's
-    cfg["optim"]["weight_decay"] = 0.0
+    cfg.model.init_weights = str(init)
+    cfg.optim.base_lr = 0.0  # no step size: the weights stay the donor's
+    cfg.optim.weight_decay = 0.0
     _, model = train(cfg, return_model=True)
     own = model.state_dict()
     for key, value in donor.state_dict().items():
@@ -112,7 +180,7 @@ def test_training_can_start_from_whole_model_weights(tmp_path):
     save_checkpoint(wrong, MFARANet(11), ModelMetadata(class_names=[f"c{i}" for i in range(11)],
                                                        palette=[[i, i, i] for i in range(11)]))
     cfg = _tiny_config(tmp_path / "run2", iterations=1)
-    cfg["model"]["init_weights"] = str(wrong)
+    cfg.model.init_weights = str(wrong)
     with pytest.raises(CheckpointError, match="mis-shaped"):
         train(cfg)
 

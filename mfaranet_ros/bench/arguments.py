@@ -7,13 +7,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Optional, Tuple
 
 from ..cli_args import parse_size
 
 __all__ = ["network_size", "frame_size", "positive_int", "non_negative_int",
            "positive_float",
-           "add_weights_argument", "add_run_arguments", "CAMERAS_HELP"]
+           "weights_file", "add_weights_argument", "add_run_arguments", "CAMERAS_HELP"]
 
 #: The one meaning of ``--cameras`` in every benchmark command.
 CAMERAS_HELP = ("multi-camera mode: for each N, N cameras batched in one {process} against "
@@ -57,10 +58,22 @@ def positive_float(text: str) -> float:
     return value
 
 
+def weights_file(text: str) -> str:
+    """A checkpoint path, resolved as the node resolves its ``weights`` parameter (a
+    relative path is looked for in the package's models/ first); it must exist."""
+    from ..model.weights import resolve_weights
+
+    path = resolve_weights(text)
+    if not os.path.isfile(path):
+        raise argparse.ArgumentTypeError(f"no checkpoint at {text!r} (looked at {path})")
+    return path
+
+
 def add_weights_argument(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--weights", default=None,
-                   help="checkpoint (default: a seeded random-init 19-class MFARANet; "
-                        "timings do not depend on the weights)")
+    p.add_argument("--weights", type=weights_file, default=None, metavar="PATH",
+                   help="checkpoint; a relative path is looked for in the package's models/ "
+                        "first (default: a seeded random-init 19-class MFARANet; timings do "
+                        "not depend on the weights)")
 
 
 def add_run_arguments(p: argparse.ArgumentParser, *, process: str, iterations: int,

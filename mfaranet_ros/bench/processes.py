@@ -122,8 +122,12 @@ class Workers:
         deadline = time.monotonic() + timeout
         out = [self._message(i, deadline) for i in range(len(self.procs))]
         for i, proc in enumerate(self.procs):
-            if proc.wait(max(1.0, deadline - time.monotonic())) != 0:
-                raise self._fail(i, f"failed (rc {proc.returncode})")
+            try:
+                rc = proc.wait(max(1.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                raise self._fail(i, "did not exit after its report") from None
+            if rc != 0:
+                raise self._fail(i, f"failed (rc {rc})")
         return out
 
     def close(self) -> None:

@@ -38,7 +38,8 @@ PathLike = Union[str, os.PathLike]
 
 
 def default_cache_dir() -> Path:
-    """``$MFARANET_CACHE_DIR``, else ``$XDG_CACHE_HOME/mfaranet_ros``, else ``~/.cache/mfaranet_ros``."""
+    """``$MFARANET_CACHE_DIR``, else ``$XDG_CACHE_HOME/mfaranet_ros``, else
+    ``~/.cache/mfaranet_ros``."""
     env = os.environ.get("MFARANET_CACHE_DIR")
     if env:
         return Path(env).expanduser()
@@ -58,6 +59,13 @@ class CacheDir:
     @property
     def writable(self) -> bool:
         return self.path is not None
+
+    @property
+    def readable(self) -> Optional[Path]:
+        """Where to look entries up: the cache, or an unwritable one that still exists."""
+        if self.path is not None:
+            return self.path
+        return self.requested if self.requested.is_dir() else None
 
     def __repr__(self) -> str:
         return f"CacheDir({str(self.path) if self.path else 'in-memory'!r})"
@@ -114,11 +122,13 @@ def entry_paths(directory: Path, name: str, key: Dict, ext: str) -> Tuple[Path, 
 
 def _diff(want: Dict, have: Dict) -> str:
     fields = sorted(set(want) | set(have))
-    diffs = [f"{f}: {have.get(f)!r} != {want.get(f)!r}" for f in fields if want.get(f) != have.get(f)]
+    diffs = [f"{f}: {have.get(f)!r} != {want.get(f)!r}"
+             for f in fields if want.get(f) != have.get(f)]
     return "; ".join(diffs[:6]) + (" ..." if len(diffs) > 6 else "")
 
 
-def lookup(directory: Optional[Path], name: str, key: Dict, ext: str) -> Tuple[Optional[Path], str]:
+def lookup(directory: Optional[Path], name: str, key: Dict,
+           ext: str) -> Tuple[Optional[Path], str]:
     """``(artifact path, "")`` for a valid entry, else ``(None, why not)``."""
     if directory is None:
         return None, "no cache directory"
@@ -131,9 +141,11 @@ def lookup(directory: Optional[Path], name: str, key: Dict, ext: str) -> Tuple[O
         return None, f"unreadable manifest {manifest} ({exc})"
     if not isinstance(recorded, dict) or recorded.get("key") != key:
         have = recorded.get("key", {}) if isinstance(recorded, dict) else {}
-        return None, f"entry {artifact.name} was built for other settings ({_diff(key, have if isinstance(have, dict) else {})})"
+        have = have if isinstance(have, dict) else {}
+        return None, f"entry {artifact.name} was built for other settings ({_diff(key, have)})"
     if recorded.get("artifact_sha256") != file_sha256(artifact):
-        return None, f"entry {artifact.name} does not match its manifest's hash (truncated or replaced)"
+        return None, (f"entry {artifact.name} does not match its manifest's hash "
+                      f"(truncated or replaced)")
     return artifact, ""
 
 
@@ -151,6 +163,7 @@ def store(directory: Path, name: str, key: Dict, ext: str,
         if tmp.exists():
             tmp.unlink()
     tmp_manifest = manifest.with_name(f".{manifest.name}.{os.getpid()}.tmp")
-    tmp_manifest.write_text(json.dumps({"key": key, "artifact_sha256": digest}, indent=1, sort_keys=True))
+    tmp_manifest.write_text(json.dumps({"key": key, "artifact_sha256": digest}, indent=1,
+                                       sort_keys=True))
     os.replace(tmp_manifest, manifest)
     return artifact

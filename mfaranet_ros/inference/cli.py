@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import tempfile
 
@@ -43,7 +42,7 @@ def _bench_cameras(args: argparse.Namespace, weights: str) -> list:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from ..bench import machine_info, weights_or_random, write_json
+    from ..bench import WorkerError, machine_info, weights_or_random, write_json
 
     if args.frame_size is None and None in args.input_size:
         print("error: --input-size full needs --frame-size HxW", file=sys.stderr)
@@ -52,7 +51,11 @@ def _bench(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         weights = weights_or_random(args.weights, tmp)
         if args.cameras:
-            report["cameras"] = _bench_cameras(args, weights)
+            try:
+                report["cameras"] = _bench_cameras(args, weights)
+            except WorkerError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 1
         else:
             report["single"] = _bench_single(args, weights)
     if write_json(args.json, report):

@@ -2,7 +2,8 @@
 
 Wrapping MFARANet this way keeps the full-resolution logits (159 MB fp32 at
 1024x2048) inside the graph: only uint8 labels, and on request a float confidence,
-leave it (see shared/docs/PERFORMANCE.md).
+leave it (writing and re-reading the logits would cost more than the argmax; see
+docs/inference.md).
 """
 from __future__ import annotations
 
@@ -43,7 +44,8 @@ class SegmentationGraph(nn.Module):
         self.register_buffer("scale", inv_std.to(compute_dtype), persistent=False)
         self.register_buffer("shift", (-mean_t * inv_std).to(compute_dtype), persistent=False)
 
-    def forward(self, pixels: torch.Tensor) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
+    def forward(self, pixels: torch.Tensor
+                ) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
         # NHWC -> NCHW as a view: on torch this is already channels_last memory.
         x = pixels.permute(0, 3, 1, 2).to(self.compute_dtype)
         x = x * self.scale + self.shift
@@ -77,7 +79,8 @@ def gather_grid_sample(x: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
     rows = x.permute(0, 2, 3, 1).reshape(b * h * w, c)
     offset = (torch.arange(b, device=x.device) * (h * w)).view(b, 1, 1)
     out = None
-    for dy, dx, weight in ((0, 0, wy0 * wx0), (0, 1, wy0 * wx1), (1, 0, wy1 * wx0), (1, 1, wy1 * wx1)):
+    corners = ((0, 0, wy0 * wx0), (0, 1, wy0 * wx1), (1, 0, wy1 * wx0), (1, 1, wy1 * wx1))
+    for dy, dx, weight in corners:
         xx, yy = x0 + dx, y0 + dy
         inside = ((xx >= 0) & (xx < w) & (yy >= 0) & (yy < h)).to(x.dtype)
         index = torch.clamp(yy, 0, h - 1) * w + torch.clamp(xx, 0, w - 1) + offset
@@ -96,7 +99,8 @@ class GatherGridSample(TorchFunctionMode):
         if func is F.grid_sample:
             names = ("input", "grid", "mode", "padding_mode", "align_corners")
             bound = dict(zip(names, args), **kwargs)
-            if (bound.get("mode", "bilinear") == "bilinear" and bound.get("padding_mode", "zeros") == "zeros"
+            if (bound.get("mode", "bilinear") == "bilinear"
+                    and bound.get("padding_mode", "zeros") == "zeros"
                     and bound.get("align_corners") is True and bound["input"].dim() == 4):
                 return gather_grid_sample(bound["input"], bound["grid"])
         return func(*args, **kwargs)

@@ -100,6 +100,7 @@ class Processing(abc.ABC):
 
     def sync(self) -> None:
         """Waits for queued asynchronous work, so that stage timings mean something."""
+        return None  # host work is synchronous: nothing to wait for
 
     @abc.abstractmethod
     def upload(self, frames: Sequence[np.ndarray]) -> List[Array]:

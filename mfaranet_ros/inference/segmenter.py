@@ -105,7 +105,7 @@ def choose_processing(backend: Backend, lut: np.ndarray, fill: np.ndarray,
     """The processing implementation for ``backend``.
 
     ``on_device`` None: torch ops on the device for a backend that takes tensors on a
-    GPU; numpy / OpenCV on the host otherwise (on the CPU the host is ~10x cheaper).
+    GPU; numpy / OpenCV on the host otherwise (on the CPU the host is >= 10x cheaper).
     True asks for the torch ops wherever the backend takes tensors (on the CPU: tests).
     """
     if backend.array_type not in ARRAY_TYPES:
@@ -154,7 +154,7 @@ class Segmenter:
                         input_size: InputSize = CHECKPOINT_SIZE, pruned: bool = False,
                         cache_dir: Optional[Union[str, os.PathLike]] = None,
                         compile: bool = False,
-                        device_processing: Optional[bool] = None) -> "Segmenter":
+                        device_processing: Optional[bool] = None) -> Segmenter:
         """Loads ``weights`` (project or official format) into the backend ``backend``.
 
         ``backend``: ``auto`` (TensorRT -> torch on CUDA -> ONNX Runtime on CPU), ``torch``,

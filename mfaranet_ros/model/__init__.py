@@ -18,7 +18,6 @@ __all__ = [
     "CITYSCAPES_CLASSES",
     "CITYSCAPES_PALETTE",
     "cityscapes_metadata",
-    "build_mfaranet",
     "load_checkpoint",
     "save_checkpoint",
     "read_checkpoint",
@@ -27,7 +26,3 @@ __all__ = [
     "load_init_weights",
 ]
 
-
-def build_mfaranet(num_classes: int = 19, **kwargs) -> MFARANet:
-    """Keyword-only builder: ``build_mfaranet(19, pruned=False, boundary_heads=True, ...)``."""
-    return MFARANet(num_classes, **kwargs)

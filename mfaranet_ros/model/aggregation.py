@@ -12,7 +12,7 @@ __all__ = ["MultiLevelAggregation"]
 
 
 class MultiLevelAggregation(nn.Module):
-    """Dual-pyramid aggregation (MFARANET.md section 2).
+    """Dual-pyramid aggregation (docs/model.md, MFAM).
 
     ``c_i = CBR1(E_i)``; top-down ``T4 = c4, T_i = CBR3(up(T_{i+1}) + c_i)``; bottom-up
     ``B1 = c1, B_i = CBR3(down(B_{i-1}) + c_i)``; merge ``F1 = T1, F2 = CBR3(T2 + B2),

@@ -44,7 +44,8 @@ class FlowGrid(nn.Module):
     def _base_grid(self, height: int, width: int, like: torch.Tensor) -> torch.Tensor:
         # Export and compile trace the construction (it constant-folds for static shapes);
         # eager inference reuses one grid per shape/device/dtype instead of rebuilding it.
-        if torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+        if (torch.compiler.is_compiling() or torch.jit.is_tracing()
+                or torch.onnx.is_in_onnx_export()):
             return identity_grid(height, width, like)
         key = (height, width, like.device, like.dtype)
         grid = self._grid_cache.get(key)
@@ -64,7 +65,7 @@ class FlowGrid(nn.Module):
 
 
 class RecursiveAlignment(nn.Module):
-    """Aligns ``[F1, F2, F3, F4]`` to 1/4 resolution (MFARANET.md section 3).
+    """Aligns ``[F1, F2, F3, F4]`` to 1/4 resolution (docs/model.md, RAM).
 
     All grids come from the unwarped features (``G1 = flow(F1, F2)`` at 1/4,
     ``G2 = flow(F2, F3)`` at 1/8, ``G3 = flow(F3, F4)`` at 1/16) and are reused

@@ -13,7 +13,7 @@ import os
 import pickle
 import re
 import zipfile
-from typing import Dict, Iterable, List, Mapping, Optional, Tuple, Union
+from typing import Dict, List, Mapping, Optional, Tuple, Union
 
 import torch
 from torch import nn
@@ -74,7 +74,7 @@ def file_sha256(path: PathLike, chunk: int = 1 << 20) -> str:
 # Official module names (model_MFARANet.py) -> ours. Index lists are in the official
 # ModuleList order; each entry names the scale our ModuleDict keys it by. The orders
 # (and that channel_change1 reduces the coarse input) were established against the
-# reference outputs in shared/reference/mfaranet_official: any other assignment of
+# official reference outputs (docs/model.md, the parity proof): any other assignment of
 # these same-shaped tensors loads "strictly" yet computes something else.
 _OFFICIAL_RULES: List[Tuple[str, str]] = [
     (r"^layer0\.0\.(\d+)\.", r"encoder.conv1.\1."),
@@ -165,12 +165,14 @@ def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, torch.Tens
     )
     if missing or unexpected or misshaped:
         def fmt(name: str, items: List[str]) -> str:
-            head = ", ".join(items[:12]) + (f", ... ({len(items)} in all)" if len(items) > 12 else "")
+            more = f", ... ({len(items)} in all)" if len(items) > 12 else ""
+            head = ", ".join(items[:12]) + more
             return f"\n  {name} ({len(items)}): {head}" if items else ""
         raise CheckpointError(
             f"{source} does not fit the model ({type(model).__name__}, "
             f"num_classes={getattr(model, 'num_classes', '?')})."
-            + fmt("missing", missing) + fmt("unexpected", unexpected) + fmt("mis-shaped", misshaped)
+            + fmt("missing", missing) + fmt("unexpected", unexpected)
+            + fmt("mis-shaped", misshaped)
             + "\nCheck that the file is an MFARANet checkpoint with the same number of classes; "
               "convert official checkpoints with `mfaranet import-official`."
         )
@@ -202,14 +204,16 @@ def read_checkpoint(path: PathLike) -> LoadedCheckpoint:
     """Reads a project or official checkpoint without building a model."""
     obj = _load_weights_only(path)
     if not isinstance(obj, dict):
-        raise CheckpointError(f"{os.fspath(path)!r} holds a {type(obj).__name__}, not a checkpoint dict")
+        raise CheckpointError(f"{os.fspath(path)!r} holds a {type(obj).__name__}, "
+                              f"not a checkpoint dict")
     if obj.get("format") == FORMAT_TAG:
         try:
             meta = ModelMetadata.from_dict(obj["metadata"])
             state = dict(obj["state_dict"])
             config = dict(obj.get("model_config", {}))
         except (KeyError, TypeError, ValueError) as exc:
-            raise CheckpointError(f"{os.fspath(path)!r}: malformed project checkpoint: {exc}") from None
+            raise CheckpointError(
+                f"{os.fspath(path)!r}: malformed project checkpoint: {exc}") from None
         return LoadedCheckpoint(state, meta, config, "project",
                                 {k: v for k, v in obj.items() if k not in ("state_dict",)})
     if "state_dict" in obj and isinstance(obj["state_dict"], dict):
@@ -228,10 +232,13 @@ def read_checkpoint(path: PathLike) -> LoadedCheckpoint:
         )
     state = official_to_project_keys(state)
     n = _num_classes_of(state)
-    meta = cityscapes_metadata(source=f"official:{os.path.basename(os.fspath(path))}") if n == 19 else \
-        ModelMetadata(class_names=[f"class_{i}" for i in range(n)],
-                      palette=[[(37 * i) % 256, (91 * i) % 256, (173 * i) % 256] for i in range(n)],
-                      source=f"official:{os.path.basename(os.fspath(path))}")
+    source = f"official:{os.path.basename(os.fspath(path))}"
+    if n == 19:
+        meta = cityscapes_metadata(source=source)
+    else:
+        palette = [[(37 * i) % 256, (91 * i) % 256, (173 * i) % 256] for i in range(n)]
+        meta = ModelMetadata(class_names=[f"class_{i}" for i in range(n)], palette=palette,
+                             source=source)
     config = {"num_classes": n, "boundary_heads": any(k.startswith("boundary.") for k in state)}
     extra = {"epoch": obj.get("epoch")} if "epoch" in obj else {}
     return LoadedCheckpoint(state, meta, config, "official", extra)
@@ -252,8 +259,8 @@ def build_model_for(ckpt: LoadedCheckpoint, pruned: bool = False) -> MFARANet:
     )
 
 
-def load_checkpoint(path: PathLike, *, pruned: bool = False, device: Union[str, torch.device] = "cpu",
-                    return_metadata: bool = False):
+def load_checkpoint(path: PathLike, *, pruned: bool = False,
+                    device: Union[str, torch.device] = "cpu", return_metadata: bool = False):
     """Builds MFARANet from a project or official checkpoint, strictly, in eval mode.
 
     Returns the model (``(N,3,H,W)`` normalised input -> ``(N,C,H,W)`` logits), or
@@ -307,8 +314,9 @@ def import_official(src: PathLike, dst: PathLike, source: Optional[str] = None) 
     model = build_model_for(ckpt)
     load_state_dict_strict(model, ckpt.state_dict, source=repr(os.fspath(src)))
     meta = ckpt.metadata
-    meta.source = source or f"official MFARANet release checkpoint {os.path.basename(os.fspath(src))} " \
-                            f"(sha256 {file_sha256(src)[:16]}, epoch {ckpt.extra.get('epoch')})"
+    meta.source = source or (
+        f"official MFARANet release checkpoint {os.path.basename(os.fspath(src))} "
+        f"(sha256 {file_sha256(src)[:16]}, epoch {ckpt.extra.get('epoch')})")
     save_checkpoint(dst, model, meta)
     return meta
 

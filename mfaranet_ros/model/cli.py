@@ -41,9 +41,11 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("import-official",
-                       help="convert an official MFARANet release checkpoint to this project's format")
-    p.add_argument("src", help="official checkpoint ({'epoch', 'state_dict' with module. keys, ...})")
+    p = sub.add_parser(
+        "import-official",
+        help="convert an official MFARANet release checkpoint to this project's format")
+    p.add_argument("src",
+                   help="official checkpoint ({'epoch', 'state_dict' with module. keys, ...})")
     p.add_argument("dst", help="output .pth in the project's format (weights + metadata)")
     p.set_defaults(func=_import_official)
 

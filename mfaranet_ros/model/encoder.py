@@ -3,7 +3,7 @@
 The stem is three 3x3 convolutions (64-64-128 channels, the first with stride 2)
 instead of ResNet's single 7x7. Layers 3 and 4 dilate the stride-1 3x3
 convolution of every block (2 and 4) while keeping all strides, so the output
-strides stay 4/8/16/32 and only the receptive field grows (MFARANET.md section 1).
+strides stay 4/8/16/32 and only the receptive field grows (docs/model.md, encoder).
 
 Parameter names follow the ImageNet backbone file ``resnet18-deep-inplane128.pth``
 (``conv1.0/1/3/4/6``, ``bn1``, ``layer1..4``), so that file loads unchanged.
@@ -46,7 +46,8 @@ class BasicBlock(nn.Module):
         return self.relu(out + identity)
 
 
-def _make_stage(inplanes: int, planes: int, blocks: int, stride: int, dilation: int) -> nn.Sequential:
+def _make_stage(inplanes: int, planes: int, blocks: int, stride: int,
+                dilation: int) -> nn.Sequential:
     layers = [BasicBlock(inplanes, planes, stride=stride, dilation=dilation)]
     layers += [BasicBlock(planes, planes, dilation=dilation) for _ in range(blocks - 1)]
     return nn.Sequential(*layers)

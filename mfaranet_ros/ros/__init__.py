@@ -3,6 +3,7 @@
 Modules: :mod:`conversions` (sensor_msgs <-> numpy), :mod:`parameters` (declared
 parameters and their validation), :mod:`stats` (latency/rate statistics and the
 diagnostics status), :mod:`qos` (QoS adaptation and the Fast DDS profile),
-:mod:`node` (the node itself). Only :mod:`node` and :mod:`bench` import rclpy at
+:mod:`node` (the node itself), :mod:`bench_node` (its benchmarks; the camera side in
+:mod:`bench_camera`). Only :mod:`node` and :mod:`bench_camera` import rclpy at
 module level, so the rest is testable without ROS.
 """

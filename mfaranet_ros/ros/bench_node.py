@@ -54,13 +54,13 @@ def ros_envs(camera_profile: bool = True) -> Tuple[Dict[str, str], Dict[str, str
 
 def node_command(ns: str, weights: str, pair: BackendPrecision,
                  input_size: Optional[Sequence[int]], cameras: Sequence[str] = ()) -> List[str]:
-    """The node's entry point under namespace ``ns``; ``input_size`` None: no input_size
-    parameter (the node's default)."""
+    """The node's entry point under namespace ``ns``; ``input_size`` None: full resolution
+    (``input_size:=[0, 0]``; the node's empty default would take the checkpoint's size)."""
     cmd = python_command("mfaranet_ros.ros.node", "--ros-args", "-r", f"__ns:={ns}",
                          "-p", f"weights:={weights}", "-p", f"backend:={pair.backend}",
                          "-p", f"precision:={pair.precision}")
-    if input_size:
-        cmd += ["-p", f"input_size:=[{int(input_size[0])}, {int(input_size[1])}]"]
+    h, w = (int(v) for v in input_size) if input_size else (0, 0)
+    cmd += ["-p", f"input_size:=[{h}, {w}]"]
     if cameras:
         cmd += ["-p", f"cameras:=[{', '.join(cameras)}]"]
     return cmd
@@ -120,7 +120,8 @@ def bench_node(weights: Optional[str] = None, *, pair: BackendPrecision = TORCH_
             # The camera gives up on a frame after 30 s; this bounds set-up and run each.
             (report,) = run_workers(OVERHEAD_WORKER, [spec], camera_env,
                                     timeout + 30.0 * (warmup + iterations), nodes.watch)
-    conditions = {"weights": given or "random init", "backend": pair.backend, "precision": pair.precision,
+    conditions = {"weights": given or "random init", "backend": pair.backend,
+                  "precision": pair.precision,
                   "input_size": list(input_size) if input_size else None,
                   "frame_size": list(frame_size), "encoding": "rgb8", "iterations": iterations,
                   "warmup": warmup, "camera_profile": camera_profile,

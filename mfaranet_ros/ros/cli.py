@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ..bench.arguments import (add_run_arguments, add_weights_argument, network_size,
                                positive_float)
@@ -25,8 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="the node's backend[:precision], e.g. onnxruntime or tensorrt:fp16 "
                         "(precision default fp32; default: torch)")
     p.add_argument("--input-size", type=network_size, default=(256, 512), metavar="HxW",
-                   help="network input size, or full: no input_size parameter, the node's "
-                        "default (default: 256x512)")
+                   help="network input size, or full: every frame at its own resolution "
+                        "(input_size [0, 0]; default: 256x512)")
     add_run_arguments(p, process="node process", iterations=30, warmup=5,
                       iterations_note="one at a time (--cameras measures for --seconds)",
                       frame_default=f"{OVERHEAD_FRAME[0]}x{OVERHEAD_FRAME[1]}, "
@@ -41,6 +42,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _bench_node(args: argparse.Namespace) -> int:
+    from ..bench import WorkerError
+
+    try:
+        return _run(args)
+    except (WorkerError, TimeoutError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
     from ..bench import write_json
     from .bench_node import bench_node, bench_node_cameras, format_multicamera, format_report
 

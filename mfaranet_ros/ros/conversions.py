@@ -2,7 +2,7 @@
 
 Reading uses ``np.frombuffer`` on the message's buffer (zero copy); writing fills an
 ``array.array('B')`` with one memcpy, which rclpy's generated setter accepts without
-a per-element check (assigning an ndarray costs ~260 ms for 6 MB, see ENVIRONMENT.md).
+a per-element check (assigning an ndarray costs ~260 ms for 6 MB, see docs/performance.md).
 Functions take and return plain objects with the message's field names, so they work on
 real messages and are testable without a ROS installation.
 """

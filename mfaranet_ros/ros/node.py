@@ -6,6 +6,12 @@ thread decodes, runs the model (all cameras with a new frame as one batch) and p
 A frame replaced before the worker took it is counted as dropped, so latency stays
 bounded at any camera rate.
 
+Start-up is a sequence of named steps, each a method of :class:`SegmentationNode`:
+read and validate the parameters, load the segmenter, warm it up at the shape frames
+will run at, create the outputs, decide each input's QoS from the camera's publishers,
+subscribe. :func:`run` (signals, spinning, clean-up) is shared by every node of the
+package.
+
 Per-frame latency goes out on ``~/latency`` (or ``<camera>/latency``) as a
 ``diagnostic_msgs/DiagnosticArray``: its header is the input frame's header, and its one
 status carries the stage times in milliseconds as key/values (``decode_ms``,
@@ -14,73 +20,120 @@ status carries the stage times in milliseconds as key/values (``decode_ms``,
 """
 from __future__ import annotations
 
-import os
+import signal
 import sys
 import threading
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
-                                ParameterType, SetParametersResult)
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
-from rclpy.exceptions import ParameterUninitializedException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSPolicyKind, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CompressedImage, Image
 
 from . import diagnostics
 from . import qos as qos_tools
 from .conversions import ImageFormatError, compressed_to_rgb, image_to_rgb, serialize_image
-from .parameters import PARAMETERS, NodeConfig, ParamSpec, resolve_weights, topic_layout, \
-    validate_parameter
+from .node_parameters import ParameterError, declare_parameters, integers_as_doubles
+from .parameters import (CHECKPOINT_SIZE, NodeConfig, input_size_request, resolve_weights,
+                         topic_layout, validate_parameter)
 from .stats import InputCounters, QosEventCounters, StageStats, assess
 
-__all__ = ["SegmentationNode", "StartupError", "main"]
+__all__ = ["SegmentationNode", "StartupError", "StartupInterrupted", "ShutdownSignals",
+           "resolve_input_size", "run", "main"]
 
 NODE_NAME = "mfaranet"
 #: consecutive failed inference cycles after which /diagnostics reports ERROR
 FAILURES_FOR_ERROR = 3
+#: qos_reliability auto: how long start-up waits for a camera's publishers to be
+#: discovered, so the subscription gets their reliability from the first frame on
+DISCOVERY_WAIT_S = 2.0
 
-_PARAM_TYPES = {
-    "string": ParameterType.PARAMETER_STRING,
-    "bool": ParameterType.PARAMETER_BOOL,
-    "integer": ParameterType.PARAMETER_INTEGER,
-    "double": ParameterType.PARAMETER_DOUBLE,
-    "integer_array": ParameterType.PARAMETER_INTEGER_ARRAY,
-    "string_array": ParameterType.PARAMETER_STRING_ARRAY,
-}
-_LIST_TYPES = {"integer_array": Parameter.Type.INTEGER_ARRAY,
-               "string_array": Parameter.Type.STRING_ARRAY}
+Size = Optional[Tuple[int, int]]
 
 
 class StartupError(RuntimeError):
     """The node cannot start (invalid parameters, unusable checkpoint); the text says why."""
 
 
-class _StartupInterrupted(Exception):
-    """A signal shut the context down while the model was loading."""
+class StartupInterrupted(BaseException):
+    """SIGINT or SIGTERM arrived during start-up (model load, warm-up, discovery).
+
+    A BaseException, like KeyboardInterrupt, so no ``except Exception`` on the way (a
+    backend's fallback, a loader's error mapping) mistakes it for a failure.
+    """
 
 
-def _descriptor(spec: ParamSpec) -> ParameterDescriptor:
-    d = ParameterDescriptor(name=spec.name, type=_PARAM_TYPES[spec.kind],
-                            description=spec.description, read_only=spec.read_only)
-    constraints = [spec.constraints] if spec.constraints else []
-    if spec.choices:
-        constraints.append("one of: " + ", ".join(spec.choices))
-    if spec.read_only:
-        constraints.append("read-only: a change needs a restart")
-    d.additional_constraints = "; ".join(constraints)
-    if spec.int_range:
-        d.integer_range = [IntegerRange(from_value=spec.int_range[0],
-                                        to_value=spec.int_range[1], step=1)]
-    if spec.float_range:
-        d.floating_point_range = [FloatingPointRange(from_value=spec.float_range[0],
-                                                     to_value=spec.float_range[1], step=0.0)]
-    return d
+class ShutdownSignals:
+    """SIGINT and SIGTERM, any number of them: the first ends the node, the rest are ignored.
+
+    A terminal's Ctrl-C reaches the whole process group and ``ros2 launch`` forwards its own
+    SIGINT (then SIGTERM), so two or three signals often arrive tenths of a second apart. A
+    second KeyboardInterrupt inside the clean-up would print a traceback and exit -2, and a
+    signal during the interpreter's exit (which puts the default handlers back) would kill
+    the process. So rclpy's handlers stay off (``SignalHandlerOptions.NO``); the first signal
+    sets :attr:`received` and makes both signals ignored from then on; during start-up it
+    also raises :class:`StartupInterrupted` to abandon the model load.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.received = threading.Event()
+        self._raise_on_first = True
+
+    def install(self) -> None:
+        for sig in self.SIGNALS:
+            signal.signal(sig, self._handle)
+
+    def started(self) -> None:
+        """Start-up is over: from now on a signal only sets :attr:`received`."""
+        self._raise_on_first = False
+
+    def ignore(self) -> None:
+        """No signal can interrupt what follows (clean-up, the interpreter's exit)."""
+        for sig in self.SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+
+    def _handle(self, signum, frame) -> None:
+        self.ignore()
+        self.received.set()
+        if self._raise_on_first:
+            self._raise_on_first = False
+            raise StartupInterrupted(signal.Signals(signum).name)
+
+
+def resolve_input_size(requested: Any, weights_path: str) -> Tuple[Size, str]:
+    """The network input ``(H, W)`` or None (full resolution), and why.
+
+    ``requested`` is :func:`~.parameters.input_size_request`'s answer; ``"checkpoint"``
+    is looked up in the checkpoint's metadata (an imported official checkpoint records
+    none: full resolution).
+    """
+    if requested is None:
+        return None, "input_size [0, 0]"
+    if requested != CHECKPOINT_SIZE:
+        return (int(requested[0]), int(requested[1])), "input_size parameter"
+    from mfaranet_ros.model import read_checkpoint
+
+    recorded = read_checkpoint(weights_path).metadata.input_size
+    if recorded:
+        return (int(recorded[0]), int(recorded[1])), "recorded in the checkpoint"
+    return None, "the checkpoint records no input size"
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}" + ("" if n == 1 else "s")
+
+
+def _size_text(size: Size) -> str:
+    return "x".join(str(v) for v in size) if size else "full resolution"
 
 
 class CameraInput:
@@ -105,64 +158,29 @@ class SegmentationNode(Node):
 
     def __init__(self, **node_kwargs):
         super().__init__(NODE_NAME, **node_kwargs)
-        self.cfg = self._declare_and_read_parameters()
-        self._alpha = self.cfg.overlay_alpha
-        self._enabled = {"labels": self.cfg.publish_labels, "color": self.cfg.publish_color,
-                         "overlay": self.cfg.publish_overlay}
-        self.add_on_set_parameters_callback(self._on_set_parameters)
-
-        self.segmenter = self._load_segmenter()  # before any subscription exists
-
-        self._lock = threading.Lock()
-        self._wake = threading.Condition(self._lock)
-        self._stop = False
-        self.stages = StageStats()
-        self.qos_events = QosEventCounters()
-        self._failures = 0
-        self._last_error = ""
-
-        self._is_compressed = self.cfg.input_transport == "compressed"
-        self.cameras: List[CameraInput] = [
-            CameraInput(*t) for t in topic_layout(self.cfg.cameras, self.cfg.input_transport)]
-        out_qos = qos_tools.output_qos(self.cfg.qos_depth)
-        for cam in self.cameras:
-            for name in ("labels", "color", "overlay"):
-                cam.pubs[name] = self._create_output(Image, cam.prefix + name, out_qos)
-            cam.pubs["latency"] = self._create_output(DiagnosticArray, cam.prefix + "latency",
-                                                      out_qos)
-        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-
-        self._worker = threading.Thread(target=self._work, name="mfaranet-inference",
-                                        daemon=True)
-        self._worker.start()
-        for cam in self.cameras:
-            cam.resolved_topic = self.resolve_topic_name(cam.input_topic)
-            self._adapt_input(cam)
+        self.cfg = self.read_parameters()
+        self.segmenter = self.load_segmenter()  # before any subscription exists
+        self.warm_up()
+        self._init_pipeline_state()
+        self.create_outputs()
+        self._start_worker()
+        self.subscribe_inputs()
         self._qos_timer = self.create_timer(0.5, self._adapt_all_inputs)
         self._diag_timer = self.create_timer(1.0, self._publish_diagnostics)
-        topics = ", ".join(c.resolved_topic for c in self.cameras)
-        self.get_logger().info(f"subscribed to {topics}; publishing labels, color, overlay "
-                               f"and latency")
 
-    # ------------------------------------------------------------------ parameters
-    def _declare_and_read_parameters(self) -> NodeConfig:
-        values: Dict[str, Any] = {}
-        for spec in PARAMETERS:
-            if spec.kind in _LIST_TYPES:
-                # An empty list has no ROS type (and YAML "[]" arrives untyped), so lists
-                # are declared typed without a default: unset means empty.
-                self.declare_parameter(spec.name, _LIST_TYPES[spec.kind], _descriptor(spec))
-                try:
-                    values[spec.name] = list(self.get_parameter(spec.name).value)
-                except ParameterUninitializedException:
-                    values[spec.name] = None
-            else:
-                values[spec.name] = self.declare_parameter(
-                    spec.name, spec.default, _descriptor(spec)).value
+    # ------------------------------------------------------- step 1: parameters
+    def read_parameters(self) -> NodeConfig:
+        """Declares the parameter table; refuses bad values in one line (StartupError)."""
         try:
-            return NodeConfig.from_values(values)
-        except ValueError as exc:
+            cfg = declare_parameters(self)
+        except ParameterError as exc:
             raise StartupError(f"invalid parameters: {exc}") from None
+        self._alpha = cfg.overlay_alpha
+        self._enabled = {"labels": cfg.publish_labels, "color": cfg.publish_color,
+                         "overlay": cfg.publish_overlay}
+        self.add_pre_set_parameters_callback(integers_as_doubles)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        return cfg
 
     def _on_set_parameters(self, params: List[Parameter]) -> SetParametersResult:
         for p in params:
@@ -176,50 +194,176 @@ class SegmentationNode(Node):
                 self._enabled[p.name[len("publish_"):]] = bool(p.value)
         return SetParametersResult(successful=True)
 
-    # ---------------------------------------------------------------------- model
-    def _load_segmenter(self):
-        from mfaranet_ros.inference import BackendUnavailable, Segmenter  # heavy: torch
+    # ------------------------------------------------------ step 2: the model
+    def load_segmenter(self):
+        """The Segmenter for the parameters, with the input size resolved and logged."""
+        from mfaranet_ros.inference import Segmenter  # heavy: torch and the backends
         from mfaranet_ros.model import CheckpointError
 
         cfg = self.cfg
         path = resolve_weights(cfg.weights)
-        log = self.get_logger()
-        log.info(f"loading {path} (backend {cfg.backend}, precision {cfg.precision})")
+        self.get_logger().info(f"loading {path} (backend {cfg.backend}, precision "
+                               f"{cfg.precision})")
         try:
+            size, why = resolve_input_size(input_size_request(cfg.input_size), path)
             seg = Segmenter.from_checkpoint(
                 path, backend=cfg.backend, device=cfg.device or None, precision=cfg.precision,
-                input_size=tuple(cfg.input_size) if cfg.input_size else None,
-                pruned=cfg.pruned, cache_dir=cfg.engine_cache_dir or None)
+                input_size=size, pruned=cfg.pruned, cache_dir=cfg.engine_cache_dir or None)
         except CheckpointError as exc:
             raise StartupError(f"cannot load checkpoint {path!r}: {exc}") from None
         except (OSError, ValueError, RuntimeError, ImportError) as exc:
             raise StartupError(f"cannot start the {cfg.backend} backend with {path!r}: "
                                f"{type(exc).__name__}: {exc}") from None
-        warm_shape = tuple(seg.input_size) if seg.input_size else (512, 1024)
-        # every batch size a cycle can have (1..number of cameras), so no artifact is
-        # built or first allocated while frames are waiting
-        try:
-            warm_s = sum(seg.warmup(frame_shape=warm_shape, batch=b)
-                         for b in range(1, max(1, len(cfg.cameras)) + 1))
-        except BackendUnavailable as exc:  # e.g. no int8 artifact for this input size
-            raise StartupError(f"cannot start the {cfg.backend} backend with {path!r}: "
-                               f"{exc}") from None
-        if not self.context.ok():  # SIGTERM arrived during the load (rclpy shut down)
-            raise _StartupInterrupted()
-        self._input_size_text = ("x".join(str(v) for v in seg.input_size)
-                                 if seg.input_size else "full resolution")
-        log.info(f"model ready: backend {seg.backend_name}, device {seg.device}, input size "
-                 f"{self._input_size_text}, {len(seg.metadata.class_names)} classes, "
-                 f"warm-up {warm_s * 1000:.0f} ms")
+        self._input_size_text = _size_text(seg.input_size)
+        self.get_logger().info(f"network input {self._input_size_text} ({why})")
         return seg
 
-    # ---------------------------------------------------------------- QoS, events
+    # ---------------------------------------------------------- step 3: warm-up
+    def warm_up(self) -> None:
+        """Builds the backend's artifacts at the shape frames will run at.
+
+        With a network input size every frame is letterboxed into it, so that shape, for
+        every batch size a cycle can have (1..number of cameras): no artifact is built
+        while frames wait. At full resolution the shape is the camera's: see
+        :meth:`_prepare_shapes`, called for the first frame of each size.
+        """
+        seg = self.segmenter
+        self._prepared: set = set()
+        warm_s = 0.0
+        if seg.input_size is not None:
+            from mfaranet_ros.inference import BackendUnavailable
+
+            try:
+                warm_s = sum(seg.warmup(frame_shape=seg.input_size, batch=b)
+                             for b in range(1, self._max_batch() + 1))
+            except BackendUnavailable as exc:  # e.g. no int8 artifact for this input size
+                raise StartupError(f"cannot start the {self.cfg.backend} backend: {exc}") from None
+            self._prepared.add(tuple(seg.input_size))
+        warm = (f"warm-up {warm_s * 1000:.0f} ms" if seg.input_size is not None else
+                "warm-up at each camera's first frame size (full resolution)")
+        self.get_logger().info(
+            f"model ready: backend {seg.backend_name}, device {seg.device}, input size "
+            f"{self._input_size_text}, {len(seg.metadata.class_names)} classes, {warm}")
+
+    def _max_batch(self) -> int:
+        return max(1, len(self.cfg.cameras))
+
+    def _prepare_shapes(self, frames: List[Any]) -> None:
+        """Full resolution: build the artifacts for a frame size not seen before."""
+        for frame in frames:
+            shape = self.segmenter.network_shape(frame.shape[:2])
+            if shape in self._prepared:
+                continue
+            t0 = time.perf_counter()
+            for b in range(1, self._max_batch() + 1):
+                self.segmenter.backend.prepare(b, *shape)
+            self._prepared.add(shape)
+            self.get_logger().info(f"prepared the backend for {_size_text(shape)} frames in "
+                                   f"{(time.perf_counter() - t0) * 1000:.0f} ms")
+
+    # ---------------------------------------------------------- step 4: outputs
+    def _init_pipeline_state(self) -> None:
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._stop = False
+        self.stages = StageStats()
+        self.qos_events = QosEventCounters()
+        self._failures = 0
+        self._last_error = ""
+        self._is_compressed = self.cfg.input_transport == "compressed"
+        self.cameras: List[CameraInput] = [
+            CameraInput(*t) for t in topic_layout(self.cfg.cameras, self.cfg.input_transport)]
+
+    def create_outputs(self) -> None:
+        """Four reliable outputs per camera and /diagnostics."""
+        out_qos = qos_tools.output_qos(self.cfg.qos_depth)
+        for cam in self.cameras:
+            for name in ("labels", "color", "overlay"):
+                cam.pubs[name] = self._create_output(Image, cam.prefix + name, out_qos)
+            cam.pubs["latency"] = self._create_output(DiagnosticArray, cam.prefix + "latency",
+                                                      out_qos)
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+
+    def _start_worker(self) -> None:
+        self._worker = threading.Thread(target=self._work, name="mfaranet-inference",
+                                        daemon=True)
+        self._worker.start()
+
     def _create_output(self, msg_type, topic: str, qos):
         def on_incompatible(event, name=self.resolve_topic_name(topic)):
             self._qos_event("incompatible_offered", event, name)
         return self.create_publisher(
             msg_type, topic, qos,
             event_callbacks=PublisherEventCallbacks(incompatible_qos=on_incompatible))
+
+    # ------------------------------------------------- step 5: QoS, subscriptions
+    def subscribe_inputs(self) -> None:
+        """Decides each input's reliability from its publishers, then subscribes.
+
+        ``auto`` first waits (at most :data:`DISCOVERY_WAIT_S`) for every camera's
+        publishers to be discovered, as rosbag2's recorder subscribes to a topic once it
+        has seen what its publishers offer: a reliable camera is then subscribed reliable
+        before its first frame, which a best-effort subscription would lose when it is
+        larger than the publisher's shared-memory segment. A camera with no publisher by
+        then gets best effort (it matches any camera) and, like every input, is
+        re-adapted when its publishers change.
+        """
+        for cam in self.cameras:
+            cam.resolved_topic = self.resolve_topic_name(cam.input_topic)
+        if self.cfg.qos_reliability == "auto":
+            self._wait_for_publishers(DISCOVERY_WAIT_S)
+        for cam in self.cameras:
+            self._adapt_input(cam)
+        topics = ", ".join(f"{c.resolved_topic} ({qos_tools.reliability_name(c.reliability)}, "
+                           f"{_count(c.publisher_count, 'publisher')})" for c in self.cameras)
+        self.get_logger().info(f"subscribed to {topics}; publishing labels, color, overlay "
+                               f"and latency")
+
+    def _wait_for_publishers(self, timeout: float) -> None:
+        def missing():
+            return [c.resolved_topic for c in self.cameras
+                    if not self.count_publishers(c.resolved_topic)]
+        waiting = missing()
+        if not waiting:
+            return
+        self.get_logger().info(f"waiting up to {timeout:.1f} s for publishers on "
+                               f"{', '.join(waiting)} (qos_reliability auto)")
+        deadline = time.monotonic() + timeout
+        while waiting and time.monotonic() < deadline and self.context.ok():
+            time.sleep(0.05)
+            waiting = missing()
+        if waiting:
+            self.get_logger().info(
+                f"no publisher yet on {', '.join(waiting)}: subscribing best effort (it "
+                f"matches any camera) and adapting when one appears")
+
+    def _adapt_all_inputs(self) -> None:
+        for cam in self.cameras:
+            self._adapt_input(cam)
+
+    def _adapt_input(self, cam: CameraInput) -> None:
+        """(Re)create the camera subscription with the reliability its publishers need."""
+        infos = self.get_publishers_info_by_topic(cam.resolved_topic)
+        cam.publisher_count = len(infos)
+        want = qos_tools.choose_reliability(
+            self.cfg.qos_reliability, [i.qos_profile.reliability for i in infos],
+            cam.reliability)
+        if cam.subscription is not None and want == cam.reliability:
+            return
+        if cam.subscription is not None:
+            self.destroy_subscription(cam.subscription)
+            self.get_logger().info(
+                f"{cam.resolved_topic}: input QoS {qos_tools.reliability_name(cam.reliability)}"
+                f" -> {qos_tools.reliability_name(want)} ({_count(len(infos), 'publisher')})")
+        topic = cam.resolved_topic
+        callbacks = SubscriptionEventCallbacks(
+            incompatible_qos=lambda e, t=topic: self._qos_event("incompatible_requested", e, t),
+            message_lost=lambda e, t=topic: self._qos_event("messages_lost", e, t))
+        cam.subscription = self.create_subscription(
+            CompressedImage if self._is_compressed else Image, cam.input_topic,
+            lambda msg, c=cam: self._on_image(c, msg),
+            qos_tools.input_qos(want, self.cfg.qos_depth), event_callbacks=callbacks)
+        cam.reliability = want
 
     def _qos_event(self, kind: str, event, topic: str) -> None:
         change = int(getattr(event, "total_count_change", 1)) or 1
@@ -244,34 +388,6 @@ class SegmentationNode(Node):
         self.get_logger().warning(
             f"QoS event on {topic}: {what} (policy {policy_name or '-'}, {change} new)",
             throttle_duration_sec=5.0)
-
-    def _adapt_all_inputs(self) -> None:
-        for cam in self.cameras:
-            self._adapt_input(cam)
-
-    def _adapt_input(self, cam: CameraInput) -> None:
-        """(Re)create the camera subscription with the reliability its publishers need."""
-        infos = self.get_publishers_info_by_topic(cam.resolved_topic)
-        cam.publisher_count = len(infos)
-        want = qos_tools.choose_reliability(
-            self.cfg.qos_reliability, [i.qos_profile.reliability for i in infos],
-            cam.reliability)
-        if cam.subscription is not None and want == cam.reliability:
-            return
-        if cam.subscription is not None:
-            self.destroy_subscription(cam.subscription)
-            self.get_logger().info(
-                f"{cam.resolved_topic}: input QoS {qos_tools.reliability_name(cam.reliability)}"
-                f" -> {qos_tools.reliability_name(want)} ({len(infos)} publishers)")
-        topic = cam.resolved_topic
-        callbacks = SubscriptionEventCallbacks(
-            incompatible_qos=lambda e, t=topic: self._qos_event("incompatible_requested", e, t),
-            message_lost=lambda e, t=topic: self._qos_event("messages_lost", e, t))
-        cam.subscription = self.create_subscription(
-            CompressedImage if self._is_compressed else Image, cam.input_topic,
-            lambda msg, c=cam: self._on_image(c, msg),
-            qos_tools.input_qos(want, self.cfg.qos_depth), event_callbacks=callbacks)
-        cam.reliability = want
 
     # ------------------------------------------------------------ executor side
     def _on_image(self, cam: CameraInput, msg) -> None:
@@ -319,8 +435,8 @@ class SegmentationNode(Node):
         return {name: self._enabled[name] and cam.pubs[name].get_subscription_count() > 0
                 for name in ("labels", "color", "overlay")}
 
-    def _process(self, batch) -> None:
-        t_start = time.perf_counter()
+    def _decode(self, batch) -> Tuple[List[Any], List[tuple]]:
+        """The batch's frames as RGB arrays and, per frame, what to publish it with."""
         frames, items = [], []
         for cam, msg, t_recv in batch:
             t0 = time.perf_counter()
@@ -332,11 +448,17 @@ class SegmentationNode(Node):
             frames.append(frame)
             items.append((cam, msg, t_recv, (time.perf_counter() - t0) * 1000.0,
                           self._wanted(cam)))
+        return frames, items
+
+    def _process(self, batch) -> None:
+        t_start = time.perf_counter()
+        frames, items = self._decode(batch)
         if not frames:
             return
-        color = any(w["color"] for *_, w in items)
-        overlay = any(w["overlay"] for *_, w in items)
-        kwargs = dict(color=color, overlay=overlay, overlay_alpha=self._alpha)
+        if self.segmenter.input_size is None:
+            self._prepare_shapes(frames)
+        kwargs = dict(color=any(w["color"] for *_, w in items),
+                      overlay=any(w["overlay"] for *_, w in items), overlay_alpha=self._alpha)
         try:
             if len(frames) == 1:
                 results = [self.segmenter.segment(frames[0], **kwargs)]
@@ -425,50 +547,68 @@ class SegmentationNode(Node):
 
     # ------------------------------------------------------------------ shutdown
     def close(self) -> None:
+        """Stops the worker (the frame in progress finishes, at most 5 s)."""
         with self._lock:
             self._stop = True
             self._wake.notify_all()
         self._worker.join(timeout=5.0)
 
 
-def _start(profile: Optional[str]) -> Optional[SegmentationNode]:
-    """Build the node; None when a signal (SIGINT, SIGTERM) ended start-up."""
+def _spin_until(node: Node, stop: threading.Event) -> None:
+    """Spins ``node`` until a signal sets ``stop`` or the context is shut down.
+
+    Short waits, because a Python signal handler runs only between the executor's waits.
+    """
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
     try:
-        node = SegmentationNode()
-    except _StartupInterrupted:
-        return None
-    if profile:
-        node.get_logger().info(f"Fast DDS profile: {profile} (large shared-memory segment)")
-    elif os.environ.get(qos_tools.PROFILE_ENV):
-        node.get_logger().info(
-            f"Fast DDS profile: {os.environ[qos_tools.PROFILE_ENV]} (the user's, from "
-            f"{qos_tools.PROFILE_ENV}; the shipped large shared-memory profile is not applied)")
-    return node
+        while not stop.is_set() and node.context.ok():
+            executor.spin_once(timeout_sec=0.1)
+    finally:
+        executor.shutdown(timeout_sec=1.0)
+
+
+def run(make_node: Callable[[], Node], args=None) -> int:
+    """Applies the Fast DDS profile, starts the node ``make_node()`` returns, spins until
+    SIGINT / SIGTERM and cleans up; the process exit code.
+
+    0 after any number of signals, at any point; 1 with one line on stderr when start-up
+    fails. The node may define ``close()`` (called before ``destroy_node``).
+    """
+    applied = qos_tools.apply_fastdds_profile()
+    signals = ShutdownSignals()
+    signals.install()
+    logger = rclpy.logging.get_logger(NODE_NAME)
+    node = None
+    try:
+        try:
+            rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+        except RuntimeError as exc:  # rcl refuses the --ros-args (a log level, a YAML file)
+            raise StartupError(f"cannot start ROS: {exc}") from None
+        node = make_node()
+        node.get_logger().info(qos_tools.describe_profile(applied))
+        signals.started()
+        _spin_until(node, signals.received)
+    except StartupInterrupted:
+        pass
+    except StartupError as exc:
+        logger.fatal(str(exc))
+        return 1
+    except ExternalShutdownException:
+        pass
+    finally:
+        signals.ignore()  # a signal during the clean-up changes nothing
+        if node is not None:
+            getattr(node, "close", lambda: None)()
+            node.destroy_node()
+        # rclpy's default would put the default handlers back: a late signal would kill
+        rclpy.try_shutdown(uninstall_handlers=False)
+    return 0
 
 
 def main(args=None) -> int:
-    """Console script: apply the Fast DDS profile, start the node, spin until SIGINT."""
-    profile = qos_tools.apply_fastdds_profile()
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = _start(profile)
-        if node is not None:
-            executor = SingleThreadedExecutor()
-            executor.add_node(node)
-            executor.spin()
-    except StartupError as exc:
-        rclpy.logging.get_logger(NODE_NAME).fatal(str(exc))
-        print(f"{NODE_NAME}: {exc}", file=sys.stderr)
-        return 1
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.close()
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    """Console script ``segmentation_node``."""
+    return run(SegmentationNode, args)
 
 
 if __name__ == "__main__":

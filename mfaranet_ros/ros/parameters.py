@@ -2,13 +2,14 @@
 
 The table is the single source of truth: the node declares exactly these, the
 shipped ``config/segment.yaml`` must carry exactly these keys, and the launch file only
-overrides names from it (test/test_launch_config.py checks both).
+overrides names from it (test/test_launch_config.py checks both). Pure Python: the
+declaration on an rclpy node is :mod:`.node_parameters`.
 """
 from __future__ import annotations
 
-import os
+import array
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from ..inference.backends import BACKENDS, PRECISIONS
 from ..model.weights import DEFAULT_WEIGHTS, package_models_dir, resolve_weights
@@ -18,6 +19,8 @@ __all__ = [
     "PARAMETERS",
     "PARAMETER_NAMES",
     "NodeConfig",
+    "CHECKPOINT_SIZE",
+    "input_size_request",
     "validate_parameter",
     "resolve_weights",
     "package_models_dir",
@@ -29,7 +32,7 @@ RELIABILITIES = ("auto", "reliable", "best_effort")
 
 @dataclass(frozen=True)
 class ParamSpec:
-    """One parameter. ``default=None`` with a list ``kind`` means "unset = empty"."""
+    """One parameter. A list ``kind`` has an empty tuple as its default (empty is a value)."""
 
     name: str
     kind: str  # "string" | "bool" | "integer" | "double" | "integer_array" | "string_array"
@@ -51,16 +54,18 @@ PARAMETERS: Tuple[ParamSpec, ...] = (
               "Device, e.g. 'cpu', 'cuda', 'cuda:1'; empty = CUDA when available, else CPU.",
               constraints="empty, 'cpu', 'cuda' or 'cuda:N'"),
     ParamSpec("precision", "string", "fp32", "Inference precision.", choices=PRECISIONS),
-    ParamSpec("input_size", "integer_array", None,
+    ParamSpec("input_size", "integer_array", (),
               "Network input [H, W]; frames are letterboxed into it and the results mapped "
-              "back to each frame's size. Empty = every frame at full resolution.",
-              constraints="empty or two integers >= 32"),
+              "back to each frame's size. Empty = the input size recorded in the checkpoint "
+              "(full resolution when it records none); [0, 0] = every frame at full "
+              "resolution.",
+              constraints="[], [0, 0] or two integers >= 32"),
     ParamSpec("pruned", "bool", False, "Load the pruned variant of the network."),
     ParamSpec("input_transport", "string", "raw",
               "raw: subscribe to 'image' (sensor_msgs/Image); compressed: "
               "'image/compressed' (sensor_msgs/CompressedImage, jpeg or png).",
               choices=TRANSPORTS),
-    ParamSpec("cameras", "string_array", None,
+    ParamSpec("cameras", "string_array", (),
               "Camera names; for each name c the node subscribes to c/image and publishes "
               "c/labels, c/color, c/overlay, c/latency, batching all cameras through one "
               "model. Empty = one camera on 'image' with outputs under ~/.",
@@ -92,8 +97,15 @@ _PY_TYPES = {
     "string": (str,),
     "bool": (bool,),
     "integer": (int,),
-    "double": (float, int),
+    "double": (float, int),  # an integer for a decimal is that number (1 -> 1.0)
 }
+_ITEM_TYPES = {"integer_array": int, "string_array": str}
+_KIND_WORDS = {"string": "a string", "bool": "true or false", "integer": "an integer",
+               "double": "a number", "integer_array": "a list of integers",
+               "string_array": "a list of strings"}
+
+#: ``input_size_request`` for ``input_size: []``: the size recorded in the checkpoint
+CHECKPOINT_SIZE = "checkpoint"
 
 
 def _valid_token(name: str) -> bool:
@@ -101,34 +113,43 @@ def _valid_token(name: str) -> bool:
         c.isalnum() or c in "_/" for c in name) and "//" not in name and not name.endswith("/")
 
 
-def validate_parameter(name: str, value: Any) -> Optional[str]:
-    """The reason ``value`` is refused for parameter ``name``, or None when it is fine."""
-    spec = _SPECS.get(name)
-    if spec is None:
-        return f"unknown parameter {name!r}"
-    if spec.kind in _PY_TYPES:
-        if isinstance(value, bool) and spec.kind != "bool":
-            return f"{name}: expected {spec.kind}, got bool"
-        if not isinstance(value, _PY_TYPES[spec.kind]):
-            return f"{name}: expected {spec.kind}, got {type(value).__name__}"
-    if spec.choices and value not in spec.choices:
-        return f"{name}: {value!r} is not one of {', '.join(spec.choices)}"
-    if spec.int_range and not spec.int_range[0] <= value <= spec.int_range[1]:
-        return f"{name}: {value} outside [{spec.int_range[0]}, {spec.int_range[1]}]"
-    if spec.float_range and not spec.float_range[0] <= value <= spec.float_range[1]:
-        return f"{name}: {value} outside [{spec.float_range[0]}, {spec.float_range[1]}]"
+def _type_problem(spec: ParamSpec, value: Any) -> Optional[str]:
+    shown = list(value) if isinstance(value, array.array) else value
+    expected = f"{spec.name}: expected {_KIND_WORDS[spec.kind]}, got {shown!r}"
+    if spec.kind in _ITEM_TYPES:
+        item = _ITEM_TYPES[spec.kind]
+        if not isinstance(value, (list, tuple, array.array)) or not all(
+                isinstance(v, item) and not isinstance(v, bool) for v in value):
+            return expected
+        return None
+    if isinstance(value, bool) and spec.kind != "bool":
+        return expected
+    if not isinstance(value, _PY_TYPES[spec.kind]):
+        return expected
+    return None
+
+
+def _range_problem(spec: ParamSpec, value: Any) -> Optional[str]:
+    for bounds in (spec.int_range, spec.float_range):
+        if bounds and not bounds[0] <= value <= bounds[1]:
+            return f"{spec.name}: {value} is outside [{bounds[0]}, {bounds[1]}]"
+    return None
+
+
+def _value_problem(name: str, value: Any) -> Optional[str]:
+    """The checks a descriptor cannot express."""
     if name == "weights" and not str(value).strip():
-        return "weights: empty path"
+        return "weights: empty path (give a checkpoint file)"
     if name == "device":
         v = str(value)
-        if v not in ("", "cpu", "cuda") and not (
-                v.startswith("cuda:") and v[5:].isdigit()):
+        if v not in ("", "cpu", "cuda") and not (v.startswith("cuda:") and v[5:].isdigit()):
             return f"device: {v!r} is not empty, 'cpu', 'cuda' or 'cuda:N'"
-    if name == "input_size" and value is not None:
+    if name == "input_size":
         size = list(value)
-        if size and (len(size) != 2 or min(size) < 32):
-            return f"input_size: expected empty or [H, W] with both >= 32, got {size}"
-    if name == "cameras" and value is not None:
+        if size not in ([], [0, 0]) and (len(size) != 2 or min(size) < 32):
+            return (f"input_size: expected [] (the checkpoint's size), [0, 0] (full "
+                    f"resolution) or [H, W] with both >= 32, got {size}")
+    if name == "cameras":
         names = list(value)
         bad = [c for c in names if not _valid_token(c)]
         if bad:
@@ -136,6 +157,31 @@ def validate_parameter(name: str, value: Any) -> Optional[str]:
         if len(set(names)) != len(names):
             return f"cameras: duplicate names in {names}"
     return None
+
+
+def validate_parameter(name: str, value: Any) -> Optional[str]:
+    """The reason ``value`` is refused for parameter ``name`` (one line naming the
+    parameter, the value and what is allowed), or None when it is fine."""
+    spec = _SPECS.get(name)
+    if spec is None:
+        return f"unknown parameter {name!r}"
+    problem = _type_problem(spec, value)
+    if problem:
+        return problem
+    if spec.choices and value not in spec.choices:
+        return f"{name}: {value!r} is not one of {', '.join(spec.choices)}"
+    return _range_problem(spec, value) or _value_problem(name, value)
+
+
+def input_size_request(size: Sequence[int]) -> Union[str, None, Tuple[int, int]]:
+    """What ``input_size`` asks for: :data:`CHECKPOINT_SIZE` (``[]``), None = full
+    resolution (``[0, 0]``), or ``(H, W)``."""
+    size = [int(v) for v in size]
+    if not size:
+        return CHECKPOINT_SIZE
+    if size == [0, 0]:
+        return None
+    return size[0], size[1]
 
 
 @dataclass
@@ -146,7 +192,7 @@ class NodeConfig:
     backend: str = "auto"
     device: str = ""
     precision: str = "fp32"
-    input_size: Optional[List[int]] = None
+    input_size: List[int] = field(default_factory=list)  # [] checkpoint, [0, 0] full
     pruned: bool = False
     input_transport: str = "raw"
     cameras: List[str] = field(default_factory=list)
@@ -165,7 +211,7 @@ class NodeConfig:
         if problems:
             raise ValueError("; ".join(problems))
         cfg = cls(**{k: v for k, v in values.items() if v is not None})
-        cfg.input_size = list(cfg.input_size) if cfg.input_size else None
+        cfg.input_size = [int(v) for v in cfg.input_size or []]
         cfg.cameras = list(cfg.cameras or [])
         cfg.overlay_alpha = float(cfg.overlay_alpha)
         return cfg

@@ -14,8 +14,8 @@ from typing import Iterable, MutableMapping, Optional
 
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy)
 
-__all__ = ["PROFILE_ENV", "profile_path", "apply_fastdds_profile", "choose_reliability",
-           "input_qos", "output_qos", "reliability_name"]
+__all__ = ["PROFILE_ENV", "profile_path", "apply_fastdds_profile", "describe_profile",
+           "choose_reliability", "input_qos", "output_qos", "reliability_name"]
 
 PROFILE_ENV = "FASTDDS_DEFAULT_PROFILES_FILE"
 
@@ -36,6 +36,38 @@ def apply_fastdds_profile(environ: Optional[MutableMapping[str, str]] = None) ->
         return None
     env[PROFILE_ENV] = profile_path()
     return env[PROFILE_ENV]
+
+
+def _is_shipped_profile(path: str) -> bool:
+    """``path`` is the shipped profile or a copy of it (the launch file points the variable
+    at the installed one before the node starts)."""
+    shipped = profile_path()
+    try:
+        if os.path.samefile(path, shipped):
+            return True
+        with open(path, "rb") as mine, open(shipped, "rb") as ours:
+            return mine.read() == ours.read()
+    except OSError:
+        return False
+
+
+def describe_profile(applied: Optional[str],
+                     environ: Optional[MutableMapping[str, str]] = None) -> str:
+    """What the node's participant runs with, for the start-up log.
+
+    ``applied``: what :func:`apply_fastdds_profile` returned.
+    """
+    env = os.environ if environ is None else environ
+    if applied:
+        return f"Fast DDS profile: {applied} (large shared-memory segment)"
+    path = env.get(PROFILE_ENV, "")
+    if not path:
+        return "Fast DDS profile: none (default transports)"
+    if _is_shipped_profile(path):
+        return (f"Fast DDS profile: {path} (large shared-memory segment; the shipped "
+                f"profile, set in {PROFILE_ENV})")
+    return (f"Fast DDS profile: {path} (the user's, from {PROFILE_ENV}; the shipped large "
+            f"shared-memory profile is not applied)")
 
 
 def choose_reliability(setting: str, offered: Iterable[ReliabilityPolicy],

@@ -80,7 +80,7 @@ class InputCounters:
 
 @dataclass
 class QosEventCounters:
-    """Counts of the middleware's QoS events (issue 7 section 3)."""
+    """Counts of the middleware's QoS events (incompatible QoS, lost messages)."""
 
     incompatible_requested: int = 0  # a publisher offers what our subscription cannot take
     incompatible_offered: int = 0    # a subscriber requests what our outputs do not offer

@@ -1,4 +1,4 @@
-"""Procedural driving scenes with Cityscapes trainId labels (training data for the demo weights)."""
+"""Procedural driving scenes with Cityscapes trainId labels (the demo weights' training data)."""
 from .scene import IGNORE, TRAIN_IDS, generate_scene
 from .writer import frame_seed, write_dataset
 

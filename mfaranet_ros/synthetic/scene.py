@@ -88,7 +88,8 @@ class _Canvas:
         if label >= 0:
             cv2.fillPoly(self.labels, [pts], int(label))
 
-    def circle(self, centre: Tuple[float, float], radius: float, colour: Colour, label: int) -> None:
+    def circle(self, centre: Tuple[float, float], radius: float, colour: Colour,
+               label: int) -> None:
         c = (int(round(centre[0])), int(round(centre[1])))
         r = max(1, int(round(radius)))
         cv2.circle(self.rgb, c, r, tuple(int(v) for v in colour), -1)
@@ -141,7 +142,8 @@ def _sky(cv: _Canvas, rng: np.random.Generator, horizon: float) -> None:
     if rng.random() < 0.6:  # clouds: thresholded smooth noise, whitened
         field = cv2.resize(rng.random((6, 12)).astype(np.float32), (sw, sh),
                            interpolation=cv2.INTER_CUBIC)
-        amount = (np.clip((field - rng.uniform(0.55, 0.75)) * 3.0, 0, 1) * (1 - t) ** 0.5)[..., None]
+        cover = np.clip((field - rng.uniform(0.55, 0.75)) * 3.0, 0, 1)
+        amount = (cover * (1 - t) ** 0.5)[..., None]
         sky = sky * (1 - amount) + np.array((235, 238, 242), np.float32) * amount
     cv.rgb[:] = cv2.resize(np.clip(sky, 0, 255).astype(np.uint8), (w, h),
                            interpolation=cv2.INTER_LINEAR)
@@ -177,8 +179,8 @@ def _facade_building(cv: _Canvas, cam: _Camera, rng: np.random.Generator, x: flo
     if rng.random() < 0.3:
         back = x + np.sign(x) * rng.uniform(8, 20)
         h2 = height + rng.uniform(4, 20)
-        cv.poly(cam.side(back, z0, z1, height * 0.5, h2), _shade(_jitter(rng, base, 25), light * 0.9),
-                BUILDING)
+        cv.poly(cam.side(back, z0, z1, height * 0.5, h2),
+                _shade(_jitter(rng, base, 25), light * 0.9), BUILDING)
         cv.poly(cam.side(x, z0, z1, 0, height), _shade(base, light), BUILDING)
 
 
@@ -238,15 +240,17 @@ def _street_end(cv: _Canvas, cam: _Camera, rng: np.random.Generator, z: float) -
             for xx in np.linspace(x0, x1, 6):
                 pts.append(cam.project(float(xx), rng.uniform(4, 14), z))
             pts.append(cam.project(x1, 0, z))
-            cv.poly(np.round(np.array(pts)).astype(np.int32), _jitter(rng, (60, 95, 40), 15), VEGETATION)
+            cv.poly(np.round(np.array(pts)).astype(np.int32), _jitter(rng, (60, 95, 40), 15),
+                    VEGETATION)
 
 
 def _ground(cv: _Canvas, cam: _Camera, rng: np.random.Generator, left: float, right: float,
             walk_l: float, walk_r: float, z_end: float) -> None:
     z_near = 0.5
     terrain = _jitter(rng, (150, 145, 85), 20)
-    cv.poly(np.array([[-10 * cv.w, int(cam.cy)], [11 * cv.w, int(cam.cy)],
-                      [11 * cv.w, 10 * cv.h], [-10 * cv.w, 10 * cv.h]], np.int32), terrain, TERRAIN)
+    below_horizon = np.array([[-10 * cv.w, int(cam.cy)], [11 * cv.w, int(cam.cy)],
+                              [11 * cv.w, 10 * cv.h], [-10 * cv.w, 10 * cv.h]], np.int32)
+    cv.poly(below_horizon, terrain, TERRAIN)
     walk = _jitter(rng, (175, 160, 170) if rng.random() < 0.6 else (160, 160, 155), 15)
     curb = _shade(walk, 1.15)
     for edge, width in ((-left, -walk_l), (right, walk_r)):
@@ -336,8 +340,8 @@ def _tree(cv: _Canvas, cam: _Camera, rng: np.random.Generator, x: float, z: floa
     for _ in range(rng.integers(4, 8)):
         ox, oy = rng.uniform(-crown * 0.6, crown * 0.6), rng.uniform(-crown * 0.4, crown * 0.5)
         c = cam.project(x + ox, height - crown * 0.8 + oy, z)
-        cv.circle(c, cam.f * crown * rng.uniform(0.45, 0.8) / z, _shade(green, rng.uniform(0.75, 1.2)),
-                  VEGETATION)
+        cv.circle(c, cam.f * crown * rng.uniform(0.45, 0.8) / z,
+                  _shade(green, rng.uniform(0.75, 1.2)), VEGETATION)
 
 
 def _person(cv: _Canvas, cam: _Camera, rng: np.random.Generator, x: float, z: float) -> None:
@@ -388,7 +392,8 @@ def _vehicle(cv: _Canvas, cam: _Camera, rng: np.random.Generator, x: float, z: f
             cv.poly(cam.side(side_x, z + length * 0.25, z + length * 0.8, h * 0.6, h),
                     (45, 50, 60), label)
         elif label == BUS:
-            cv.poly(cam.side(side_x, z + 0.5, z + length - 0.5, h * 0.5, h * 0.85), (40, 50, 65), label)
+            cv.poly(cam.side(side_x, z + 0.5, z + length - 0.5, h * 0.5, h * 0.85),
+                    (40, 50, 65), label)
         for wz in (z + 0.8, z + length - 0.8):  # wheels
             cv.poly(cam.side(side_x, wz - 0.35, wz + 0.35, 0, 0.6), (20, 20, 22), label)
     # the rear face
@@ -397,8 +402,10 @@ def _vehicle(cv: _Canvas, cam: _Camera, rng: np.random.Generator, x: float, z: f
     cv.poly(cam.quad(x0 + 0.1, x0 + 0.35, 0.0, 0.3, z), (20, 20, 22), label)
     cv.poly(cam.quad(x1 - 0.35, x1 - 0.1, 0.0, 0.3, z), (20, 20, 22), label)
     if label == CAR:
-        cabin = np.round(np.array([cam.project(x0 + 0.1, body_top, z), cam.project(x1 - 0.1, body_top, z),
-                                   cam.project(x1 - 0.3, h, z + 0.4), cam.project(x0 + 0.3, h, z + 0.4)]))
+        cabin = np.round(np.array([cam.project(x0 + 0.1, body_top, z),
+                                   cam.project(x1 - 0.1, body_top, z),
+                                   cam.project(x1 - 0.3, h, z + 0.4),
+                                   cam.project(x0 + 0.3, h, z + 0.4)]))
         cv.poly(cabin.astype(np.int32), _shade(colour, 0.9), label)
         glass = np.round(np.array([cam.project(x0 + 0.2, body_top + 0.03, z + 0.05),
                                    cam.project(x1 - 0.2, body_top + 0.03, z + 0.05),
@@ -439,7 +446,8 @@ def _finish(cv: _Canvas, rng: np.random.Generator) -> np.ndarray:
     light = cv2.resize(light, (w, h), interpolation=cv2.INTER_LINEAR)
     gain = (1.0 + _FINE[lab] * fine + _BLOTCH[lab] * blotch) * light
     exposure = rng.uniform(0.7, 1.25)
-    balance = np.array([rng.uniform(0.93, 1.07), 1.0, rng.uniform(0.93, 1.07)], np.float32) * exposure
+    balance = np.array([rng.uniform(0.93, 1.07), 1.0, rng.uniform(0.93, 1.07)],
+                       np.float32) * exposure
     img = cv.rgb.astype(np.float32)
     img *= gain[..., None]
     img *= balance
@@ -453,7 +461,145 @@ def _finish(cv: _Canvas, rng: np.random.Generator) -> np.ndarray:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def generate_scene(seed: int, size: Tuple[int, int] = (512, 1024)) -> Tuple[np.ndarray, np.ndarray]:
+# ------------------------------------------------------------------- scene composition
+# The steps below draw from one generator in a fixed order: reordering any two draws
+# changes every scene of every seed (test_synthetic.py holds hashes of a few).
+
+@dataclass
+class _Street:
+    """The street's cross-section in metres and how far it runs."""
+
+    left: float      # road half-width to the left of the camera
+    right: float     # and to the right
+    walk_l: float    # sidewalk widths (0: none)
+    walk_r: float
+    z_end: float     # depth where the street ends
+
+    def sides(self) -> Tuple[Tuple[int, float, float], ...]:
+        """``(sign, road edge, sidewalk width)`` of the left and the right side."""
+        return ((-1, self.left, self.walk_l), (1, self.right, self.walk_r))
+
+
+class _Objects:
+    """Things drawn after the facades, kept with their depth and drawn far to near."""
+
+    def __init__(self, cv: _Canvas, cam: _Camera, rng: np.random.Generator) -> None:
+        self.cv, self.cam, self.rng = cv, cam, rng
+        self.items: List[Tuple[float, Callable[[], None]]] = []
+
+    def add(self, z: float, fn: Callable[..., None], x: float, *extra) -> None:
+        self.items.append((z, lambda: fn(self.cv, self.cam, self.rng, x, z, *extra)))
+
+    def draw(self) -> None:
+        for _, draw in sorted(self.items, key=lambda item: -item[0]):
+            draw()
+
+
+def _camera(rng: np.random.Generator, h: int, w: int) -> _Camera:
+    return _Camera(f=w * rng.uniform(0.75, 1.05), cx=w * rng.uniform(0.42, 0.58),
+                   cy=h * rng.uniform(0.36, 0.5), h=rng.uniform(1.2, 1.7))
+
+
+def _street(rng: np.random.Generator) -> _Street:
+    left, right = rng.uniform(2.0, 9.0), rng.uniform(2.0, 9.0)
+    walk_l = rng.uniform(1.5, 5.0) if rng.random() < 0.9 else 0.0
+    walk_r = rng.uniform(1.5, 5.0) if rng.random() < 0.9 else 0.0
+    return _Street(left, right, walk_l, walk_r, rng.uniform(50, 200))
+
+
+def _facade_segments(rng: np.random.Generator, z_end: float) -> List[Tuple[float, float]]:
+    """Depth intervals of one side's facades, with an occasional gap between them."""
+    segments: List[Tuple[float, float]] = []
+    z = rng.uniform(0.3, 3.0)
+    while z < z_end:
+        length = rng.uniform(6, 30)
+        segments.append((z, min(z + length, z_end)))
+        z += length + (rng.uniform(2, 10) if rng.random() < 0.25 else 0.0)
+    return segments
+
+
+def _facade(cv: _Canvas, cam: _Camera, rng: np.random.Generator, x: float, z0: float,
+            z1: float, light: float) -> None:
+    """One facade segment: a building, vegetation, a wall, a fence, or open land."""
+    r = rng.random()
+    if r < 0.52:
+        _facade_building(cv, cam, rng, x, z0, z1, light)
+    elif r < 0.72:
+        _facade_vegetation(cv, cam, rng, x, z0, z1, light)
+    elif r < 0.83:
+        _facade_wall(cv, cam, rng, x, z0, z1, light, WALL)
+    elif r < 0.93:
+        _facade_wall(cv, cam, rng, x, z0, z1, light, FENCE)
+    # else: open land, the terrain shows up to the horizon
+
+
+def _facades(cv: _Canvas, cam: _Camera, rng: np.random.Generator, street: _Street) -> None:
+    """Facades along both sides, drawn far to near (they never overlap across sides)."""
+    sun = rng.uniform(0.75, 1.1)
+    for sign, edge, walk in street.sides():
+        verge = rng.uniform(0.5, 5.0) if rng.random() < 0.4 else 0.0
+        x = sign * (edge + walk + verge)
+        light = sun * (1.0 if sign > 0 else rng.uniform(0.7, 0.95))
+        for z0, z1 in reversed(_facade_segments(rng, street.z_end)):
+            _facade(cv, cam, rng, x, z0, z1, light)
+
+
+def _sidewalk_objects(objects: _Objects, rng: np.random.Generator, sign: int, edge: float,
+                      walk: float, z_end: float) -> None:
+    """Poles at the kerb, trees and persons on one sidewalk."""
+    for z in np.arange(rng.uniform(3, 15), z_end * 0.6, rng.uniform(10, 25)):
+        objects.add(float(z), _pole, sign * (edge + 0.45))
+    for z in np.arange(rng.uniform(4, 20), z_end * 0.5, rng.uniform(8, 20)):
+        if rng.random() < 0.5:
+            objects.add(float(z), _tree, sign * (edge + walk * rng.uniform(0.5, 0.9)))
+    for _ in range(rng.poisson(3)):
+        objects.add(float(rng.uniform(3, 45)), _person, sign * (edge + rng.uniform(0.4, walk)))
+
+
+def _parked_vehicles(objects: _Objects, rng: np.random.Generator, sign: int,
+                     edge: float) -> None:
+    for z in np.arange(rng.uniform(3, 12), 70, rng.uniform(5.5, 12)):
+        if rng.random() < 0.45:
+            kind = CAR if rng.random() < 0.88 else TRUCK
+            objects.add(float(z), _vehicle, sign * (edge - 1.1), kind)
+
+
+def _moving_vehicle_kind(rng: np.random.Generator) -> int:
+    r = rng.random()
+    return CAR if r < 0.75 else (TRUCK if r < 0.88 else BUS)
+
+
+def _traffic(objects: _Objects, rng: np.random.Generator, street: _Street) -> None:
+    """Vehicles in the lanes, one ahead in ours, and sometimes pedestrians crossing."""
+    for lane in np.arange(-street.left + 1.6, street.right - 1.2, 3.2):
+        if abs(lane) < 1.0:
+            continue  # the camera car's own lane stays clear near the camera
+        for _ in range(rng.poisson(1.2)):
+            kind = _moving_vehicle_kind(rng)
+            objects.add(float(rng.uniform(6, 80)), _vehicle, float(lane), kind)
+    for _ in range(rng.poisson(1.0)):  # a vehicle ahead in our lane, at a distance
+        kind = _moving_vehicle_kind(rng)
+        objects.add(float(rng.uniform(12, 60)), _vehicle, float(rng.uniform(-0.3, 0.3)), kind)
+    if rng.random() < 0.3:  # pedestrians crossing
+        z = float(rng.uniform(6, 25))
+        for _ in range(rng.integers(1, 4)):
+            objects.add(z + rng.uniform(-0.5, 0.5), _person,
+                        float(rng.uniform(-street.left, street.right)))
+
+
+def _objects(cv: _Canvas, cam: _Camera, rng: np.random.Generator, street: _Street) -> None:
+    """Everything in front of the facades, drawn far to near so nearer things occlude."""
+    objects = _Objects(cv, cam, rng)
+    for sign, edge, walk in street.sides():
+        if walk > 0:
+            _sidewalk_objects(objects, rng, sign, edge, walk, street.z_end)
+        _parked_vehicles(objects, rng, sign, edge)
+    _traffic(objects, rng, street)
+    objects.draw()
+
+
+def generate_scene(seed: int,
+                   size: Tuple[int, int] = (512, 1024)) -> Tuple[np.ndarray, np.ndarray]:
     """One street scene, fully determined by ``seed``.
 
     Args:
@@ -468,81 +614,14 @@ def generate_scene(seed: int, size: Tuple[int, int] = (512, 1024)) -> Tuple[np.n
     if h < 8 or w < 8:
         raise ValueError(f"scene size must be at least 8x8, got {size}")
     rng = np.random.default_rng(np.random.SeedSequence(int(seed) & ((1 << 64) - 1)))
-    cam = _Camera(f=w * rng.uniform(0.75, 1.05), cx=w * rng.uniform(0.42, 0.58),
-                  cy=h * rng.uniform(0.36, 0.5), h=rng.uniform(1.2, 1.7))
+    cam = _camera(rng, h, w)
     cv = _Canvas(h, w)
     _sky(cv, rng, cam.cy)
-
-    left, right = rng.uniform(2.0, 9.0), rng.uniform(2.0, 9.0)
-    walk_l = rng.uniform(1.5, 5.0) if rng.random() < 0.9 else 0.0
-    walk_r = rng.uniform(1.5, 5.0) if rng.random() < 0.9 else 0.0
-    z_end = rng.uniform(50, 200)
-    _street_end(cv, cam, rng, z_end)
-    _ground(cv, cam, rng, left, right, walk_l, walk_r, z_end)
-
-    # facades along both sides, drawn far to near (they never overlap across sides)
-    sun = rng.uniform(0.75, 1.1)
-    for sign, edge, walk in ((-1, left, walk_l), (1, right, walk_r)):
-        verge = rng.uniform(0.5, 5.0) if rng.random() < 0.4 else 0.0
-        x = sign * (edge + walk + verge)
-        light = sun * (1.0 if sign > 0 else rng.uniform(0.7, 0.95))
-        segments: List[Tuple[float, float]] = []
-        z = rng.uniform(0.3, 3.0)
-        while z < z_end:
-            length = rng.uniform(6, 30)
-            segments.append((z, min(z + length, z_end)))
-            z += length + (rng.uniform(2, 10) if rng.random() < 0.25 else 0.0)
-        for z0, z1 in reversed(segments):
-            r = rng.random()
-            if r < 0.52:
-                _facade_building(cv, cam, rng, x, z0, z1, light)
-            elif r < 0.72:
-                _facade_vegetation(cv, cam, rng, x, z0, z1, light)
-            elif r < 0.83:
-                _facade_wall(cv, cam, rng, x, z0, z1, light, WALL)
-            elif r < 0.93:
-                _facade_wall(cv, cam, rng, x, z0, z1, light, FENCE)
-            # else: open land, the terrain shows up to the horizon
-
-    # objects, sorted far to near so that nearer ones occlude
-    objects: List[Tuple[float, Callable[[], None]]] = []
-
-    def add(z: float, fn: Callable[..., None], x: float, *extra) -> None:
-        objects.append((z, lambda: fn(cv, cam, rng, x, z, *extra)))
-
-    for sign, edge, walk in ((-1, left, walk_l), (1, right, walk_r)):
-        if walk > 0:
-            for z in np.arange(rng.uniform(3, 15), z_end * 0.6, rng.uniform(10, 25)):
-                add(float(z), _pole, sign * (edge + 0.45))
-            for z in np.arange(rng.uniform(4, 20), z_end * 0.5, rng.uniform(8, 20)):
-                if rng.random() < 0.5:
-                    add(float(z), _tree, sign * (edge + walk * rng.uniform(0.5, 0.9)))
-            for _ in range(rng.poisson(3)):
-                add(float(rng.uniform(3, 45)), _person, sign * (edge + rng.uniform(0.4, walk)))
-        # parked cars along the kerb
-        for z in np.arange(rng.uniform(3, 12), 70, rng.uniform(5.5, 12)):
-            if rng.random() < 0.45:
-                kind = CAR if rng.random() < 0.88 else TRUCK
-                add(float(z), _vehicle, sign * (edge - 1.1), kind)
-    lanes = np.arange(-left + 1.6, right - 1.2, 3.2)
-    for lane in lanes:
-        if abs(lane) < 1.0:
-            continue  # the camera car's own lane stays clear near the camera
-        for _ in range(rng.poisson(1.2)):
-            r = rng.random()
-            kind = CAR if r < 0.75 else (TRUCK if r < 0.88 else BUS)
-            add(float(rng.uniform(6, 80)), _vehicle, float(lane), kind)
-    for _ in range(rng.poisson(1.0)):  # a vehicle ahead in our lane, at a distance
-        r = rng.random()
-        kind = CAR if r < 0.75 else (TRUCK if r < 0.88 else BUS)
-        add(float(rng.uniform(12, 60)), _vehicle, float(rng.uniform(-0.3, 0.3)), kind)
-    if rng.random() < 0.3:  # pedestrians crossing
-        z = float(rng.uniform(6, 25))
-        for _ in range(rng.integers(1, 4)):
-            add(z + rng.uniform(-0.5, 0.5), _person, float(rng.uniform(-left, right)))
-
-    for _, draw in sorted(objects, key=lambda item: -item[0]):
-        draw()
+    street = _street(rng)
+    _street_end(cv, cam, rng, street.z_end)
+    _ground(cv, cam, rng, street.left, street.right, street.walk_l, street.walk_r, street.z_end)
+    _facades(cv, cam, rng, street)
+    _objects(cv, cam, rng, street)
     if rng.random() < 0.3:
         _ego_hood(cv, rng)
     rgb = _finish(cv, rng)

@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Dict, List, Optional, Tuple
 
 from ..cli_args import parse_size
 
@@ -16,36 +15,27 @@ def _synth(args: argparse.Namespace) -> int:
 
     write_dataset(args.out, args.frames, args.size, args.seed, start=args.start,
                   progress=None if args.quiet else lambda it: tqdm(it, desc="synth", unit="frame"))
-    print(f"wrote {args.frames} frames of {args.size[0]}x{args.size[1]} to {args.out} (seed {args.seed})")
+    print(f"wrote {args.frames} frames of {args.size[0]}x{args.size[1]} to {args.out} "
+          f"(seed {args.seed})")
     return 0
 
 
-def _parse_set(items: List[str]) -> Dict:
-    """``a.b=value`` (value parsed as YAML) -> nested dict."""
-    import yaml
-
-    out: Dict = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"error: --set expects key=value, got {item!r}")
-        node = out
-        parts = key.split(".")
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-        node[parts[-1]] = yaml.safe_load(value)
-    return out
-
-
 def _train(args: argparse.Namespace) -> int:
-    from .engine import load_config, train
+    from ..model import CheckpointError
+    from .config import ConfigError, load_config, parse_override
+    from .engine import train
 
-    overrides = _parse_set(args.set or [])
-    if args.output_dir:
-        overrides["output_dir"] = args.output_dir
-    cfg = load_config(args.config, overrides)
-    metrics = train(cfg, resume=not args.no_resume, stop_at=args.stop_at)
-    print(json.dumps({"output_dir": cfg["output_dir"], **metrics}))
+    try:
+        overrides = [parse_override(item) for item in args.set or []]
+        if args.output_dir:
+            overrides.append(("output_dir", args.output_dir))
+        cfg = load_config(args.config, overrides)
+        metrics = train(cfg, resume=not args.no_resume, stop_at=args.stop_at)
+    except (ConfigError, CheckpointError, FileNotFoundError) as exc:
+        # a recipe, a weights file or a data folder that cannot be used: say which
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({"output_dir": cfg.output_dir, **metrics}))
     return 0
 
 
@@ -104,7 +94,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("synth", help="generate synthetic street scenes with Cityscapes trainId labels")
+    p = sub.add_parser("synth",
+                       help="generate synthetic street scenes with Cityscapes trainId labels")
     p.add_argument("out", help="output folder (gets images/ and labels/)")
     p.add_argument("--frames", type=int, default=100)
     p.add_argument("--size", type=parse_size, default=(512, 1024), help="HxW (default 512x1024)")
@@ -113,7 +104,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_synth)
 
-    p = sub.add_parser("train", help="train MFARANet from a YAML recipe (resumes output_dir/last.pth)")
+    p = sub.add_parser("train",
+                       help="train MFARANet from a YAML recipe (resumes output_dir/last.pth)")
     p.add_argument("--config", required=True, help="YAML recipe, e.g. config/train_synthetic.yaml")
     p.add_argument("--output-dir", help="overrides output_dir")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",

@@ -8,16 +8,16 @@ with a generator seeded by ``sample_seed``; see :class:`SeededBatches`).
 from __future__ import annotations
 
 import glob
-import logging
 import os
-from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Iterator, List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..model.metadata import ModelMetadata, cityscapes_metadata
+from ..model.metadata import ModelMetadata
+from .config import ConfigError, DataConfig, GeneratedSplit
 from .transforms import TrainTransform, normalize
 
 __all__ = [
@@ -25,8 +25,6 @@ __all__ = [
     "GeneratedDataset", "SeededBatches", "CAMVID_CLASSES", "CAMVID_PALETTE",
     "camvid_metadata", "cityscapes_label_lut", "build_dataset",
 ]
-
-log = logging.getLogger(__name__)
 
 CAMVID_CLASSES = ("sky", "building", "pole", "road", "sidewalk", "tree", "sign symbol",
                   "fence", "car", "pedestrian", "bicyclist")
@@ -38,7 +36,8 @@ CAMVID_PALETTE = ((128, 128, 128), (128, 0, 0), (192, 192, 128), (128, 64, 128),
 def camvid_metadata(source: str = "unknown", input_size: Optional[Sequence[int]] = None,
                     **extra) -> ModelMetadata:
     """Metadata of an 11-class CamVid model (label 11 = void is ignored)."""
-    return ModelMetadata(class_names=list(CAMVID_CLASSES), palette=[list(c) for c in CAMVID_PALETTE],
+    return ModelMetadata(class_names=list(CAMVID_CLASSES),
+                         palette=[list(c) for c in CAMVID_PALETTE],
                          input_size=list(input_size) if input_size is not None else None,
                          source=source, dataset="camvid", **extra)
 
@@ -62,10 +61,8 @@ def read_label(path: str) -> np.ndarray:
 class SegmentationDataset(Dataset):
     """Base class: subclasses implement ``__len__`` and ``load``."""
 
-    def __init__(self, transform: Optional[TrainTransform] = None,
-                 eval_size: Optional[Tuple[int, int]] = None) -> None:
+    def __init__(self, transform: Optional[TrainTransform] = None) -> None:
         self.transform = transform
-        self.eval_size = eval_size
 
     def load(self, index: int) -> Tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
@@ -175,7 +172,8 @@ class FolderDataset(SegmentationDataset):
 
 
 class GeneratedDataset(SegmentationDataset):
-    """Scenes generated on the fly: frame ``i`` is ``generate_scene(frame_seed(seed, i), size)``."""
+    """Scenes generated on the fly: frame ``i`` is
+    ``generate_scene(frame_seed(seed, i), size)``."""
 
     def __init__(self, frames: int, size: Tuple[int, int], seed: int = 0, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -207,7 +205,8 @@ class SeededBatches:
         self.start, self.stop, self.rank, self.world = start, stop, rank, world
         self.per_epoch = (length // world) // batch_size
         if self.per_epoch < 1:
-            raise ValueError(f"{length} samples are too few for batch {batch_size} x {world} processes")
+            raise ValueError(f"{length} samples are too few for batch {batch_size} x {world} "
+                             f"processes")
 
     def batch(self, iteration: int) -> List[Tuple[int, int]]:
         epoch, pos = divmod(iteration, self.per_epoch)
@@ -225,16 +224,21 @@ class SeededBatches:
         return max(0, self.stop - self.start)
 
 
-def build_dataset(cfg: dict, split_key: str, transform: Optional[TrainTransform]) -> SegmentationDataset:
-    """Builds the dataset a config section describes (``type`` and its options)."""
-    kind = cfg.get("type")
-    if kind == "cityscapes":
-        return CityscapesDataset(cfg["root"], cfg[split_key], transform=transform)
-    if kind == "camvid":
-        return CamVidDataset(cfg["root"], cfg[split_key], transform=transform)
-    if kind == "folder":
-        return FolderDataset(cfg[split_key], limit=cfg.get(f"{split_key}_limit"), transform=transform)
-    if kind == "generated":
-        part = cfg[split_key]
-        return GeneratedDataset(part["frames"], tuple(part["size"]), part["seed"], transform=transform)
-    raise ValueError(f"unknown dataset type {kind!r} (cityscapes, camvid, folder, generated)")
+def build_dataset(data: DataConfig, split: str,
+                  transform: Optional[TrainTransform]) -> SegmentationDataset:
+    """The dataset of ``data``'s ``split`` (``"train"`` or ``"val"``) as its ``type`` reads it."""
+    part = getattr(data, split)
+    if data.type == "generated":
+        if not isinstance(part, GeneratedSplit):
+            raise ConfigError(f"data.{split}: a generated split is {{frames, size, seed}}, "
+                              f"got {part!r}")
+        return GeneratedDataset(part.frames, part.size, part.seed, transform=transform)
+    if not isinstance(part, str):
+        raise ConfigError(f"data.{split}: {data.type} needs a split name or folder, got {part!r}")
+    if data.type == "folder":
+        return FolderDataset(part, limit=getattr(data, f"{split}_limit"), transform=transform)
+    if not data.root:
+        raise ConfigError(f"data.root: {data.type} needs the dataset's root folder")
+    if data.type == "cityscapes":
+        return CityscapesDataset(data.root, part, transform=transform)
+    return CamVidDataset(data.root, part, transform=transform)

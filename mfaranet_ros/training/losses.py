@@ -1,4 +1,4 @@
-"""Multi-scale Joint Supervision (MJS) losses, MFARANET.md §5.
+"""Multi-scale Joint Supervision (MJS) losses (docs/model.md, training losses).
 
 ``L = CE(out, y) + sum_k [ OHEM_CE(up(S_k), y) + 0.3 BalancedBCE(up(B_k), e)
                             + 0.1 EdgeGatedCE(up(S_k), y, up(B_k)) ]``
@@ -118,13 +118,15 @@ class MJSLoss(nn.Module):
 
         main = F.cross_entropy(outputs["out"].float(), target, ignore_index=self.ignore_index)
         scales: Sequence[torch.Tensor] = outputs["scales"]  # type: ignore[assignment]
-        bounds: Sequence[torch.Tensor] = outputs.get("boundaries") or []  # type: ignore[assignment]
+        bounds: Sequence[torch.Tensor] = (outputs.get("boundaries")  # type: ignore[assignment]
+                                          or [])
         parts = {"main": main.detach(), "ohem": main.new_zeros(()), "edge": main.new_zeros(()),
                  "gated": main.new_zeros(())}
         total = main
         for k, s in enumerate(scales):
             s_up = up(s)
-            ohem = ohem_cross_entropy(s_up, target, self.ohem_thresh, self.min_kept, self.ignore_index)
+            ohem = ohem_cross_entropy(s_up, target, self.ohem_thresh, self.min_kept,
+                                      self.ignore_index)
             total = total + self.seg_weight * ohem
             parts["ohem"] += ohem.detach()
             if k < len(bounds):

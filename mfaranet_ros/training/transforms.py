@@ -1,4 +1,4 @@
-"""Training and evaluation transforms (MFARANET.md §5-6), numpy/OpenCV in, tensors out.
+"""Training and evaluation transforms (docs/model.md), numpy/OpenCV in, tensors out.
 
 Randomness comes from a ``numpy.random.Generator`` the caller passes per sample, so
 an augmented batch depends only on (seed, epoch, position): worker count and resume
@@ -40,7 +40,7 @@ def boundary_target(label: np.ndarray) -> np.ndarray:
 
 def normalize(rgb: np.ndarray, mean: Sequence[float] = IMAGENET_MEAN,
               std: Sequence[float] = IMAGENET_STD) -> torch.Tensor:
-    """``(H, W, 3)`` uint8 RGB -> ``(3, H, W)`` float32, ``(x - mean) / std`` on the 0..255 scale."""
+    """``(H, W, 3)`` uint8 RGB -> ``(3, H, W)`` float32: ``(x - mean) / std``, 0..255 scale."""
     x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).float()
     m = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
     s = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
@@ -92,7 +92,8 @@ class TrainTransform:
                              f"got {self.class_uniform_p!r}")
 
     def __call__(self, rgb: np.ndarray, label: np.ndarray, rng: np.random.Generator):
-        """Returns ``image (3, h, w)`` float, ``label (h, w)`` int64, ``boundary (1, h, w)`` float."""
+        """Returns ``image (3, h, w)`` float, ``label (h, w)`` int64 and
+        ``boundary (1, h, w)`` float."""
         if rgb.shape[:2] != label.shape[:2]:
             raise ValueError(f"image {rgb.shape[:2]} and label {label.shape[:2]} sizes differ")
         fill = tuple(float(v) for v in self.mean)

@@ -93,6 +93,7 @@ def create_backend(name: str, source: ModelSource, *, device: Optional[str] = No
         if prec != precision:
             reasons.append(f"{precision} is a GPU setting, running {prec}")
         if reasons:
-            log.warning("backend 'auto' chose %s; unavailable: %s", backend.describe(), "; ".join(reasons))
+            log.warning("backend 'auto' chose %s; unavailable: %s", backend.describe(),
+                        "; ".join(reasons))
         return backend
     raise BackendUnavailable("no backend can run here: " + "; ".join(reasons))

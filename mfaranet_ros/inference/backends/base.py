@@ -59,7 +59,8 @@ def resolve_device(device: Optional[str]) -> str:
     if dev == "cuda" or (dev.startswith("cuda:") and dev[5:].isdigit()):
         if not torch.cuda.is_available():
             raise BackendUnavailable(f"device {dev!r} requested but torch sees no CUDA device "
-                                     f"(torch {torch.__version__}, CUDA build: {torch.version.cuda})")
+                                     f"(torch {torch.__version__}, "
+                                     f"CUDA build: {torch.version.cuda})")
         return dev
     raise ValueError(f"device must be None, 'cpu', 'cuda' or 'cuda:N'; got {device!r}")
 
@@ -72,8 +73,8 @@ class ModelSource:
         self.pruned = bool(pruned)
         self.metadata: ModelMetadata = read_checkpoint(self.path).metadata
         if self.metadata.num_classes > 255:
-            raise ValueError(f"{self.path!r}: {self.metadata.num_classes} classes do not fit uint8 "
-                             f"labels (at most 255)")
+            raise ValueError(f"{self.path!r}: {self.metadata.num_classes} classes do not fit "
+                             f"uint8 labels (at most 255)")
         self._sha256: Optional[str] = None
 
     @property

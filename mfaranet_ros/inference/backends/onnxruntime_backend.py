@@ -40,7 +40,8 @@ def _import_ort():
     try:
         import onnxruntime
     except ImportError as exc:
-        raise BackendUnavailable(f"onnxruntime is not installed ({exc}); pip install onnxruntime") from None
+        raise BackendUnavailable(f"onnxruntime is not installed ({exc}); "
+                                 f"pip install onnxruntime") from None
     return onnxruntime
 
 
@@ -90,7 +91,8 @@ def _quiet_loggers(names=("torch.onnx", "onnx_ir", "onnxscript")):
             logger.setLevel(level)
 
 
-def export_onnx(source: ModelSource, height: int, width: int, confidence: bool, key: Dict) -> bytes:
+def export_onnx(source: ModelSource, height: int, width: int, confidence: bool,
+                key: Dict) -> bytes:
     """Exports ``SegmentationGraph``: uint8 NHWC in, uint8 labels [+ float confidence] out.
 
     Two files per size: ONNX Runtime computes every node of a graph even when only some
@@ -99,13 +101,15 @@ def export_onnx(source: ModelSource, height: int, width: int, confidence: bool, 
     import onnx
 
     meta = source.metadata
-    graph = SegmentationGraph(source.load_model(), meta.mean, meta.std, confidence=confidence).eval()
+    graph = SegmentationGraph(source.load_model(), meta.mean, meta.std,
+                              confidence=confidence).eval()
     outputs = [LABELS, CONFIDENCE] if confidence else [LABELS]
     example = torch.zeros((2, height, width, 3), dtype=torch.uint8)
     batch = torch.export.Dim("batch", min=1, max=256)
     # The exporter narrates on stdout and logs every optimisation pass: keep it quiet.
     # GatherGridSample: the flow warps as row gathers, ~2x faster than ORT's CPU GridSample.
-    with warnings.catch_warnings(), redirect_stdout(io.StringIO()), _quiet_loggers(), GatherGridSample():
+    with warnings.catch_warnings(), redirect_stdout(io.StringIO()), _quiet_loggers(), \
+            GatherGridSample():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
             graph, (example,), None, dynamo=True, opset_version=OPSET, verbose=False,
@@ -113,12 +117,14 @@ def export_onnx(source: ModelSource, height: int, width: int, confidence: bool, 
             dynamic_shapes={"pixels": {0: batch}}, external_data=False,
         )
     proto = program.model_proto
+    described = f"{LABELS}: (B, {height}, {width}) uint8 trainIds"
+    if confidence:
+        described += f"; {CONFIDENCE}: (B, {height}, {width}) float32 max softmax"
     props = {
         "metadata": json.dumps(meta.to_dict(), sort_keys=True),
         "cache_key": json.dumps(key, sort_keys=True),
         "input": f"{INPUT}: (B, {height}, {width}, 3) uint8 RGB 0..255 (normalised inside)",
-        "outputs": f"{LABELS}: (B, {height}, {width}) uint8 trainIds"
-                   + (f"; {CONFIDENCE}: (B, {height}, {width}) float32 max softmax" if confidence else ""),
+        "outputs": described,
         "source_checkpoint": os.path.basename(source.path),
     }
     del proto.metadata_props[:]
@@ -145,32 +151,35 @@ class OnnxRuntimeBackend(Backend):
         super().__init__(source, device, precision)
         self._ort = ort
         if precision not in ("fp32", "int8"):
-            raise BackendUnavailable("the onnxruntime backend runs fp32 and int8 (calibrated) only; "
-                                     "use torch or tensorrt on a GPU for fp16")
+            raise BackendUnavailable("the onnxruntime backend runs fp32 and int8 (calibrated) "
+                                     "only; use torch or tensorrt on a GPU for fp16")
         if precision == "int8" and device != "cpu":
             raise BackendUnavailable(f"int8 runs on the CPU execution provider, not {device!r}")
         available = ort.get_available_providers()
         if device.startswith("cuda"):
             if "CUDAExecutionProvider" not in available:
-                raise BackendUnavailable(f"device {device!r} needs onnxruntime's CUDAExecutionProvider; "
-                                         f"this onnxruntime {ort.__version__} has {available}")
+                raise BackendUnavailable(f"device {device!r} needs onnxruntime's "
+                                         f"CUDAExecutionProvider; this onnxruntime "
+                                         f"{ort.__version__} has {available}")
             dev_id = int(device.split(":")[1]) if ":" in device else 0
-            self.providers = [("CUDAExecutionProvider", {"device_id": dev_id}), "CPUExecutionProvider"]
+            self.providers = [("CUDAExecutionProvider", {"device_id": dev_id}),
+                              "CPUExecutionProvider"]
         else:
             self.providers = ["CPUExecutionProvider"]
         self.cache = cache
         self.threads = threads or physical_cores()
         self._sessions: Dict[Tuple[int, int, bool], object] = {}
         self._paths: Dict[Tuple[int, int, bool], str] = {}
-        self._keys: Dict[Tuple[int, int, bool], Dict] = {}   # the key each artifact was built for
+        self._keys: Dict[Tuple[int, int, bool], Dict] = {}  # the key each artifact was built for
         self.calibration = calibration
         if precision == "int8" and calibration is None:
             require_any_int8(source, self._cache_dir())
 
     def describe(self) -> str:
+        first = self.providers[0]
+        provider = first if isinstance(first, str) else first[0]
         return (f"{self.name} {self._ort.__version__} on {self.device} "
-                f"({self.providers[0] if isinstance(self.providers[0], str) else self.providers[0][0]}, "
-                f"{self.threads} threads), {self.precision}")
+                f"({provider}, {self.threads} threads), {self.precision}")
 
     def _session_options(self):
         so = self._ort.SessionOptions()
@@ -183,7 +192,7 @@ class OnnxRuntimeBackend(Backend):
 
     def _cache_dir(self) -> Optional[Path]:
         """Where artifacts are looked up (a read-only directory can still be read)."""
-        return self.cache.path or (self.cache.requested if self.cache.requested.is_dir() else None)
+        return self.cache.readable
 
     def build(self, height: int, width: int, confidence: bool = False,
               rebuild: str = "") -> Tuple[object, Optional[Path]]:
@@ -197,13 +206,13 @@ class OnnxRuntimeBackend(Backend):
         if rebuild:
             path, why = None, rebuild
         else:
-            path, why = lookup(self._cache_dir(), "mfaranet-onnx", key, "onnx")
+            path, why = lookup(self.cache.readable, "mfaranet-onnx", key, "onnx")
         if path is not None:
             log.debug("using cached ONNX model %s", path)
             return str(path), path
         where = self.cache.path or "memory (cache directory not writable)"
-        log.info("exporting %s to ONNX for %dx%d input%s (%s), this takes a few seconds to a minute; "
-                 "cached at %s", self.source.describe(), height, width,
+        log.info("exporting %s to ONNX for %dx%d input%s (%s), this takes a few seconds to a "
+                 "minute; cached at %s", self.source.describe(), height, width,
                  " with confidence" if confidence else "", why, where)
         t0 = time.perf_counter()
         blob = export_onnx(self.source, height, width, confidence, key)
@@ -214,18 +223,24 @@ class OnnxRuntimeBackend(Backend):
         log.info("exported in %.1f s: %s", time.perf_counter() - t0, path)
         return str(path), path
 
+    def _new_session(self, model):
+        return self._ort.InferenceSession(model, self._session_options(),
+                                          providers=self.providers)
+
     def session(self, height: int, width: int, confidence: bool = False):
+        """The ONNX Runtime session for this input size (built on first use)."""
         hw = (int(height), int(width), bool(confidence))
         sess = self._sessions.get(hw)
         if sess is None:
             model, path = self.build(*hw)
-            sess = self._ort.InferenceSession(model, self._session_options(), providers=self.providers)
+            sess = self._new_session(model)
             embedded = sess.get_modelmeta().custom_metadata_map.get(META_PREFIX + "cache_key")
             if embedded is None or json.loads(embedded) != self._keys[hw]:
                 # A manifest copied next to someone else's file: never trust it.
-                log.warning("ONNX model %s does not carry the key its manifest claims; re-exporting", path)
+                log.warning("ONNX model %s does not carry the key its manifest claims; "
+                            "re-exporting", path)
                 model, path = self.build(*hw, rebuild="embedded key differs from the manifest")
-                sess = self._ort.InferenceSession(model, self._session_options(), providers=self.providers)
+                sess = self._new_session(model)
             self._sessions[hw] = sess
             if path is not None:
                 self._paths[hw] = str(path)
@@ -240,6 +255,7 @@ class OnnxRuntimeBackend(Backend):
         return time.perf_counter() - t0
 
     def run(self, pixels: np.ndarray, confidence: bool = False) -> Outputs:
+        """``(B, H, W, 3)`` uint8 numpy -> labels ``(B, H, W)`` uint8, confidence or None."""
         sess = self.session(pixels.shape[1], pixels.shape[2], confidence)
         pixels = np.ascontiguousarray(pixels)
         if confidence:

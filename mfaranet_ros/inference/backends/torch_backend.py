@@ -19,13 +19,13 @@ class TorchBackend(Backend):
     """Eager PyTorch (or ``torch.compile``) on the model's own device.
 
     ``run`` takes and returns torch tensors on the backend's device. On the CPU the
-    Segmenter still processes frames with numpy / OpenCV (about 10x cheaper there than
+    Segmenter still processes frames with numpy / OpenCV (10x cheaper or more there than
     the same steps as torch ops) and hands batches over as tensors sharing the numpy
     memory, so no copy is made either way.
 
     ``channels_last=True`` (the default) is about 2x faster than the default NCHW layout
-    on CPU for this network; ``channels_last=False`` is the plain eager baseline the
-    benchmark compares against.
+    on CPU for this network (docs/performance.md); ``channels_last=False`` is the
+    plain eager baseline the benchmark compares against.
     """
 
     name = "torch"
@@ -54,7 +54,9 @@ class TorchBackend(Backend):
 
     def describe(self) -> str:
         extra = ", channels_last" if self.channels_last else ", NCHW"
-        return f"{self.name} on {self.device}, {self.precision}{extra}{', compiled' if self.compiled else ''}"
+        if self.compiled:
+            extra += ", compiled"
+        return f"{self.name} on {self.device}, {self.precision}{extra}"
 
     def prepare(self, batch: int, height: int, width: int, confidence: bool = False) -> float:
         t0 = time.perf_counter()
