@@ -50,13 +50,6 @@ def test_fp32_is_requested_explicitly_and_matches_onnxruntime(source, cache, fra
     assert list(backend.artifacts().values()) == list(reference.artifacts().values())
 
 
-def test_confidence_output(source, cache, frames):
-    backend = create_backend("openvino", source, precision="fp32", cache=cache)
-    labels, conf = backend.run(frames[:1], confidence=True)
-    assert conf.shape == (1, H, W) and conf.dtype == np.float32
-    assert float(conf.min()) > 0 and float(conf.max()) <= 1.0 + 1e-6
-
-
 @pytest.mark.skipif(HAS_BF16, reason="this CPU has bf16: the refusal does not apply")
 def test_bf16_without_bf16_instructions_is_refused(source, cache):
     with pytest.raises(BackendUnavailable, match="no bf16 instructions .* would run fp32"):

@@ -185,3 +185,19 @@ def test_build_engine_int8_prints_the_artifact(source, int8_cache, capsys):
     assert f"cached at {_artifacts(int8_cache)[0]}" in out or INT8_ARTIFACT in out
     assert main(args[:-8] + ["--cache-dir", str(int8_cache)]) == 2
     assert "--precision int8 needs --calibration" in capsys.readouterr().err
+
+
+@pytest.mark.ros
+def test_node_with_int8_and_no_artifact_refuses_to_start(tmp_path):
+    import subprocess
+
+    pytest.importorskip("rclpy", reason="needs rclpy (requirements-ros-pypi.txt)")
+    from ros_helpers import node_command
+
+    res = subprocess.run(node_command("-p", "backend:=onnxruntime", "-p", "precision:=int8",
+                                      "-p", f"engine_cache_dir:={tmp_path}"),
+                         capture_output=True, text=True, timeout=120, cwd=str(REPO))
+    out = res.stdout + res.stderr
+    assert res.returncode != 0 and "Traceback" not in out
+    assert "no onnxruntime int8 artifact for mfaranet_synthetic.pth" in out
+    assert "mfaranet build-engine --weights" in out and "--precision int8 --calibration" in out

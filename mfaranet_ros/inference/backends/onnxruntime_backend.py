@@ -341,6 +341,8 @@ def build_int8(backend: "OnnxRuntimeBackend", height: int, width: int, confidenc
     if backend.calibration is None:
         base = int8_key(backend.source, height, width, confidence)
         path, key, why = find_calibrated(directory, INT8_ARTIFACT, base, "onnx")
+        if rebuild and path is not None:  # never trust it, and without frames: no rebuild
+            path, why = None, f"{path.name}: {rebuild}"
         if path is None:
             raise BackendUnavailable(missing_artifact_message(
                 "onnxruntime", "int8", backend.source.path, (height, width), directory, why))

@@ -76,7 +76,7 @@ def fp32_onnx(source: ModelSource, cache: CacheDir, height: int, width: int,
               confidence: bool) -> Tuple[object, Dict]:
     """The fp32 export (path, or bytes when nothing can be cached) and its key."""
     key = onnx_cache_key(source, height, width, "fp32", confidence)
-    directory = cache.path or (cache.requested if cache.requested.is_dir() else None)
+    directory = cache.readable
     path, why = lookup(directory, "mfaranet-onnx", key, "onnx")
     if path is not None:
         return str(path), key
@@ -96,9 +96,9 @@ def _compile(ov, core, model: object, shape: Tuple[int, int, int], hint: str, th
     compiled = core.compile_model(ov_model, "CPU", {
         "INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": threads,
         "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1})
-    got = str(compiled.get_property("INFERENCE_PRECISION_HINT"))
-    if hint == "bf16" and "bf16" not in got:
-        raise BackendUnavailable(f"OpenVINO compiled for {got}, not bf16, on this CPU")
+    got = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+    if got != hint:
+        raise BackendUnavailable(f"OpenVINO compiled for {got}, not {hint}, on this CPU")
     return compiled
 
 
@@ -129,7 +129,7 @@ class OpenVinoBackend(Backend):
             _require_any_int8(source, self._cache_dir())
 
     def _cache_dir(self) -> Optional[Path]:
-        return self.cache.path or (self.cache.requested if self.cache.requested.is_dir() else None)
+        return self.cache.readable
 
     def describe(self) -> str:
         version = self._ov.__version__.split("-")[0]
@@ -208,21 +208,26 @@ def _int8_model(backend: OpenVinoBackend, height: int, width: int,
     directory = backend._cache_dir()
     if backend.calibration is None:
         base = openvino_int8_key(backend.source, height, width, confidence)
-        path, _key, why = find_calibrated(directory, OV_INT8_ARTIFACT, base, "onnx")
+        path, key, why = find_calibrated(directory, OV_INT8_ARTIFACT, base, "onnx")
         if path is None:
             raise BackendUnavailable(missing_artifact_message(
                 "openvino", "int8", backend.source.path, (height, width), directory, why))
-        _log_loaded(path)
+        _check_loaded(path, key)
         return str(path), path
     return _calibrate(backend, height, width, confidence)
 
 
-def _log_loaded(path: Path) -> None:
+def _check_loaded(path: Path, key: Dict) -> None:
+    """Refuses a file that does not carry the key its manifest claims; logs its accuracy."""
     import onnx
 
     from ..quantize import describe_accuracy
 
     props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    embedded = props.get(META_PREFIX + "cache_key")
+    if embedded is None or json.loads(embedded) != key:
+        raise BackendUnavailable(f"{path} does not carry the key its manifest claims; delete it "
+                                 f"and build it again with mfaranet build-engine")
     accuracy = props.get(META_PREFIX + "accuracy")
     log.info("openvino int8 model %s, calibrated on %s: %s", path.name,
              props.get(META_PREFIX + "calibration", "?"),
@@ -241,7 +246,7 @@ def _calibrate(backend: OpenVinoBackend, height: int, width: int,
     key = openvino_int8_key(backend.source, height, width, confidence, calib)
     path, why = lookup(backend._cache_dir(), OV_INT8_ARTIFACT, key, "onnx")
     if path is not None:
-        _log_loaded(path)
+        _check_loaded(path, key)
         return str(path), path
     fp32_model, _ = fp32_onnx(backend.source, backend.cache, height, width, confidence)
     fp32_proto = onnx.load(fp32_model) if isinstance(fp32_model, str) else \
@@ -296,6 +301,14 @@ def nncf_quantize_onnx(model, calibration, num_classes: int, input_name: str = I
     keep = set(int8_nodes(model, num_classes))
     ignored = [node.name for node in model.graph.node if node.name not in keep]
     data = nncf.Dataset([{input_name: frame[None]} for frame in calibration.frames])
-    return nncf.quantize(model, data, subset_size=len(calibration),
-                         preset=nncf.QuantizationPreset.PERFORMANCE, fast_bias_correction=True,
-                         ignored_scope=nncf.IgnoredScope(names=ignored, validate=False))
+    # NNCF logs one INFO line per node it leaves alone: hundreds, here.
+    nncf_log = logging.getLogger("nncf")
+    level = nncf_log.level
+    nncf_log.setLevel(logging.WARNING)
+    try:
+        return nncf.quantize(model, data, subset_size=len(calibration),
+                             preset=nncf.QuantizationPreset.PERFORMANCE,
+                             fast_bias_correction=True,
+                             ignored_scope=nncf.IgnoredScope(names=ignored, validate=False))
+    finally:
+        nncf_log.setLevel(level)
