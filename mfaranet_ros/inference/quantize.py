@@ -121,7 +121,8 @@ def accuracy_report(reference: Callable[[np.ndarray], np.ndarray],
     """Label agreement with ``reference`` (fp32) and the mIoU difference on held-out frames.
 
     ``reference`` / ``candidate``: ``(1, H, W, 3)`` uint8 -> ``(1, H, W)`` uint8 labels.
-    Returns the figures (fractions; mIoU in points) for the artifact's metadata.
+    Returns the figures for the artifact's metadata: per held-out set, and at the top the
+    worst over the sets (agreement as a fraction, mIoU difference in points).
     """
     sets = []
     for fs in held_out:
