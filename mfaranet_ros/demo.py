@@ -75,8 +75,8 @@ def _ensure_bag(bag: Path, spec, regenerate: bool, progress: bool = True) -> Dic
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from mfaranet_ros.evaluation.cli import load_segmenter
-    from mfaranet_ros.evaluation.offline import EvalOptions, evaluate_bag
+    from mfaranet_ros.evaluation.model_args import load_segmenter
+    from mfaranet_ros.evaluation.offline import EvalOptions, check_inputs, evaluate_bag
     from mfaranet_ros.evaluation.synthbag import SyntheticBagSpec
 
     t0 = time.perf_counter()
@@ -87,16 +87,16 @@ def _demo(args: argparse.Namespace) -> int:
     if bag["reused"]:
         print(f"Using the synthetic driving bag {bag['path']} ({spec.frames} frames, "
               f"{spec.size[0]}x{spec.size[1]})")
-    args.weights = _find_weights(args.weights)
-    if args.input_size is None:
-        args.input_size = "checkpoint"   # the demo runs the weights at their trained size
-    segmenter, weights = load_segmenter(args)
-    size = segmenter.input_size
-    print(f"Model {weights}: {segmenter.backend_name} on {segmenter.device}"
-          + (f", network input {size[0]}x{size[1]}" if size else ", full resolution"))
     options = EvalOptions(image_topic=bag["image_topic"], label_topic=bag["label_topic"],
                           progress=not args.no_progress)
-    report = evaluate_bag(bag["path"], args.out, segmenter, options, weights=weights)
+    check_inputs(bag["path"], options)       # the bag before the model: cheap
+    args.weights = _find_weights(args.weights)
+    segmenter, weights, reason = load_segmenter(args)
+    size = segmenter.input_size
+    print(f"Model {weights}: {segmenter.backend_name} on {segmenter.device}, network input "
+          f"{f'{size[0]}x{size[1]}' if size else 'full resolution'} ({reason})")
+    report = evaluate_bag(bag["path"], args.out, segmenter, options, weights=weights,
+                          input_size_reason=reason)
     wall = time.perf_counter() - t0
     _print_summary(report, bag, args, wall)
     return 130 if report["status"] == "interrupted" else 0
@@ -149,7 +149,8 @@ def _print_summary(report: Dict, bag: Dict, args: argparse.Namespace, wall: floa
 
 def register(sub: argparse._SubParsersAction) -> None:
     from mfaranet_ros.cli_args import parse_size
-    from mfaranet_ros.evaluation.cli import add_segmenter_options
+    from mfaranet_ros.evaluation.cli import one_line_errors
+    from mfaranet_ros.evaluation.model_args import add_segmenter_options
 
     p = sub.add_parser(
         "demo", help="the demo: synthetic driving bag -> segmentation -> out/demo/",
@@ -170,4 +171,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--regenerate", action="store_true", help="make the bag again")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_segmenter_options(p)
-    p.set_defaults(func=_demo)
+    p.set_defaults(func=one_line_errors(_demo))

@@ -196,22 +196,6 @@ def test_auto_falls_back_with_reasons(tiny_checkpoint, inference_cache_dir, capl
     assert "tensorrt" in text and "torch on cuda: no CUDA device" in text
 
 
-def test_tensorrt_missing_or_no_gpu_is_a_clear_error(tiny_checkpoint, inference_cache_dir):
-    try:
-        import torch_tensorrt  # noqa: F401
-        has_trt = True
-    except ImportError:
-        has_trt = False
-    if has_trt and torch.cuda.is_available():
-        pytest.skip("TensorRT is usable here")
-    with pytest.raises(BackendUnavailable) as err:
-        Segmenter.from_checkpoint(tiny_checkpoint, backend="tensorrt",
-                                  cache_dir=inference_cache_dir)
-    assert ("torch_tensorrt is not installed" in str(err.value)) != has_trt
-    if has_trt:
-        assert "CUDA" in str(err.value)
-
-
 def test_cuda_requests_without_cuda_are_clear(tiny_checkpoint):
     if torch.cuda.is_available():
         pytest.skip("CUDA present")

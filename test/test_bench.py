@@ -112,18 +112,6 @@ def test_build_engine_onnxruntime(bench_checkpoint, inference_cache_dir, capsys)
     assert cached[0] in capsys.readouterr().out
 
 
-def test_build_engine_tensorrt_without_tensorrt(tiny_checkpoint, tmp_path, capsys):
-    try:
-        import torch_tensorrt  # noqa: F401
-        pytest.skip("torch_tensorrt installed")
-    except ImportError:
-        pass
-    argv = ["build-engine", "--weights", str(tiny_checkpoint), "--backend", "tensorrt",
-            "--input-size", "64x128", "--cache-dir", str(tmp_path)]
-    assert main(argv) == 2
-    assert "torch_tensorrt is not installed" in capsys.readouterr().err
-
-
 def _check_timed_row(r, base):
     assert set(r) == ROW_KEYS and r["error"] is None
     assert r["input_size"] == [64, 128] and r["frame_size"] == [96, 160]

@@ -252,18 +252,144 @@ def test_input_size_option_reads_the_checkpoints_size(tmp_path, tiny_checkpoint)
 
     import torch
 
-    from mfaranet_ros.evaluation.cli import checkpoint_input_size, parse_input_size
+    from mfaranet_ros.evaluation.model_args import load_segmenter, parse_input_size
     from mfaranet_ros.model import MFARANet, cityscapes_metadata, save_checkpoint
 
     torch.manual_seed(0)
     path = tmp_path / "sized.pth"
     save_checkpoint(path, MFARANet(19), cityscapes_metadata(source="test", input_size=[32, 64]))
-    assert checkpoint_input_size(str(path)) == (32, 64)
-    assert checkpoint_input_size(str(tiny_checkpoint)) is None     # records none
     assert parse_input_size("checkpoint") == "checkpoint"
+    assert parse_input_size("full") is None
     assert parse_input_size("48x96") == (48, 96)
     with pytest.raises(argparse.ArgumentTypeError, match="expected HxW"):
         parse_input_size("big")
+
+    # The default, 'checkpoint': the recorded size, or full resolution where none is.
+    def load(weights, text):
+        args = argparse.Namespace(weights=str(weights), backend="torch", device="cpu",
+                                  precision="fp32", input_size=parse_input_size(text),
+                                  pruned=False, cache_dir=str(tmp_path / "cache"))
+        seg, _, reason = load_segmenter(args)
+        return seg.input_size, reason
+
+    assert load(path, "checkpoint") == ((32, 64), "32x64, recorded in the checkpoint")
+    size, why = load(tiny_checkpoint, "checkpoint")
+    assert size is None and "records no input size" in why
+    assert load(path, "full")[0] is None
+    assert load(path, "48x96")[0] == (48, 96)
+
+
+def test_eval_bag_default_input_size_is_the_checkpoints(tmp_path, capsys, caplog):
+    import logging
+
+    import torch
+
+    from mfaranet_ros.cli import main
+    from mfaranet_ros.model import MFARANet, cityscapes_metadata, save_checkpoint
+
+    torch.manual_seed(0)
+    weights = tmp_path / "sized.pth"
+    save_checkpoint(weights, MFARANet(19), cityscapes_metadata(source="test",
+                                                               input_size=[32, 64]))
+    bag = make_synthetic_bag(tmp_path / "in", SyntheticBagSpec(frames=1, size=SIZE))
+    with caplog.at_level(logging.INFO):
+        rc = main(["eval-bag", bag["path"], "--out", str(tmp_path / "out"), "--weights",
+                   str(weights), "--backend", "torch", "--no-progress", "--no-bag"])
+    assert rc == 0, capsys.readouterr().err
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["model"]["input_size"] == [32, 64]
+    assert report["model"]["input_size_reason"] == "32x64, recorded in the checkpoint"
+    assert "network input 32x64, recorded in the checkpoint" in caplog.text
+    assert "(32x64, recorded in the checkpoint)" in (tmp_path / "out" / "report.md").read_text()
+
+
+def _bogus_weights(tmp_path):
+    """A weights file that would fail to load: an error about it means the model came first."""
+    path = tmp_path / "bogus.pth"
+    path.write_bytes(b"not a checkpoint")
+    return str(path)
+
+
+@pytest.mark.parametrize("problem", ["missing topic", "damaged file", "missing label topic",
+                                     "missing gt folder"])
+def test_bag_is_checked_before_the_model(tmp_path, capsys, problem):
+    """Bad inputs fail on the bag, with unloadable weights never touched."""
+    import time
+
+    from mfaranet_ros.cli import main
+
+    bag = make_synthetic_bag(tmp_path / "in", SyntheticBagSpec(frames=2, size=SIZE))
+    extra = {"missing topic": ["--image-topic", "/front/image"],
+             "missing label topic": ["--label-topic", "/front/labels"],
+             "missing gt folder": ["--gt-folder", str(tmp_path / "nowhere")]}.get(problem, [])
+    if problem == "damaged file":
+        mcap = tmp_path / "in" / "in.mcap"
+        mcap.write_bytes(mcap.read_bytes()[:-200])
+    t0 = time.perf_counter()
+    rc = main(["eval-bag", bag["path"], "--out", str(tmp_path / "out"), "--weights",
+               _bogus_weights(tmp_path), "--no-progress", *extra])
+    elapsed = time.perf_counter() - t0
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("error: "), err
+    assert "checkpoint" not in err and "bogus" not in err, err
+    expected = {"missing topic": "'/front/image' is not in",
+                "damaged file": "damaged or not a bag",
+                "missing label topic": "label topic '/front/labels' is not in",
+                "missing gt folder": "ground-truth folder not found"}[problem]
+    assert expected in err, err
+    if "topic" in problem:
+        assert "/camera/image_raw" in err and "/camera/labels" in err   # the bag's topics
+    else:
+        assert len(err.strip().splitlines()) == 1, err
+    assert elapsed < 10, elapsed
+    assert not (tmp_path / "out" / "report.json").exists()
+
+
+def test_a_good_bag_then_reaches_the_weights(tmp_path, capsys):
+    """The same command on a sound bag fails on the weights: they are checked after all."""
+    from mfaranet_ros.cli import main
+
+    bag = make_synthetic_bag(tmp_path / "in", SyntheticBagSpec(frames=1, size=SIZE))
+    rc = main(["eval-bag", bag["path"], "--out", str(tmp_path / "out"), "--weights",
+               _bogus_weights(tmp_path), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "is not a readable PyTorch checkpoint" in err, err
+    rc = main(["eval-bag", bag["path"], "--out", str(tmp_path / "out"), "--weights",
+               str(tmp_path / "absent.pth"), "--no-progress"])
+    assert rc == 2 and "weights not found" in capsys.readouterr().err
+
+
+def test_evaluation_runs_without_ros():
+    """evaluation/ never imports ros/ (nor rclpy): the layers point down only."""
+    import ast
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import mfaranet_ros.evaluation as evaluation
+
+    package = Path(evaluation.__file__).parent
+    for path in sorted(package.glob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                names = [("." * node.level) + (node.module or "")]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            for name in names:
+                ros = name.startswith(("mfaranet_ros.ros", "..ros", "rclpy", "sensor_msgs"))
+                # The command line is the one exception: play-bag and --live import
+                # the ROS modules inside their functions.
+                lazy = path.name == "cli.py" and node.col_offset > 0
+                assert not ros or lazy, f"{path.name} imports {name}"
+    code = ("import sys, importlib, pkgutil, mfaranet_ros.evaluation as e\n"
+            "for m in pkgutil.iter_modules(e.__path__):\n"
+            "    importlib.import_module('mfaranet_ros.evaluation.' + m.name)\n"
+            "bad = [m for m in sys.modules if m.startswith(('rclpy', 'mfaranet_ros.ros'))]\n"
+            "assert not bad, bad\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_rerun_without_ground_truth_leaves_no_stale_accuracy(tmp_path, segmenter):

@@ -29,7 +29,7 @@ def _mfaranet(*args: str, log_path) -> subprocess.Popen:
 
 
 def test_play_bag_node_eval_live(tmp_path, tiny_checkpoint):
-    from mfaranet_ros.evaluation.live import PlayOptions, play_bag
+    from mfaranet_ros.ros.player import PlayOptions, play_bag
     from mfaranet_ros.evaluation.offline import EvalOptions, evaluate_bag
     from mfaranet_ros.inference import Segmenter
 
@@ -84,7 +84,7 @@ def test_play_bag_node_eval_live(tmp_path, tiny_checkpoint):
 
 
 def test_play_bag_rate_and_loop(tmp_path):
-    from mfaranet_ros.evaluation.live import PlayOptions, play_bag
+    from mfaranet_ros.ros.player import PlayOptions, play_bag
 
     bag = make_synthetic_bag(tmp_path / "drive", SyntheticBagSpec(frames=5, size=(16, 32),
                                                                   rate_hz=10.0, labels="none"))
@@ -118,3 +118,22 @@ def test_play_bag_stops_on_ctrl_c(tmp_path):
     output = log_path.read_text()
     assert rc == 130, output
     assert "(interrupted)" in output and "Traceback" not in output
+
+
+def test_live_and_player_check_the_bag_before_starting(tmp_path, capsys):
+    """A missing topic or a damaged bag fails before rclpy or any checkpoint is touched."""
+    from mfaranet_ros.cli import main
+
+    bag = make_synthetic_bag(tmp_path / "drive", SyntheticBagSpec(frames=2, size=(16, 32)))
+    bogus = tmp_path / "bogus.pth"
+    bogus.write_bytes(b"not a checkpoint")
+    rc = main(["eval-bag", bag["path"], "--live", "--out", str(tmp_path / "live"),
+               "--image-topic", "/front/image", "--weights", str(bogus)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "'/front/image' is not in" in err and "/camera/image_raw" in err, err
+    assert not (tmp_path / "live").exists()
+    mcap = tmp_path / "drive" / "drive.mcap"
+    mcap.write_bytes(mcap.read_bytes()[:-200])
+    rc = main(["play-bag", bag["path"]])
+    err = capsys.readouterr().err
+    assert rc == 2 and "damaged or not a bag" in err and len(err.strip().splitlines()) == 1

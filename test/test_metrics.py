@@ -163,3 +163,24 @@ def test_iou_from_matrix_matches_class_method():
     cm = ConfusionMatrix(3)
     cm.matrix[:] = m
     np.testing.assert_array_equal(iou_from_matrix(m), cm.iou())
+
+
+def test_training_validation_uses_the_same_metric():
+    """Training's validation mIoU is the evaluation's: a class predicted but absent from
+    the ground truth counts (IoU 0), one absent from both does not."""
+    from mfaranet_ros.training.metrics import confusion_matrix, iou_from_confusion
+
+    rng = np.random.default_rng(3)
+    conf = np.zeros((5, 5), np.int64)
+    cm = ConfusionMatrix(5)
+    for _ in range(3):
+        gt = rng.integers(0, 3, (6, 9)).astype(np.uint8)       # classes 3 and 4 never true
+        gt[0, :2] = 255
+        pred = rng.integers(0, 4, (6, 9)).astype(np.uint8)     # class 3 predicted
+        conf += confusion_matrix(pred, gt, 5)
+        cm.update(pred, gt)
+    np.testing.assert_array_equal(conf, cm.matrix)
+    miou, iou, counted = iou_from_confusion(conf)
+    assert miou == pytest.approx(cm.miou(), abs=1e-15)
+    np.testing.assert_array_equal(iou, cm.iou())
+    assert counted.tolist() == [True, True, True, True, False] and iou[3] == 0.0

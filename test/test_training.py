@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import socket
 from pathlib import Path
@@ -217,15 +218,50 @@ def test_two_cpu_processes_run_a_ddp_step(tmp_path):
 
 @pytest.mark.skipif(not DEMO_WEIGHTS.is_file(), reason="models/mfaranet_synthetic.pth not trained yet")
 def test_demo_weights_need_rgb_input():
-    from mfaranet_ros.model import load_checkpoint
-    from mfaranet_ros.training.metrics import evaluate_pairs, iou_from_confusion
+    from mfaranet_ros.evaluation.weights_eval import confusion_over_pairs, generated_pairs
+    from mfaranet_ros.inference import Segmenter
+    from mfaranet_ros.model import read_checkpoint
 
-    model, meta = load_checkpoint(DEMO_WEIGHTS, return_metadata=True)
+    meta = read_checkpoint(DEMO_WEIGHTS).metadata
     assert meta.num_classes == 19 and meta.input_size and "heldout_miou" in meta.metrics
-    data = GeneratedDataset(3, (256, 512), seed=4242)  # frames at the input size: no resize
-    frames = [data.load(i) for i in range(3)]
-    size = meta.input_size
-    rgb = evaluate_pairs(model, frames, 19, size, meta.mean, meta.std)
-    bgr = evaluate_pairs(model, [(f[..., ::-1].copy(), l) for f, l in frames], 19, size, meta.mean, meta.std)
-    miou_rgb, miou_bgr = iou_from_confusion(rgb)[0], iou_from_confusion(bgr)[0]
+    seg = Segmenter.from_checkpoint(DEMO_WEIGHTS, backend="torch", device="cpu",
+                                    input_size=meta.input_size)
+    frames = list(generated_pairs(3, (256, 512), seed=4242))  # at the input size: no resize
+    miou_rgb = confusion_over_pairs(seg, frames).miou()
+    miou_bgr = confusion_over_pairs(seg, frames, bgr=True).miou()
     assert miou_rgb > miou_bgr + 0.1, (miou_rgb, miou_bgr)
+
+
+def test_eval_weights_command_through_the_segmenter(tmp_path, capsys, tiny_checkpoint):
+    """``eval-weights``: the Segmenter's labels, scored by the one metric."""
+    from mfaranet_ros.cli import main
+    from mfaranet_ros.evaluation.metrics import ConfusionMatrix
+    from mfaranet_ros.evaluation.weights_eval import generated_pairs
+    from mfaranet_ros.inference import Segmenter
+
+    rc = main(["eval-weights", str(tiny_checkpoint), "--frames", "2", "--size", "64x128",
+               "--seed", "5", "--input-size", "32x64", "--json"])
+    assert rc == 0
+    report = json.loads(capsys.readouterr().out)
+    seg = Segmenter.from_checkpoint(tiny_checkpoint, backend="torch", input_size=(32, 64))
+    cm = ConfusionMatrix(19)
+    for rgb, label in generated_pairs(2, (64, 128), 5):
+        cm.update(seg.segment(rgb, color=False, overlay=False).labels, label)
+    assert report["miou"] == pytest.approx(cm.miou(), abs=1e-12)
+    assert report["input_size"] == [32, 64] and report["input_size_reason"] == "32x64, requested"
+    assert report["classes_in_mean"] == int((~np.isnan(cm.iou())).sum())
+    # No size recorded in the checkpoint: the default runs at full resolution, and says so.
+    assert main(["eval-weights", str(tiny_checkpoint), "--frames", "1", "--size", "64x128",
+                 "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["input_size"] is None and "records no input size" in report["input_size_reason"]
+
+
+def test_eval_weights_checks_the_data_folder_before_the_model(tmp_path, capsys):
+    from mfaranet_ros.cli import main
+
+    bogus = tmp_path / "bogus.pth"
+    bogus.write_bytes(b"not a checkpoint")
+    rc = main(["eval-weights", str(bogus), "--data", str(tmp_path / "nowhere")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "no images in" in err and "checkpoint" not in err, err

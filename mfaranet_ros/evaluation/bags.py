@@ -36,9 +36,6 @@ COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
 IMAGE_TYPES = (IMAGE, COMPRESSED_IMAGE)
 PathLike = Union[str, os.PathLike]
 
-_MONO = ("mono8", "8UC1")
-
-
 class BagError(RuntimeError):
     """A bag that cannot be used, with the reason (and what it holds, where that helps)."""
 
@@ -62,50 +59,24 @@ class ImageFrame:
     step: int = 0
 
 
-def _label_pixels(msg) -> np.ndarray:
-    """A mono8 label image's pixels as ``(H, W)`` uint8 (row padding dropped)."""
-    enc = str(msg.encoding)
-    h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    if enc not in _MONO:
-        raise BagError(f"label image has encoding {enc!r}; expected mono8 trainIds")
-    data = np.asarray(msg.data, dtype=np.uint8)
-    if step < w or data.size < step * h:
-        raise BagError(f"label image {w}x{h}: step {step} and {data.size} data bytes do "
-                       f"not hold {h} rows of {w} bytes")
-    return np.ascontiguousarray(data[: step * h].reshape(h, step)[:, :w])
-
-
-def _decompress_labels(msg) -> np.ndarray:
-    import cv2
-
-    buf = np.asarray(msg.data, dtype=np.uint8)
-    img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
-    if img is None:
-        raise BagError(f"compressed label image (format {msg.format!r}, {buf.size} bytes) "
-                       f"does not decode")
-    if img.ndim != 2:
-        raise BagError(f"compressed label image has {img.shape[2]} channels; "
-                       f"expected one (mono8 PNG)")
-    return img
-
-
 def decode_image(msg, msgtype: str, *, mono: bool = False) -> np.ndarray:
     """Pixels of an Image/CompressedImage message from a ``rosbags`` reader.
 
-    Camera images go through the node's own conversions (same encodings, same result as
-    the live node); ``mono=True`` reads a label image as ``(H, W)`` uint8.
+    Camera images go through :mod:`mfaranet_ros.encodings`, as in the live node (same
+    encodings, same result); ``mono=True`` reads a label image as ``(H, W)`` uint8.
     """
-    from mfaranet_ros.ros.conversions import ImageFormatError, compressed_to_rgb, image_to_rgb
+    from mfaranet_ros import encodings
 
     if msgtype not in IMAGE_TYPES:
         raise BagError(f"messages of type {msgtype} are not images")
     if mono:
-        return _label_pixels(msg) if msgtype == IMAGE else _decompress_labels(msg)
+        decode = encodings.image_to_labels if msgtype == IMAGE else encodings.compressed_to_labels
+    else:
+        decode = encodings.image_to_rgb if msgtype == IMAGE else encodings.compressed_to_rgb
     try:
-        rgb = image_to_rgb(msg) if msgtype == IMAGE else compressed_to_rgb(msg)
-    except ImageFormatError as exc:
-        raise BagError(f"image cannot be decoded: {exc}") from None
-    return np.ascontiguousarray(rgb)
+        return np.ascontiguousarray(decode(msg))
+    except encodings.ImageFormatError as exc:
+        raise BagError(f"{'label ' if mono else ''}image cannot be decoded: {exc}") from None
 
 
 def read_errors() -> Tuple[type, ...]:
@@ -325,18 +296,13 @@ class BagWriter:
     def write_image(self, topic: str, log_time_ns: int, stamp_ns: int, frame_id: str,
                     pixels: np.ndarray, encoding: Optional[str] = None) -> None:
         """A raw sensor_msgs/Image: ``(H, W, 3)`` uint8 as rgb8 (default) or ``(H, W)`` mono8."""
+        from mfaranet_ros.encodings import raw_layout
+
         pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
-        if pixels.ndim == 2:
-            encoding = encoding or "mono8"
-            channels = 1
-        elif pixels.ndim == 3 and pixels.shape[2] in (3, 4):
-            channels = pixels.shape[2]
-            encoding = encoding or ("rgb8" if channels == 3 else "rgba8")
-        else:
-            raise ValueError(f"expected (H, W) or (H, W, 3|4) pixels, got {pixels.shape}")
+        encoding, step = raw_layout(pixels, encoding)
         h, w = pixels.shape[:2]
-        self.write_raw_image(topic, log_time_ns, stamp_ns, frame_id, h, w, encoding,
-                             w * channels, pixels.reshape(-1))
+        self.write_raw_image(topic, log_time_ns, stamp_ns, frame_id, h, w, encoding, step,
+                             pixels.reshape(-1))
 
     def write_raw_image(self, topic: str, log_time_ns: int, stamp_ns: int, frame_id: str,
                         height: int, width: int, encoding: str, step: int,

@@ -1,107 +1,100 @@
-"""``mfaranet eval-bag``, ``mfaranet play-bag`` and ``mfaranet make-bag``."""
+"""``mfaranet eval-bag``, ``eval-weights``, ``play-bag`` and ``make-bag``.
+
+Every command checks its inputs (bag, topics, ground truth) before it loads a model.
+The ROS modules (``play-bag``, ``eval-bag --live``) are imported inside their commands:
+the rest runs without ROS.
+"""
 from __future__ import annotations
 
 import argparse
+import json
 import logging
-import os
 import sys
-from typing import Optional, Tuple
+from typing import Callable, Dict
 
 from ..cli_args import parse_size
 from ..inference.backends import BACKENDS, PRECISIONS
-from ..model.weights import DEFAULT_WEIGHTS, resolve_weights
+from .model_args import add_input_size_option, add_segmenter_options
 
 log = logging.getLogger(__name__)
 
-def parse_input_size(text: str):
-    """``--input-size``: ``HxW``, or ``checkpoint`` for the size the weights record."""
-    return "checkpoint" if text == "checkpoint" else parse_size(text)
+
+def _input_errors() -> tuple:
+    """What a bad bag, ground truth, data folder or checkpoint raises: one line, rc 2."""
+    from mfaranet_ros.model import CheckpointError
+
+    from .bags import BagError
+
+    return (BagError, CheckpointError, FileNotFoundError)
 
 
-def add_segmenter_options(p: argparse.ArgumentParser) -> None:
-    """The node's model parameters, as options (same names, same defaults)."""
-    g = p.add_argument_group("model (the node's parameters)")
-    g.add_argument("--weights", default=None,
-                   help=f"checkpoint; relative paths resolve against the package's models/ "
-                        f"(default: {DEFAULT_WEIGHTS})")
-    g.add_argument("--backend", default="auto", choices=BACKENDS)
-    g.add_argument("--device", default="", help="cpu, cuda, cuda:N (default: CUDA if present)")
-    g.add_argument("--precision", default="fp32", choices=PRECISIONS)
-    g.add_argument("--input-size", type=parse_input_size, default=None,
-                   metavar="HxW|checkpoint",
-                   help="network input size; 'checkpoint': the size the weights record "
-                        "(default, as the node: every frame at full resolution)")
-    g.add_argument("--pruned", action="store_true", help="the pruned network variant")
-    g.add_argument("--cache-dir", default=None, help="engine / exported-model cache")
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
-def checkpoint_input_size(weights: str) -> Optional[Tuple[int, int]]:
-    """The network input size the checkpoint records (what it was trained at), if any."""
-    from mfaranet_ros.model import read_checkpoint
-
-    stored = read_checkpoint(weights).metadata.input_size
-    return (int(stored[0]), int(stored[1])) if stored else None
-
-
-def load_segmenter(args: argparse.Namespace):
-    from mfaranet_ros.inference import Segmenter
-
-    weights = resolve_weights(args.weights)
-    if not os.path.isfile(weights):
-        raise SystemExit(f"error: weights not found: {weights} (pass --weights)")
-    size = args.input_size
-    if size == "checkpoint":
-        size = checkpoint_input_size(weights)
-    seg = Segmenter.from_checkpoint(
-        weights, backend=args.backend, device=args.device or None, precision=args.precision,
-        input_size=size, pruned=args.pruned, cache_dir=args.cache_dir)
-    return seg, weights
+def one_line_errors(command: Callable[[argparse.Namespace], int]):
+    """Runs a command; a bad input prints ``error: ...`` and returns 2 (no traceback)."""
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except _input_errors() as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    run.__doc__ = command.__doc__
+    return run
 
 
 # --------------------------------------------------------------------------- eval-bag
 
-def _live_metadata(args: argparse.Namespace):
+def _live_metadata(weights_arg):
     """Class names and palette for --live: the checkpoint's, or Cityscapes' without one."""
-    from mfaranet_ros.model import read_checkpoint
+    import os
 
-    weights = resolve_weights(args.weights)
-    if not os.path.isfile(weights):
+    from mfaranet_ros.model import read_checkpoint
+    from mfaranet_ros.model.weights import resolve_weights
+
+    weights = resolve_weights(weights_arg)
+    if weights_arg is None and not os.path.isfile(weights):
         log.info("no checkpoint at %s: using the Cityscapes class table", weights)
         return None
     return read_checkpoint(weights).metadata
 
 
+def _eval_live(args: argparse.Namespace) -> Dict:
+    from mfaranet_ros.ros.live_eval import LiveOptions, evaluate_live, prepare_live
+
+    options = LiveOptions(
+        image_topic=args.image_topic, label_topic=args.label_topic,
+        gt_folder=args.gt_folder, gt_match=args.gt_match, gt_ids=args.gt_ids,
+        node=args.node, duration_s=args.duration, idle_s=args.idle,
+        max_frames=args.max_frames, startup_timeout_s=args.startup_timeout)
+    prepare_live(args.bag, options)          # the bag first: cheap, and fails fast
+    return evaluate_live(args.bag, args.out, options, metadata=_live_metadata(args.weights))
+
+
+def _eval_offline(args: argparse.Namespace) -> Dict:
+    from .model_args import load_segmenter
+    from .offline import EvalOptions, check_inputs, evaluate_bag
+
+    options = EvalOptions(
+        image_topic=args.image_topic, label_topic=args.label_topic,
+        gt_folder=args.gt_folder, gt_match=args.gt_match, gt_ids=args.gt_ids,
+        max_frames=args.max_frames, write_bag=not args.no_bag,
+        output_namespace=args.namespace, progress=not args.no_progress)
+    inputs = check_inputs(args.bag, options)     # before the model: cheap, and fails fast
+    log.info("bag %s: %d frames on %s", args.bag, inputs.messages, inputs.image_topic)
+    segmenter, weights, reason = load_segmenter(args)
+    return evaluate_bag(args.bag, args.out, segmenter, options, weights=weights,
+                        input_size_reason=reason)
+
+
 def _eval_bag(args: argparse.Namespace) -> int:
-    from .bags import BagError
     from .report import format_headline
 
-    if args.live:
-        from .live import LiveOptions, evaluate_live
-
-        options = LiveOptions(
-            image_topic=args.image_topic, label_topic=args.label_topic,
-            gt_folder=args.gt_folder, gt_match=args.gt_match, gt_ids=args.gt_ids,
-            node=args.node, duration_s=args.duration, idle_s=args.idle,
-            max_frames=args.max_frames, startup_timeout_s=args.startup_timeout)
-        try:
-            report = evaluate_live(args.bag, args.out, options, metadata=_live_metadata(args))
-        except BagError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-    else:
-        from .offline import EvalOptions, evaluate_bag
-
-        options = EvalOptions(
-            image_topic=args.image_topic, label_topic=args.label_topic,
-            gt_folder=args.gt_folder, gt_match=args.gt_match, gt_ids=args.gt_ids,
-            max_frames=args.max_frames, write_bag=not args.no_bag,
-            output_namespace=args.namespace, progress=not args.no_progress)
-        try:
-            segmenter, weights = load_segmenter(args)
-            report = evaluate_bag(args.bag, args.out, segmenter, options, weights=weights)
-        except BagError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+    report = _eval_live(args) if args.live else _eval_offline(args)
     print(f"{report['status']}: {report['frames']['processed']} frames; "
           f"{format_headline(report)}")
     print(f"report: {report['outputs']['report_md']} (and report.json, plots)")
@@ -124,9 +117,10 @@ def _register_eval(sub) -> None:
                    help="sensor_msgs/Image or CompressedImage topic (default: the only one "
                         "not named .../label*)")
     gt = p.add_argument_group("ground truth (optional)")
-    gt.add_argument("--label-topic", default=None,
-                    help="mono8 trainId label topic, matched by header stamp")
-    gt.add_argument("--gt-folder", default=None, help="folder of label PNGs")
+    source = gt.add_mutually_exclusive_group()
+    source.add_argument("--label-topic", default=None,
+                        help="mono8 trainId label topic, matched by header stamp")
+    source.add_argument("--gt-folder", default=None, help="folder of label PNGs")
     gt.add_argument("--gt-match", default="auto", choices=("auto", "stamp", "index"),
                     help="match PNGs by the stamp (ns) or frame index in their names")
     gt.add_argument("--gt-ids", default="train", choices=("train", "cityscapes"),
@@ -148,24 +142,19 @@ def _register_eval(sub) -> None:
                       help="stop when no frame arrived for this many seconds (default: 3)")
     live.add_argument("--startup-timeout", type=float, default=60.0,
                       help="give up if no frame arrives within this many seconds")
-    p.set_defaults(func=_eval_bag)
+    p.set_defaults(func=one_line_errors(_eval_bag))
 
 
 # --------------------------------------------------------------------------- play-bag
 
 def _play_bag(args: argparse.Namespace) -> int:
-    from .bags import BagError
-    from .live import PlayOptions, play_bag
+    from mfaranet_ros.ros.player import PlayOptions, play_bag
 
     options = PlayOptions(image_topic=args.image_topic, topic=args.topic, rate=args.rate,
                           loop=args.loop, wait_for_subscribers=args.wait_subscribers,
                           wait_timeout_s=args.wait_timeout, start_delay_s=args.delay,
                           reliability=args.qos)
-    try:
-        stats = play_bag(args.bag, options)
-    except BagError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    stats = play_bag(args.bag, options)
     print(f"played {stats['published']} frames on {stats['topic']} in "
           f"{stats['wall_s']:.1f} s ({stats['fps']:.1f} FPS)"
           + (" (interrupted)" if stats["interrupted"] else ""))
@@ -194,7 +183,86 @@ def _register_play(sub) -> None:
                    help="seconds to wait before the first frame")
     p.add_argument("--qos", default="reliable", choices=("reliable", "best_effort"),
                    help="publisher reliability (default: reliable, matches any subscriber)")
-    p.set_defaults(func=_play_bag)
+    p.set_defaults(func=one_line_errors(_play_bag))
+
+
+# ------------------------------------------------------------------------ eval-weights
+
+def _eval_weights(args: argparse.Namespace) -> int:
+    """mIoU of a checkpoint through the Segmenter, on generated scenes or a folder."""
+    from .model_args import load_segmenter
+    from .weights_eval import (confusion_over_pairs, folder_pairs, format_weights_report,
+                               generated_pairs, weights_report)
+
+    if args.data:       # listed before the model is loaded: a bad folder fails at once
+        pairs = folder_pairs(args.data, limit=args.frames)
+        described = f"folder {args.data}"
+    else:
+        pairs = generated_pairs(args.frames, args.size, args.seed)
+        described = (f"{args.frames} generated {args.size[0]}x{args.size[1]} frames, "
+                     f"seed {args.seed}")
+    from tqdm import tqdm
+
+    args.weights = args.checkpoint
+    segmenter, weights, reason = load_segmenter(args)
+    # A progress bar on a terminal only (disable=None), on stderr: --json stays clean.
+    pairs = tqdm(pairs, total=None if args.data else args.frames, unit="frame",
+                 desc="eval-weights", disable=None)
+    cm = confusion_over_pairs(segmenter, pairs, bgr=args.bgr, batch=args.batch)
+    report = weights_report(cm, segmenter.metadata.class_names, checkpoint=args.checkpoint,
+                            data=described, input_size=segmenter.input_size,
+                            input_size_reason=reason, bgr=args.bgr)
+    print(json.dumps(report, indent=2) if args.json else format_weights_report(report))
+    if args.write_to:
+        _write_with_metrics(args, report)
+    return 0
+
+
+def _write_with_metrics(args: argparse.Namespace, report: Dict) -> None:
+    """``--write-to``: the weights saved again with these figures in their metadata."""
+    from mfaranet_ros.model import load_checkpoint, save_checkpoint
+
+    model, meta = load_checkpoint(args.checkpoint, return_metadata=True)
+    meta.input_size = report["input_size"]
+    meta.metrics = {"heldout_miou": report["miou"],
+                    **{f"iou/{n}": v for n, v in report["per_class"].items() if v is not None}}
+    if args.source:
+        meta.source = args.source
+    model.train(False)
+    save_checkpoint(args.write_to, model, meta, half=args.half)
+    # stderr: with --json, stdout holds nothing but the JSON document
+    print(f"wrote {args.write_to} (metrics in its metadata)", file=sys.stderr)
+
+
+def _register_eval_weights(sub) -> None:
+    p = sub.add_parser("eval-weights",
+                       help="mIoU of a checkpoint on generated scenes or an image/label folder",
+                       description="Runs image/label pairs through the Segmenter and reports "
+                                   "per-class IoU and mIoU by Cityscapes' rule (a class "
+                                   "counts unless absent from both ground truth and "
+                                   "prediction).")
+    p.add_argument("checkpoint")
+    p.add_argument("--data", help="folder with images/ and labels/ (default: generate scenes)")
+    p.add_argument("--frames", type=_positive_int, default=100,
+                   help="frames to generate (with --data: at most this many; default 100)")
+    p.add_argument("--size", type=parse_size, default=(512, 1024), metavar="HxW",
+                   help="generated frame size (default 512x1024)")
+    p.add_argument("--seed", type=int, default=1000, help="seed of the generated held-out set")
+    model = p.add_argument_group("model")
+    add_input_size_option(model)
+    model.add_argument("--backend", default="torch", choices=BACKENDS,
+                       help="Segmenter backend (default: torch, the reference)")
+    model.add_argument("--device", default="",
+                       help="cpu, cuda, cuda:N (default: CUDA if present)")
+    model.add_argument("--precision", default="fp32", choices=PRECISIONS)
+    model.add_argument("--batch", type=_positive_int, default=1,
+                       help="frames per Segmenter call")
+    p.add_argument("--bgr", action="store_true", help="feed BGR instead of RGB (a sanity check)")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--write-to", help="save the weights with these metrics in their metadata")
+    p.add_argument("--half", action="store_true", help="with --write-to: store fp16")
+    p.add_argument("--source", help="with --write-to: the metadata's source text")
+    p.set_defaults(func=one_line_errors(_eval_weights), pruned=False, cache_dir=None)
 
 
 # --------------------------------------------------------------------------- make-bag
@@ -233,6 +301,6 @@ def _register_make(sub) -> None:
 
 def register(sub) -> None:
     _register_eval(sub)
+    _register_eval_weights(sub)
     _register_play(sub)
     _register_make(sub)
-

@@ -9,7 +9,7 @@ in the ground truth nor predicted, and the mIoU averages the defined IoUs only.
 from __future__ import annotations
 
 import math
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -147,9 +147,6 @@ class LatencyStats:
     def add_all(self, timings: Dict[str, float]) -> None:
         for stage, ms in timings.items():
             self.add(stage, ms)
-
-    def stages(self) -> Iterable[str]:
-        return self.samples.keys()
 
     def summary(self) -> Dict[str, Dict[str, float]]:
         """``{stage: {count, mean, min, max, p50, p90, p99}}`` in milliseconds."""

@@ -61,6 +61,7 @@ def make_synthetic_bag(path, spec: SyntheticBagSpec, *, gt_folder=None,
     import cv2
     from tqdm import tqdm
 
+    from mfaranet_ros.encodings import encode_compressed
     from mfaranet_ros.synthetic import frame_seed, generate_scene
 
     if spec.frames < 1:
@@ -84,11 +85,8 @@ def make_synthetic_bag(path, spec: SyntheticBagSpec, *, gt_folder=None,
             rgb, labels = generate_scene(frame_seed(spec.seed, i), size=(h, w))
             stamp = START_STAMP_NS + i * period_ns
             if spec.compressed:
-                ok, jpg = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
-                                       [cv2.IMWRITE_JPEG_QUALITY, 92])
-                if not ok:
-                    raise RuntimeError("JPEG encoding failed")
-                writer.write_compressed(image_topic, stamp, stamp, FRAME_ID, jpg.tobytes(), "jpeg")
+                writer.write_compressed(image_topic, stamp, stamp, FRAME_ID,
+                                        encode_compressed(rgb, "jpeg", 92), "jpeg")
             else:
                 writer.write_image(image_topic, stamp, stamp, FRAME_ID, rgb, "rgb8")
             if spec.labels == "topic":

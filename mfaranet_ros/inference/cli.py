@@ -84,6 +84,8 @@ def _build_engine(args: argparse.Namespace) -> int:
     from .backends import BackendUnavailable, ModelSource, create_backend
     from .cache import resolve_cache_dir
 
+    if args.dry_run:
+        return _tensorrt_dry_run(args)
     precision = args.precision or ("fp16" if args.backend == "tensorrt" else "fp32")
     h, w = args.input_size
     cache = resolve_cache_dir(args.cache_dir)
@@ -92,15 +94,12 @@ def _build_engine(args: argparse.Namespace) -> int:
         source = ModelSource(args.weights, pruned=args.pruned)
         backend = create_backend(args.backend, source, device=args.device, precision=precision,
                                  cache=cache, calibration=_calibration(args, precision))
-    except (BackendUnavailable, ValueError, RuntimeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"building {backend.describe()} for {source.describe()}, input {args.batch}x{h}x{w}"
-          f"{' with confidence' if args.confidence else ''} ...", flush=True)
-    t0 = time.perf_counter()
-    try:
+        print(f"building {backend.describe()} for {source.describe()}, input {args.batch}x{h}x{w}"
+              f"{' with confidence' if args.confidence else ''} ...", flush=True)
+        t0 = time.perf_counter()
         backend.prepare(args.batch, h, w, confidence=args.confidence)
-    except (BackendUnavailable, ValueError) as exc:  # e.g. an unreadable calibration source
+    except (BackendUnavailable, ValueError, RuntimeError) as exc:
+        # BackendUnavailable includes a failed TensorRT build (EngineBuildError)
         print(f"error: {exc}", file=sys.stderr)
         return 2
     paths = backend.artifacts()
@@ -110,6 +109,67 @@ def _build_engine(args: argparse.Namespace) -> int:
     for path in paths.values():
         print(f"ready in {time.perf_counter() - t0:.1f} s; cached at {path}")
     return 0
+
+
+#: How to run the same check where there is no GPU (the test installs what it needs).
+DRY_RUN_TEST = "bash scripts/test.sh test/test_tensorrt_convert.py"
+
+
+def _tensorrt_dry_run(args: argparse.Namespace) -> int:
+    """``build-engine --backend tensorrt --dry-run``: op coverage, engines, nothing built."""
+    import torch
+
+    from .backends import BackendUnavailable, ModelSource
+    from .backends.tensorrt_backend import EngineBuild, _import_torch_tensorrt
+
+    if args.backend != "tensorrt":
+        print("error: --dry-run checks the TensorRT conversion: use it with --backend tensorrt",
+              file=sys.stderr)
+        return 2
+    if not torch.cuda.is_available():
+        print(f"error: the TensorRT dry run needs torch-tensorrt and a CUDA device (torch "
+              f"{torch.__version__} sees none); without a GPU, run the same check as a test, "
+              f"in a checkout of this repository: {DRY_RUN_TEST}", file=sys.stderr)
+        return 2
+    try:
+        trt = _import_torch_tensorrt()
+        source = ModelSource(args.weights, pruned=args.pruned)
+    except (BackendUnavailable, ValueError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    h, w = args.input_size
+    build = EngineBuild(source, args.batch, h, w, args.precision or "fp16", args.confidence,
+                        args.device or "cuda")
+    return print_dry_run(build, trt)
+
+
+def print_dry_run(build, trt) -> int:
+    """Dry-runs ``build`` (a ``tensorrt_backend.EngineBuild``) with ``trt`` and prints it."""
+    import contextlib
+    import io
+    import logging
+
+    print(f"TensorRT dry run, torch-tensorrt {trt.__version__}: {build.describe()}", flush=True)
+    own_report = io.StringIO()  # torch-tensorrt prints its own summary: kept for -v
+    with contextlib.redirect_stdout(own_report):
+        report = build.dry_run(trt)
+    logging.getLogger(__name__).debug("torch-tensorrt's dry run output:%s", own_report.getvalue())
+    return print_conversion_report(report)
+
+
+def print_conversion_report(report) -> int:
+    """Prints a ``ConversionReport``; 0 when the graph is one engine, 1 when anything would
+    run in PyTorch."""
+    print(report.table())
+    print(report.summary())
+    if report.fully_converted:
+        print("ok: the whole graph converts into one TensorRT engine (nothing was built: "
+              "tactics, engine size and speed are found by a real build)")
+        return 0
+    left = ", ".join(report.left_to_torch) or "none"
+    print(f"error: the graph would not run as one TensorRT engine ({report.engines} engines); "
+          f"nodes left to PyTorch: {left}", file=sys.stderr)
+    return 1
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -139,11 +199,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "build-engine", help="compile and cache a backend artifact (ONNX file, TensorRT engine)",
         description="Builds the artifact the node would build on first use, without ROS, and "
-                    "prints where it is cached (for install scripts and Dockerfiles).")
+                    "prints where it is cached (for install scripts and Dockerfiles). With "
+                    "--dry-run (tensorrt): checks that the graph converts into one engine.")
     p.add_argument("--weights", required=True, help="checkpoint (project or official format)")
     p.add_argument("--backend", choices=("onnxruntime", "openvino", "tensorrt"), required=True)
     p.add_argument("--input-size", type=parse_size, required=True, metavar="HxW",
-                   help="network input size, e.g. 512x1024 (or the camera's size for full resolution)")
+                   help="network input size, e.g. 512x1024 (or the camera's size for full "
+                        "resolution)")
     p.add_argument("--precision", choices=PRECISIONS, default=None,
                    help="default: fp16 for tensorrt, fp32 otherwise; int8 (onnxruntime, "
                         "openvino) needs --calibration, bf16 (openvino) a CPU with bf16")
@@ -159,9 +221,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pruned", action="store_true", help="MFARANet-Pruned (branch 2)")
     p.add_argument("--batch", type=int, default=1,
                    help="batch size (TensorRT engines are static: one per camera count)")
-    p.add_argument("--confidence", action="store_true", help="the variant with a confidence output")
+    p.add_argument("--confidence", action="store_true",
+                   help="the variant with a confidence output")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: auto)")
     p.add_argument("--cache-dir", default=None, help="artifact cache (default: user cache dir)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="tensorrt: build nothing, print the op coverage and engine count; exit 1 "
+                        "if anything would run in PyTorch (needs a GPU; without one: "
+                        f"{DRY_RUN_TEST})")
     p.set_defaults(func=_build_engine)
 
 

@@ -53,9 +53,12 @@ class SegmentationGraph(nn.Module):
         if not self.confidence:
             return logits.argmax(1).to(self.label_dtype)
         logits = logits.float()
-        top, labels = logits.max(1)
+        # argmax and amax, not max(1): TensorRT converts a max whose values and indices are
+        # both used only by leaving it to PyTorch, between two engines.
+        labels = logits.argmax(1)
+        top = logits.amax(1, keepdim=True)
         # max softmax probability = 1 / sum_c exp(l_c - l_max)
-        conf = torch.reciprocal(torch.exp(logits - top.unsqueeze(1)).sum(1))
+        conf = torch.reciprocal(torch.exp(logits - top).sum(1))
         return labels.to(self.label_dtype), conf
 
 

@@ -1,6 +1,8 @@
 """The ROS 2 adapter: the ``segmentation_node`` and the pieces it is made of.
 
-Modules: :mod:`conversions` (sensor_msgs <-> numpy), :mod:`parameters` (declared
+Modules: :mod:`conversions` (numpy -> sensor_msgs for publishing; decoding is in
+:mod:`mfaranet_ros.encodings`), :mod:`player` (``play-bag``), :mod:`live_eval`
+(``eval-bag --live``), :mod:`runtime` (their rclpy start-up), :mod:`parameters` (declared
 parameters and their validation), :mod:`stats` (latency/rate statistics and the
 diagnostics status), :mod:`qos` (QoS adaptation and the Fast DDS profile),
 :mod:`node` (the node itself), :mod:`bench_node` (its benchmarks; the camera side in

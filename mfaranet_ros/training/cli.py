@@ -1,4 +1,4 @@
-"""``mfaranet synth``, ``mfaranet train`` and ``mfaranet eval-weights``."""
+"""``mfaranet synth`` and ``mfaranet train`` (``eval-weights`` is in :mod:`..evaluation.cli`)."""
 from __future__ import annotations
 
 import argparse
@@ -39,60 +39,6 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _evaluate(args: argparse.Namespace) -> int:
-    import numpy as np
-    import torch
-
-    from ..model import load_checkpoint, save_checkpoint
-    from ..model.checkpoint import read_checkpoint
-    from .datasets import FolderDataset, GeneratedDataset
-    from .metrics import evaluate_pairs, iou_from_confusion
-
-    torch.set_grad_enabled(False)
-    model, meta = load_checkpoint(args.checkpoint, return_metadata=True)
-    input_size = list(args.input_size) if args.input_size else meta.input_size
-    if args.data:
-        data = FolderDataset(args.data, limit=args.frames)
-        described = f"folder {args.data}"
-    else:
-        data = GeneratedDataset(args.frames, args.size, args.seed)
-        described = f"{args.frames} generated {args.size[0]}x{args.size[1]} frames, seed {args.seed}"
-
-    def pairs():
-        for i in range(len(data)):
-            rgb, label = data.load(i)
-            yield (rgb[..., ::-1].copy() if args.bgr else rgb), label
-
-    conf = evaluate_pairs(model, pairs(), meta.num_classes, input_size, meta.mean, meta.std)
-    miou, iou, present = iou_from_confusion(conf)
-    report = {"checkpoint": args.checkpoint, "data": described, "input_size": input_size,
-              "channel_order": "BGR (deliberately wrong)" if args.bgr else "RGB",
-              "miou": miou, "pixel_accuracy": float(np.trace(conf) / max(conf.sum(), 1)),
-              "per_class": {n: (float(v) if p else None)
-                            for n, v, p in zip(meta.class_names, iou, present)},
-              "absent_classes_excluded": [n for n, p in zip(meta.class_names, present) if not p]}
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        print(f"{described}, input {input_size}, {report['channel_order']}")
-        for name, value in report["per_class"].items():
-            print(f"  {name:14s} {'absent' if value is None else f'{100 * value:6.2f}'}")
-        print(f"  {'mIoU':14s} {100 * miou:6.2f}  (over {int(present.sum())} present classes)")
-    if args.write_to:
-        ckpt = read_checkpoint(args.checkpoint)
-        meta = ckpt.metadata
-        meta.input_size = input_size
-        meta.metrics = {"heldout_miou": miou,
-                        **{f"iou/{n}": float(v) for n, v, p in zip(meta.class_names, iou, present) if p}}
-        if args.source:
-            meta.source = args.source
-        model.train(False)
-        save_checkpoint(args.write_to, model, meta, half=args.half)
-        # stderr: with --json, stdout holds nothing but the JSON document
-        print(f"wrote {args.write_to} (metrics in its metadata)", file=sys.stderr)
-    return 0
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("synth",
                        help="generate synthetic street scenes with Cityscapes trainId labels")
@@ -113,17 +59,3 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stop-at", type=int, help="stop at this iteration (resume later)")
     p.add_argument("--no-resume", action="store_true", help="ignore an existing last.pth")
     p.set_defaults(func=_train)
-
-    p = sub.add_parser("eval-weights", help="mIoU of a checkpoint on generated scenes or an image/label folder")
-    p.add_argument("checkpoint")
-    p.add_argument("--data", help="folder with images/ and labels/ (default: generate scenes)")
-    p.add_argument("--frames", type=int, default=100)
-    p.add_argument("--size", type=parse_size, default=(512, 1024), help="generated frame size HxW")
-    p.add_argument("--seed", type=int, default=1000, help="seed of the generated held-out set")
-    p.add_argument("--input-size", type=parse_size, help="network input HxW (default: the metadata's)")
-    p.add_argument("--bgr", action="store_true", help="feed BGR instead of RGB (a sanity check)")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--write-to", help="save the weights with these metrics in their metadata")
-    p.add_argument("--half", action="store_true", help="with --write-to: store fp16")
-    p.add_argument("--source", help="with --write-to: the metadata's source text")
-    p.set_defaults(func=_evaluate)

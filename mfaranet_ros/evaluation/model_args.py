@@ -1,0 +1,81 @@
+"""The model options of the offline tools (``eval-bag``, ``eval-weights``, the demo).
+
+Same names and defaults as the node's parameters. ``--input-size`` takes ``HxW``,
+``checkpoint`` (the default: the size the weights record, full resolution where they
+record none) or ``full``; the size chosen, and why, is logged and goes into the report.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from typing import Optional, Tuple, Union
+
+from ..cli_args import parse_size
+from ..inference.backends import BACKENDS, PRECISIONS
+from ..inference.segmenter import CHECKPOINT_SIZE
+from ..model.weights import DEFAULT_WEIGHTS, resolve_weights
+
+__all__ = ["parse_input_size", "add_segmenter_options", "existing_weights", "load_segmenter"]
+
+log = logging.getLogger(__name__)
+
+#: ``"checkpoint"``, None (full resolution) or (H, W): what ``Segmenter.from_checkpoint`` takes.
+InputSize = Union[str, None, Tuple[int, int]]
+
+
+def parse_input_size(text: str) -> InputSize:
+    """``--input-size``: ``HxW``, ``checkpoint`` or ``full`` (-> None, full resolution)."""
+    if text == CHECKPOINT_SIZE:
+        return text
+    if text == "full":
+        return None
+    try:
+        return parse_size(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected HxW (e.g. 256x512), 'checkpoint' or 'full', got {text!r}") from None
+
+
+def add_segmenter_options(p: argparse.ArgumentParser) -> None:
+    """The node's model parameters, as options (same names, same defaults)."""
+    g = p.add_argument_group("model (the node's parameters)")
+    g.add_argument("--weights", default=None,
+                   help=f"checkpoint; relative paths resolve against the package's models/ "
+                        f"(default: {DEFAULT_WEIGHTS})")
+    g.add_argument("--backend", default="auto", choices=BACKENDS)
+    g.add_argument("--device", default="", help="cpu, cuda, cuda:N (default: CUDA if present)")
+    g.add_argument("--precision", default="fp32", choices=PRECISIONS)
+    add_input_size_option(g)
+    g.add_argument("--pruned", action="store_true", help="the pruned network variant")
+    g.add_argument("--cache-dir", default=None, help="engine / exported-model cache")
+
+
+def add_input_size_option(group) -> None:
+    group.add_argument("--input-size", type=parse_input_size, default="checkpoint",
+                       metavar="HxW|checkpoint|full",
+                       help="network input size: HxW; 'checkpoint' (default): the size the "
+                            "weights record, full resolution where they record none; 'full': "
+                            "every frame at its own resolution")
+
+
+def existing_weights(requested: Optional[str]) -> str:
+    """The weights file's absolute path; a :class:`CheckpointError` if there is none."""
+    from mfaranet_ros.model import CheckpointError
+
+    weights = resolve_weights(requested)
+    if not os.path.isfile(weights):
+        raise CheckpointError(f"weights not found: {weights} (pass --weights)")
+    return weights
+
+
+def load_segmenter(args: argparse.Namespace):
+    """``(segmenter, weights path, input-size reason)`` from the model options."""
+    from mfaranet_ros.inference import Segmenter
+
+    weights = existing_weights(args.weights)
+    seg = Segmenter.from_checkpoint(
+        weights, backend=args.backend, device=args.device or None, precision=args.precision,
+        input_size=args.input_size, pruned=args.pruned, cache_dir=args.cache_dir)
+    log.info("network input %s", seg.input_size_reason)
+    return seg, weights, seg.input_size_reason
