@@ -61,3 +61,18 @@ def varied_checkpoint(official_checkpoint, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("varied") / "varied.pth"
     make_varied_checkpoint(official_checkpoint, path)
     return path
+
+
+@pytest.fixture(scope="session")
+def demo_weights() -> Path:
+    """The shipped demo weights: meaningful labels on generated street scenes."""
+    path = REPO / "models" / "mfaranet_synthetic.pth"
+    if not path.is_file():
+        pytest.skip(f"demo weights {path} not present")
+    return path
+
+
+@pytest.fixture(scope="session")
+def low_precision_cache(tmp_path_factory) -> Path:
+    """One artifact cache for the int8 / bf16 tests, so their common fp32 export runs once."""
+    return tmp_path_factory.mktemp("low_precision_cache")

@@ -118,7 +118,7 @@ def test_full_resolution_prepares_each_frame_size_once(node, client):
         client.pub.publish(_compressed(np.zeros(shape, np.uint8), ".png", "png", sec))
         assert _wait_stamp(client, "overlay", sec).width == shape[1]
     log = node.output()
-    assert "network input full resolution (input_size [0, 0])" in log
+    assert "network input full resolution, requested (input_size [0, 0])" in log
     assert "warm-up at each camera's first frame size (full resolution)" in log
     assert log.count("prepared the backend for 96x128 frames") == 1
     assert log.count("prepared the backend for 32x48 frames") == 1

@@ -57,7 +57,8 @@ def test_defaults_are_valid_and_build_the_config():
 
 
 def test_input_size_request_and_resolution(tmp_path):
-    from mfaranet_ros.ros.node import resolve_input_size
+    from mfaranet_ros.inference import resolve_input_size
+    from mfaranet_ros.model import read_checkpoint
     from ros_helpers import constant_checkpoint
 
     assert input_size_request([]) == "checkpoint"
@@ -65,12 +66,15 @@ def test_input_size_request_and_resolution(tmp_path):
     assert input_size_request([64, 128]) == (64, 128)
     recorded = constant_checkpoint(tmp_path / "recorded.pth", input_size=(96, 192))
     unrecorded = constant_checkpoint(tmp_path / "unrecorded.pth", input_size=None)
-    assert resolve_input_size("checkpoint", str(recorded)) == ((96, 192),
-                                                               "recorded in the checkpoint")
-    assert resolve_input_size("checkpoint", str(unrecorded)) == (
-        None, "the checkpoint records no input size")
-    assert resolve_input_size(None, str(recorded)) == (None, "input_size [0, 0]")
-    assert resolve_input_size((64, 128), str(unrecorded)) == ((64, 128), "input_size parameter")
+
+    def resolved(value, path):
+        return resolve_input_size(input_size_request(value), read_checkpoint(path).metadata)
+
+    assert resolved([], recorded) == ((96, 192), "96x192, recorded in the checkpoint")
+    assert resolved([], unrecorded) == (None, "full resolution: the checkpoint records no "
+                                              "input size")
+    assert resolved([0, 0], recorded) == (None, "full resolution, requested")
+    assert resolved([64, 128], unrecorded) == ((64, 128), "64x128, requested")
 
 
 @pytest.fixture

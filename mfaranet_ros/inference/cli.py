@@ -8,6 +8,7 @@ import tempfile
 from ..bench.arguments import add_run_arguments, add_weights_argument, network_size
 from ..bench.backends import parse_backends
 from ..cli_args import parse_size
+from .backends.base import PRECISIONS
 
 #: What ``mfaranet bench`` compares with the baseline unless told otherwise.
 DEFAULT_BENCH_BACKENDS = "torch,onnxruntime"
@@ -62,6 +63,21 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _calibration(args: argparse.Namespace, precision: str):
+    """The ``--calibration`` source for an int8 build (None for other precisions)."""
+    from .calibration import CalibrationSpec
+
+    if precision != "int8":
+        if args.calibration is not None:
+            raise ValueError(f"--calibration is for --precision int8, not {precision}")
+        return None
+    if args.calibration is None:
+        raise ValueError("--precision int8 needs --calibration BAG|IMAGE_FOLDER|synthetic "
+                         "(the frames whose activation ranges set the int8 scales)")
+    return CalibrationSpec(args.calibration, args.calibration_topic, args.calibration_frames,
+                           args.held_out_frames)
+
+
 def _build_engine(args: argparse.Namespace) -> int:
     import time
 
@@ -77,7 +93,7 @@ def _build_engine(args: argparse.Namespace) -> int:
     try:
         source = ModelSource(args.weights, pruned=args.pruned)
         backend = create_backend(args.backend, source, device=args.device, precision=precision,
-                                 cache=cache)
+                                 cache=cache, calibration=_calibration(args, precision))
         print(f"building {backend.describe()} for {source.describe()}, input {args.batch}x{h}x{w}"
               f"{' with confidence' if args.confidence else ''} ...", flush=True)
         t0 = time.perf_counter()
@@ -186,12 +202,22 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "prints where it is cached (for install scripts and Dockerfiles). With "
                     "--dry-run (tensorrt): checks that the graph converts into one engine.")
     p.add_argument("--weights", required=True, help="checkpoint (project or official format)")
-    p.add_argument("--backend", choices=("onnxruntime", "tensorrt"), required=True)
+    p.add_argument("--backend", choices=("onnxruntime", "openvino", "tensorrt"), required=True)
     p.add_argument("--input-size", type=parse_size, required=True, metavar="HxW",
                    help="network input size, e.g. 512x1024 (or the camera's size for full "
                         "resolution)")
-    p.add_argument("--precision", choices=("fp32", "fp16"), default=None,
-                   help="default: fp16 for tensorrt, fp32 for onnxruntime")
+    p.add_argument("--precision", choices=PRECISIONS, default=None,
+                   help="default: fp16 for tensorrt, fp32 otherwise; int8 (onnxruntime, "
+                        "openvino) needs --calibration, bf16 (openvino) a CPU with bf16")
+    p.add_argument("--calibration", default=None, metavar="BAG|IMAGE_FOLDER|synthetic",
+                   help="int8 calibration frames: a bag, a folder of images, or 'synthetic' "
+                        "(generated street scenes)")
+    p.add_argument("--calibration-topic", default=None, metavar="TOPIC",
+                   help="the bag's image topic (default: its only one)")
+    p.add_argument("--calibration-frames", type=int, default=16, metavar="N",
+                   help="frames to calibrate on (default: 16)")
+    p.add_argument("--held-out-frames", type=int, default=8, metavar="N",
+                   help="other frames the int8 model's accuracy is measured on (default: 8)")
     p.add_argument("--pruned", action="store_true", help="MFARANet-Pruned (branch 2)")
     p.add_argument("--batch", type=int, default=1,
                    help="batch size (TensorRT engines are static: one per camera count)")

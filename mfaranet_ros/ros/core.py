@@ -35,12 +35,12 @@ from sensor_msgs.msg import CompressedImage, Image
 from . import diagnostics
 from . import qos as qos_tools
 from .conversions import ImageFormatError, compressed_to_rgb, image_to_rgb, serialize_image
-from .parameters import (CHECKPOINT_SIZE, PARAMETERS, NodeConfig, input_size_request,
+from .parameters import (PARAMETERS, NodeConfig, input_size_request,
                          resolve_weights, topic_layout)
 from .stats import ERROR, OK, InputCounters, QosEventCounters, StageStats, assess
 
 __all__ = ["NODE_NAME", "SegmentationCore", "StartupError", "StartupInterrupted",
-           "RUNTIME_PARAMETERS", "resolve_input_size"]
+           "RUNTIME_PARAMETERS"]
 
 NODE_NAME = "mfaranet"
 #: consecutive failed inference cycles after which /diagnostics reports ERROR
@@ -66,25 +66,6 @@ class StartupInterrupted(BaseException):
     A BaseException, like KeyboardInterrupt, so no ``except Exception`` on the way (a
     backend's fallback, a loader's error mapping) mistakes it for a failure.
     """
-
-
-def resolve_input_size(requested: Any, weights_path: str) -> Tuple[Size, str]:
-    """The network input ``(H, W)`` or None (full resolution), and why.
-
-    ``requested`` is :func:`~.parameters.input_size_request`'s answer; ``"checkpoint"``
-    is looked up in the checkpoint's metadata (an imported official checkpoint records
-    none: full resolution).
-    """
-    if requested is None:
-        return None, "input_size [0, 0]"
-    if requested != CHECKPOINT_SIZE:
-        return (int(requested[0]), int(requested[1])), "input_size parameter"
-    from mfaranet_ros.model import read_checkpoint
-
-    recorded = read_checkpoint(weights_path).metadata.input_size
-    if recorded:
-        return (int(recorded[0]), int(recorded[1])), "recorded in the checkpoint"
-    return None, "the checkpoint records no input size"
 
 
 def _count(n: int, what: str) -> str:
@@ -310,17 +291,18 @@ class SegmentationCore:
         self.node.get_logger().info(f"loading {path} (backend {cfg.backend}, precision "
                                     f"{cfg.precision})")
         try:
-            size, why = resolve_input_size(input_size_request(cfg.input_size), path)
             seg = Segmenter.from_checkpoint(
                 path, backend=cfg.backend, device=cfg.device or None, precision=cfg.precision,
-                input_size=size, pruned=cfg.pruned, cache_dir=cfg.engine_cache_dir or None)
+                input_size=input_size_request(cfg.input_size), pruned=cfg.pruned,
+                cache_dir=cfg.engine_cache_dir or None)
         except CheckpointError as exc:
             raise StartupError(f"cannot load checkpoint {path!r}: {exc}") from None
         except (OSError, ValueError, RuntimeError, ImportError) as exc:
             raise StartupError(f"cannot start the {cfg.backend} backend with {path!r}: "
                                f"{type(exc).__name__}: {exc}") from None
         self._input_size_text = _size_text(seg.input_size)
-        self.node.get_logger().info(f"network input {self._input_size_text} ({why})")
+        self.node.get_logger().info(f"network input {seg.input_size_reason} "
+                                    f"(input_size {list(cfg.input_size)})")
         return seg
 
     def _warm_up(self) -> None:
@@ -335,8 +317,13 @@ class SegmentationCore:
         self._prepared = set()
         warm_s = 0.0
         if seg.input_size is not None:
-            warm_s = sum(seg.warmup(frame_shape=seg.input_size, batch=b)
-                         for b in range(1, self._max_batch() + 1))
+            from mfaranet_ros.inference import BackendUnavailable
+
+            try:
+                warm_s = sum(seg.warmup(frame_shape=seg.input_size, batch=b)
+                             for b in range(1, self._max_batch() + 1))
+            except BackendUnavailable as exc:  # a failed engine build, no int8 artifact ...
+                raise StartupError(f"cannot start the {seg.backend_name} backend: {exc}") from None
             self._prepared.add(tuple(seg.input_size))
         warm = (f"warm-up {warm_s * 1000:.0f} ms" if seg.input_size is not None else
                 "warm-up at each camera's first frame size (full resolution)")

@@ -31,13 +31,12 @@ from rclpy.parameter import Parameter
 from rclpy.signals import SignalHandlerOptions
 
 from . import qos as qos_tools
-from .core import (NODE_NAME, SegmentationCore, StartupError, StartupInterrupted,
-                   resolve_input_size)
+from .core import NODE_NAME, SegmentationCore, StartupError, StartupInterrupted
 from .node_parameters import ParameterError, declare_parameters, integers_as_doubles
 from .parameters import NodeConfig, validate_parameter
 
 __all__ = ["SegmentationNode", "StartupError", "StartupInterrupted", "ShutdownSignals",
-           "resolve_input_size", "run", "main"]
+           "run", "main"]
 
 #: after the lifecycle ``shutdown`` transition, how long the process keeps spinning so the
 #: service reply and the transition event leave before the participant goes

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from ..inference.backends import BACKENDS, PRECISIONS
+from ..inference.segmenter import CHECKPOINT_SIZE
 from ..model.weights import DEFAULT_WEIGHTS, package_models_dir, resolve_weights
 
 __all__ = [
@@ -105,9 +106,6 @@ _KIND_WORDS = {"string": "a string", "bool": "true or false", "integer": "an int
                "string_array": "a list of strings"}
 
 #: ``input_size_request`` for ``input_size: []``: the size recorded in the checkpoint
-CHECKPOINT_SIZE = "checkpoint"
-
-
 def _valid_token(name: str) -> bool:
     return bool(name) and (name[0].isalpha() or name[0] == "_") and all(
         c.isalnum() or c in "_/" for c in name) and "//" not in name and not name.endswith("/")

@@ -13,11 +13,31 @@ from ...model import ModelMetadata, load_checkpoint, read_checkpoint
 from ..cache import checkpoint_sha256
 
 __all__ = ["ARRAY_TYPES", "Backend", "BackendUnavailable", "ModelSource", "Outputs", "PRECISIONS",
-           "resolve_device"]
+           "BACKEND_PRECISIONS", "check_precision", "resolve_device"]
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+#: What each backend can run. int8 needs a calibrated artifact (``mfaranet build-engine
+#: --precision int8 --calibration ...``); bf16 needs a CPU with bf16 instructions.
+BACKEND_PRECISIONS: Dict[str, Tuple[str, ...]] = {
+    "tensorrt": ("fp32", "fp16"),
+    "torch": ("fp32", "fp16"),
+    "onnxruntime": ("fp32", "int8"),
+    "openvino": ("fp32", "bf16", "int8"),
+}
+
+
+def check_precision(backend: str, precision: str) -> None:
+    """Raises ValueError for an unknown precision and :class:`BackendUnavailable` when
+    ``backend`` cannot run ``precision``, naming what it can and who runs that precision."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    supported = BACKEND_PRECISIONS.get(backend)
+    if supported is not None and precision not in supported:
+        users = [b for b, precs in BACKEND_PRECISIONS.items() if precision in precs]
+        raise BackendUnavailable(f"backend {backend!r} runs {', '.join(supported)}, not {precision}; "
+                         f"{precision} runs on {', '.join(users)}")
 #: What a backend's ``run`` takes and returns: numpy arrays, or torch tensors on its device.
 ARRAY_TYPES = ("numpy", "torch")
 Array = Union[np.ndarray, torch.Tensor]

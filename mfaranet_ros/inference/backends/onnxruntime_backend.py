@@ -25,7 +25,8 @@ from ..cache import ARTIFACT_FORMAT, CacheDir, lookup, store
 from ..graph import GatherGridSample, SegmentationGraph
 from .base import Backend, BackendUnavailable, ModelSource, Outputs
 
-__all__ = ["OnnxRuntimeBackend", "export_onnx", "onnx_cache_key", "OPSET", "physical_cores"]
+__all__ = ["OnnxRuntimeBackend", "export_onnx", "onnx_cache_key", "OPSET", "physical_cores",
+           "INT8_ARTIFACT", "int8_key", "build_int8", "require_any_int8", "embed_props"]
 
 log = logging.getLogger(__name__)
 
@@ -142,16 +143,18 @@ class OnnxRuntimeBackend(Backend):
     array_type = "numpy"
 
     def __init__(self, source: ModelSource, device: Optional[str], precision: str = "fp32", *,
-                 cache: CacheDir, threads: Optional[int] = None) -> None:
+                 cache: CacheDir, threads: Optional[int] = None, calibration=None) -> None:
         ort = _import_ort()
         if device is None:  # auto: the CUDA provider where this onnxruntime build has one
             cuda_ep = "CUDAExecutionProvider" in ort.get_available_providers()
             device = "cuda" if cuda_ep and torch.cuda.is_available() else "cpu"
         super().__init__(source, device, precision)
         self._ort = ort
-        if precision != "fp32":
-            raise BackendUnavailable("the onnxruntime backend runs fp32 only; use torch or "
-                                     "tensorrt on a GPU for fp16")
+        if precision not in ("fp32", "int8"):
+            raise BackendUnavailable("the onnxruntime backend runs fp32 and int8 (calibrated) "
+                                     "only; use torch or tensorrt on a GPU for fp16")
+        if precision == "int8" and device != "cpu":
+            raise BackendUnavailable(f"int8 runs on the CPU execution provider, not {device!r}")
         available = ort.get_available_providers()
         if device.startswith("cuda"):
             if "CUDAExecutionProvider" not in available:
@@ -167,6 +170,10 @@ class OnnxRuntimeBackend(Backend):
         self.threads = threads or physical_cores()
         self._sessions: Dict[Tuple[int, int, bool], object] = {}
         self._paths: Dict[Tuple[int, int, bool], str] = {}
+        self._keys: Dict[Tuple[int, int, bool], Dict] = {}  # the key each artifact was built for
+        self.calibration = calibration
+        if precision == "int8" and calibration is None:
+            require_any_int8(source, self._cache_dir())
 
     def describe(self) -> str:
         first = self.providers[0]
@@ -183,10 +190,19 @@ class OnnxRuntimeBackend(Backend):
         so.inter_op_num_threads = 1
         return so
 
+    def _cache_dir(self) -> Optional[Path]:
+        """Where artifacts are looked up (a read-only directory can still be read)."""
+        return self.cache.readable
+
     def build(self, height: int, width: int, confidence: bool = False,
               rebuild: str = "") -> Tuple[object, Optional[Path]]:
         """The ONNX model for this input size: from the cache, else exported (and cached)."""
+        if self.precision == "int8":
+            model, path, key = build_int8(self, height, width, confidence, rebuild)
+            self._keys[(int(height), int(width), bool(confidence))] = key
+            return model, path
         key = onnx_cache_key(self.source, height, width, self.precision, confidence)
+        self._keys[(int(height), int(width), bool(confidence))] = key
         if rebuild:
             path, why = None, rebuild
         else:
@@ -219,8 +235,7 @@ class OnnxRuntimeBackend(Backend):
             model, path = self.build(*hw)
             sess = self._new_session(model)
             embedded = sess.get_modelmeta().custom_metadata_map.get(META_PREFIX + "cache_key")
-            wanted = onnx_cache_key(self.source, *hw[:2], self.precision, hw[2])
-            if embedded is None or json.loads(embedded) != wanted:
+            if embedded is None or json.loads(embedded) != self._keys[hw]:
                 # A manifest copied next to someone else's file: never trust it.
                 log.warning("ONNX model %s does not carry the key its manifest claims; "
                             "re-exporting", path)
@@ -248,3 +263,133 @@ class OnnxRuntimeBackend(Backend):
             return labels, conf
         (labels,) = sess.run([LABELS], {INPUT: pixels})
         return labels, None
+
+
+# --------------------------------------------------------------------- int8 (calibrated)
+
+#: Cache name of calibrated int8 models (QDQ ONNX, see :mod:`..quantize`).
+INT8_ARTIFACT = "mfaranet-onnx-int8"
+
+
+def int8_key(source: ModelSource, height: int, width: int, confidence: bool,
+             calibration=None) -> Dict:
+    """The int8 artifact's key: the fp32 export's, the recipe, this ONNX Runtime and, when
+    known, the calibration frames (hash and count; where they came from is metadata)."""
+    import onnxruntime
+
+    from ..quantize import RECIPE
+
+    key = onnx_cache_key(source, height, width, "int8", confidence)
+    key.update(artifact="onnx-int8", recipe=RECIPE, onnxruntime=onnxruntime.__version__)
+    if calibration is not None:
+        key["calibration"] = {"sha256": calibration.sha256, "frames": len(calibration)}
+    return key
+
+
+def embed_props(proto, props: Dict[str, str]) -> None:
+    """Sets ``mfaranet_ros.<name>`` entries of an ``onnx.ModelProto``'s metadata_props."""
+    wanted = {META_PREFIX + k: v for k, v in props.items()}
+    kept = [(p.key, p.value) for p in proto.metadata_props if p.key not in wanted]
+    del proto.metadata_props[:]
+    for k, v in [*kept, *wanted.items()]:
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = k, v
+
+
+def _has_int8_for(source: ModelSource, directory: Optional[Path]) -> bool:
+    if directory is None or not directory.is_dir():
+        return False
+    for manifest in directory.glob(f"{INT8_ARTIFACT}-*.json"):
+        try:
+            key = json.loads(manifest.read_text()).get("key", {})
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(key, dict) and key.get("checkpoint_sha256") == source.sha256:
+            return True
+    return False
+
+
+def require_any_int8(source: ModelSource, directory: Optional[Path]) -> None:
+    """Refuses at construction, before any input size is known, when no int8 artifact of
+    this checkpoint exists at all (the node then fails at start-up with the fix)."""
+    if not _has_int8_for(source, directory):
+        from ..quantize import missing_artifact_message
+
+        raise BackendUnavailable(missing_artifact_message(
+            "onnxruntime", "int8", source.path, None, directory, "none was built"))
+
+
+def _log_loaded(path: Path) -> None:
+    import onnx
+
+    props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    accuracy = props.get(META_PREFIX + "accuracy")
+    from ..quantize import describe_accuracy
+
+    log.info("int8 model %s, calibrated on %s: %s", path.name,
+             props.get(META_PREFIX + "calibration", "?"),
+             describe_accuracy(json.loads(accuracy)) if accuracy else "accuracy not recorded")
+
+
+def build_int8(backend: "OnnxRuntimeBackend", height: int, width: int, confidence: bool,
+               rebuild: str = "") -> Tuple[object, Optional[Path], Dict]:
+    """The int8 model for this size: calibrated now when the backend has a calibration
+    source, else the newest cached one for this checkpoint, size and ONNX Runtime."""
+    from ..quantize import find_calibrated, missing_artifact_message
+
+    directory = backend._cache_dir()
+    if backend.calibration is None:
+        base = int8_key(backend.source, height, width, confidence)
+        path, key, why = find_calibrated(directory, INT8_ARTIFACT, base, "onnx")
+        if rebuild and path is not None:  # never trust it, and without frames: no rebuild
+            path, why = None, f"{path.name}: {rebuild}"
+        if path is None:
+            raise BackendUnavailable(missing_artifact_message(
+                "onnxruntime", "int8", backend.source.path, (height, width), directory, why))
+        _log_loaded(path)
+        return str(path), path, key
+    return _calibrate_int8(backend, height, width, confidence, rebuild)
+
+
+def _calibrate_int8(backend: "OnnxRuntimeBackend", height: int, width: int, confidence: bool,
+                    rebuild: str) -> Tuple[object, Optional[Path], Dict]:
+    import tempfile
+
+    from ..calibration import letterbox_fill, load_calibration
+    from ..quantize import accuracy_report, describe_accuracy, quantize_onnx
+
+    meta = backend.source.metadata
+    calib, held = load_calibration(backend.calibration, (height, width), letterbox_fill(meta.mean))
+    key = int8_key(backend.source, height, width, confidence, calib)
+    path, why = (None, rebuild) if rebuild else lookup(backend._cache_dir(), INT8_ARTIFACT, key,
+                                                       "onnx")
+    if path is not None:
+        _log_loaded(path)
+        return str(path), path, key
+    fp32 = OnnxRuntimeBackend(backend.source, "cpu", "fp32", cache=backend.cache,
+                              threads=backend.threads)
+    fp32_model, _ = fp32.build(height, width, confidence)
+    log.info("calibrating int8 for %dx%d on %s (%s)", height, width, calib.source, why)
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="mfaranet-fp32-") as tmp:
+        if isinstance(fp32_model, bytes):
+            Path(tmp, "fp32.onnx").write_bytes(fp32_model)
+            fp32_model = str(Path(tmp, "fp32.onnx"))
+        proto = quantize_onnx(fp32_model, calib, meta.num_classes, input_name=INPUT)
+    reference = fp32.session(height, width, confidence)
+    candidate = backend._ort.InferenceSession(proto.SerializeToString(),
+                                              backend._session_options(),
+                                              providers=backend.providers)
+    accuracy = accuracy_report(lambda x: reference.run([LABELS], {INPUT: x})[0],
+                               lambda x: candidate.run([LABELS], {INPUT: x})[0],
+                               held, meta.num_classes)
+    embed_props(proto, {"cache_key": json.dumps(key, sort_keys=True),
+                        "accuracy": json.dumps(accuracy, sort_keys=True),
+                        "calibration": calib.source})
+    blob = proto.SerializeToString()
+    log.info("int8 calibrated in %.1f s: %s", time.perf_counter() - t0,
+             describe_accuracy(accuracy))
+    if backend.cache.path is None:
+        return blob, None, key
+    path = store(backend.cache.path, INT8_ARTIFACT, key, "onnx", lambda p: p.write_bytes(blob))
+    return str(path), path, key
