@@ -16,17 +16,27 @@ logs why and starts the node alone.
 """
 import os
 
-from ament_index_python.packages import (PackageNotFoundError, get_package_prefix,
-                                         get_package_share_directory)
-from launch import LaunchDescription
-from launch.actions import (DeclareLaunchArgument, EmitEvent, LogInfo, OpaqueFunction,
-                            RegisterEventHandler, SetEnvironmentVariable)
+import lifecycle_msgs.msg
+from ament_index_python.packages import (
+    PackageNotFoundError,
+    get_package_prefix,
+    get_package_share_directory,
+)
+from launch.actions import (
+    DeclareLaunchArgument,
+    EmitEvent,
+    LogInfo,
+    OpaqueFunction,
+    RegisterEventHandler,
+    SetEnvironmentVariable,
+)
 from launch.events import matches_action
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode, Node
 from launch_ros.event_handlers import OnStateTransition
 from launch_ros.events.lifecycle import ChangeState
-import lifecycle_msgs.msg
+
+from launch import LaunchDescription
 
 PACKAGE = "mfaranet_ros"
 PROFILE_ENV = "FASTDDS_DEFAULT_PROFILES_FILE"

@@ -17,5 +17,6 @@ def parse_size(text: str, minimum: int = 8) -> Tuple[int, int]:
         raise argparse.ArgumentTypeError(f"expected HxW (e.g. 512x1024), got {text!r}")
     h, w = int(m.group(1)), int(m.group(2))
     if h < minimum or w < minimum:
-        raise argparse.ArgumentTypeError(f"size {text!r} is too small ({minimum}x{minimum} at least)")
+        raise argparse.ArgumentTypeError(
+            f"size {text!r} is too small ({minimum}x{minimum} at least)")
     return h, w

@@ -45,6 +45,10 @@ PYEOF
   fi
 fi
 
+# The linter first: a style or likely-bug finding fails the run in seconds (ruff.toml).
+"$PY" -m ruff check --quiet . || { echo "ruff found the problems above (fix them, or run" \
+  ".venv/bin/ruff check --fix . for the fixable ones)" >&2; exit 1; }
+
 # Each test run gets its own DDS domain so parallel runs on one host do not see each other.
 export ROS_DOMAIN_ID=${ROS_DOMAIN_ID:-$(( (RANDOM % 100) + 100 ))}
 # No path given: pytest runs setup.cfg's testpaths (test/).

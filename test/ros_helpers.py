@@ -112,7 +112,8 @@ class NodeProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(5)
-            raise AssertionError(f"node did not exit {timeout}s after SIGINT:\n{self.output()}")
+            raise AssertionError(
+                f"node did not exit {timeout}s after SIGINT:\n{self.output()}") from None
         finally:
             self._log.close()
 

@@ -9,14 +9,15 @@ import os
 import numpy as np
 import pytest
 import torch
-
 from inference_frames import scene
+
 from mfaranet_ros.inference import BackendUnavailable, Segmenter
 from mfaranet_ros.inference.backends import ModelSource
-from mfaranet_ros.inference.cache import lookup, resolve_cache_dir, store
 from mfaranet_ros.inference.backends.tensorrt_backend import (
-    check_torch_tensorrt_version, tensorrt_cache_key,
+    check_torch_tensorrt_version,
+    tensorrt_cache_key,
 )
+from mfaranet_ros.inference.cache import lookup, resolve_cache_dir, store
 from mfaranet_ros.model import load_checkpoint
 
 FRAMES = [(64, 128, 11), (64, 128, 12)]

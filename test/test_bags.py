@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 
 from mfaranet_ros.evaluation.bags import BagError, BagReader, BagWriter, decode_image
-from mfaranet_ros.evaluation.groundtruth import (FolderGroundTruth, TopicGroundTruth,
-                                                 cityscapes_id_to_train_id)
-from mfaranet_ros.evaluation.synthbag import (START_STAMP_NS, SyntheticBagSpec,
-                                              make_synthetic_bag)
+from mfaranet_ros.evaluation.groundtruth import (
+    FolderGroundTruth,
+    TopicGroundTruth,
+    cityscapes_id_to_train_id,
+)
+from mfaranet_ros.evaluation.synthbag import START_STAMP_NS, SyntheticBagSpec, make_synthetic_bag
 from mfaranet_ros.synthetic import frame_seed, generate_scene
 
 SIZE = (32, 64)

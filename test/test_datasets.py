@@ -6,8 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from mfaranet_ros.training.datasets import (CamVidDataset, CityscapesDataset, FolderDataset,
-                                            GeneratedDataset, SeededBatches)
+from mfaranet_ros.training.datasets import (
+    CamVidDataset,
+    CityscapesDataset,
+    FolderDataset,
+    GeneratedDataset,
+    SeededBatches,
+)
 from mfaranet_ros.training.transforms import TrainTransform, boundary_target
 
 

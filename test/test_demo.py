@@ -7,7 +7,8 @@ from mfaranet_ros.cli import main
 
 
 def _demo(tmp_path, checkpoint, frames):
-    return main(["demo", "--out", str(tmp_path / "demo"), "--bag", str(tmp_path / "bags" / "drive"),
+    return main(["demo", "--out", str(tmp_path / "demo"),
+                 "--bag", str(tmp_path / "bags" / "drive"),
                  "--frames", str(frames), "--size", "64x128", "--weights", str(checkpoint),
                  "--backend", "torch", "--input-size", "32x64", "--no-progress"])
 

@@ -9,9 +9,17 @@ import cv2
 import numpy as np
 import pytest
 
-from mfaranet_ros.encodings import (RAW_ENCODINGS, SUPPORTED_ENCODINGS, ImageFormatError,
-                                    compressed_to_labels, compressed_to_rgb, encode_compressed,
-                                    image_to_labels, image_to_rgb, raw_layout)
+from mfaranet_ros.encodings import (
+    RAW_ENCODINGS,
+    SUPPORTED_ENCODINGS,
+    ImageFormatError,
+    compressed_to_labels,
+    compressed_to_rgb,
+    encode_compressed,
+    image_to_labels,
+    image_to_rgb,
+    raw_layout,
+)
 
 
 class Image(SimpleNamespace):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mfaranet_ros.evaluation.bags import BagError, BagReader
-from mfaranet_ros.evaluation.offline import EvalOptions, OUTPUT_BAG_NAME, evaluate_bag
+from mfaranet_ros.evaluation.offline import OUTPUT_BAG_NAME, EvalOptions, evaluate_bag
 from mfaranet_ros.evaluation.synthbag import SyntheticBagSpec, make_synthetic_bag
 
 SIZE = (64, 128)

@@ -5,13 +5,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from inference_frames import scene
+
 from mfaranet_ros.inference import SegmentationResult, Segmenter, resolve_input_size
 from mfaranet_ros.inference.device_processing import DeviceProcessing
 from mfaranet_ros.inference.processing import (
-    HostProcessing, blend, colorize, letterbox_geometry, letterbox_into, palette_lut,
-    restore_confidence, restore_labels,
+    HostProcessing,
+    blend,
+    colorize,
+    letterbox_geometry,
+    letterbox_into,
+    palette_lut,
+    restore_confidence,
+    restore_labels,
 )
 from mfaranet_ros.model import cityscapes_metadata, load_checkpoint
 

@@ -16,15 +16,24 @@ pytest.importorskip("rclpy", reason="needs rclpy (requirements-ros-pypi.txt)")
 
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from lifecycle_msgs.msg import Transition, TransitionEvent  # noqa: E402
-from lifecycle_msgs.srv import (ChangeState, GetAvailableStates,  # noqa: E402
-                                GetAvailableTransitions, GetState)
+from lifecycle_msgs.srv import ChangeState, GetAvailableStates, GetAvailableTransitions, GetState  # noqa: E402
 from rcl_interfaces.srv import SetParameters  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
+from ros_helpers import (  # noqa: E402
+    CAR,
+    CAR_RGB,
+    REPO,
+    Client,
+    NodeProcess,
+    constant_checkpoint,
+    image_msg,
+    kv,
+    reliable,
+    to_array,
+)
 from sensor_msgs.msg import Image  # noqa: E402
 
 from mfaranet_ros.ros.parameters import PARAMETER_NAMES, PARAMETERS  # noqa: E402
-from ros_helpers import (CAR, CAR_RGB, REPO, Client, NodeProcess,  # noqa: E402
-                         constant_checkpoint, image_msg, kv, reliable, to_array)
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 

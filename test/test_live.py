@@ -29,9 +29,9 @@ def _mfaranet(*args: str, log_path) -> subprocess.Popen:
 
 
 def test_play_bag_node_eval_live(tmp_path, tiny_checkpoint):
-    from mfaranet_ros.ros.player import PlayOptions, play_bag
     from mfaranet_ros.evaluation.offline import EvalOptions, evaluate_bag
     from mfaranet_ros.inference import Segmenter
+    from mfaranet_ros.ros.player import PlayOptions, play_bag
 
     bag = make_synthetic_bag(tmp_path / "drive", SyntheticBagSpec(frames=FRAMES, size=SIZE,
                                                                   rate_hz=10.0, seed=21))

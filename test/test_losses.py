@@ -6,8 +6,12 @@ import math
 import torch
 import torch.nn.functional as F
 
-from mfaranet_ros.training.losses import (MJSLoss, balanced_bce, edge_gated_cross_entropy,
-                                          ohem_cross_entropy)
+from mfaranet_ros.training.losses import (
+    MJSLoss,
+    balanced_bce,
+    edge_gated_cross_entropy,
+    ohem_cross_entropy,
+)
 
 
 def _two_class_logits(p_class0):

@@ -69,9 +69,9 @@ def test_latency_percentiles():
 
 def _cityscapes_eval(tmp_path, predictions, ground_truths):
     """Runs cityscapesscripts' pixel-level evaluation on trainId arrays (as labelId PNGs)."""
-    from PIL import Image
     from cityscapesscripts.evaluation import evalPixelLevelSemanticLabeling as csev
     from cityscapesscripts.helpers.labels import labels
+    from PIL import Image
 
     train_to_id = np.zeros(256, np.uint8)
     for label in labels:

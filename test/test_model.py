@@ -1,13 +1,19 @@
 """MFARANet: fidelity to the official model, shapes, counts, gradients, checkpoints."""
 from __future__ import annotations
 
-import torch
 import pytest
+import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from mfaranet_ros.model import (
-    CheckpointError, MFARANet, ModelMetadata, cityscapes_metadata, load_backbone,
-    load_checkpoint, read_checkpoint, save_checkpoint,
+    CheckpointError,
+    MFARANet,
+    ModelMetadata,
+    cityscapes_metadata,
+    load_backbone,
+    load_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
 )
 from mfaranet_ros.model.checkpoint import load_state_dict_strict
 
@@ -245,8 +251,8 @@ def test_cityscapes_table_matches_cityscapesscripts():
     labels = pytest.importorskip("cityscapesscripts.helpers.labels")
     from mfaranet_ros.model import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
 
-    train = sorted((l.trainId, l.name, l.color) for l in labels.labels
-                   if 0 <= l.trainId < 255 and not l.ignoreInEval)
+    train = sorted((lab.trainId, lab.name, lab.color) for lab in labels.labels
+                   if 0 <= lab.trainId < 255 and not lab.ignoreInEval)
     assert [n for _, n, _ in train] == list(CITYSCAPES_CLASSES)
     assert [tuple(c) for _, _, c in train] == list(CITYSCAPES_PALETTE)
 

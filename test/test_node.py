@@ -15,11 +15,22 @@ import pytest
 pytest.importorskip("rclpy", reason="needs rclpy (requirements-ros-pypi.txt)")
 
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from ros_helpers import (  # noqa: E402
+    CAR,
+    CAR_RGB,
+    REPO,
+    Client,
+    NodeProcess,
+    best_effort,
+    constant_checkpoint,
+    image_msg,
+    kv,
+    reliable,
+    to_array,
+)
 from sensor_msgs.msg import Image  # noqa: E402
 
 from mfaranet_ros.ros.parameters import PARAMETER_NAMES, PARAMETERS  # noqa: E402
-from ros_helpers import (CAR, CAR_RGB, REPO, Client, NodeProcess, best_effort,  # noqa: E402
-                         constant_checkpoint, image_msg, kv, reliable, to_array)
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -286,7 +297,8 @@ def test_best_effort_viewer_receives_a_large_overlay(client):
         send_and_wait(client, image_msg(np.full((480, 640, 3), 90, np.uint8), "rgb8",
                                         stamp=stamp), keys=("overlay",))
         try:
-            client.wait_until(lambda: by_stamp(client, "viewer", stamp), 3.0, "viewer")
+            client.wait_until(lambda stamp=stamp: by_stamp(client, "viewer", stamp), 3.0,
+                              "viewer")
             got += 1
         except AssertionError:
             pass

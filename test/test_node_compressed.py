@@ -11,10 +11,18 @@ import pytest
 pytest.importorskip("rclpy", reason="needs rclpy (requirements-ros-pypi.txt)")
 
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from ros_helpers import (  # noqa: E402
+    CAR,
+    CAR_RGB,
+    REPO,
+    Client,
+    NodeProcess,
+    constant_checkpoint,
+    kv,
+    reliable,
+    to_array,
+)
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
-
-from ros_helpers import (CAR, CAR_RGB, REPO, Client, NodeProcess,  # noqa: E402
-                         constant_checkpoint, kv, reliable, to_array)
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 

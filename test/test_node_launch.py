@@ -17,12 +17,21 @@ pytest.importorskip("rclpy", reason="needs rclpy (requirements-ros-pypi.txt)")
 
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rcl_interfaces.msg import ParameterType  # noqa: E402
+from ros_helpers import (  # noqa: E402
+    CAR_RGB,
+    REPO,
+    Client,
+    NodeProcess,
+    constant_checkpoint,
+    image_msg,
+    kv,
+    reliable,
+    to_array,
+)
 from sensor_msgs.msg import Image  # noqa: E402
 
 from mfaranet_ros.ros.parameters import PARAMETER_NAMES  # noqa: E402
 from mfaranet_ros.ros.qos import profile_path  # noqa: E402
-from ros_helpers import (CAR_RGB, REPO, Client, NodeProcess, constant_checkpoint,  # noqa: E402
-                         image_msg, kv, reliable, to_array)
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 

@@ -13,10 +13,17 @@ pytest.importorskip("rclpy", reason="needs rclpy (requirements-ros-pypi.txt)")
 
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
+from ros_helpers import (  # noqa: E402
+    CAR,
+    Client,
+    NodeProcess,
+    constant_checkpoint,
+    image_msg,
+    kv,
+    reliable,
+    to_array,
+)
 from sensor_msgs.msg import Image  # noqa: E402
-
-from ros_helpers import (CAR, Client, NodeProcess, constant_checkpoint, image_msg,  # noqa: E402
-                         kv, reliable, to_array)
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -91,7 +98,7 @@ def camera_status(client, cam):
 def test_each_camera_gets_its_own_outputs_and_stamps(client):
     sent = stream(client, CAMERAS, 3.0)
     time.sleep(1.0)
-    for cam, (h, w, _, base) in CAMERAS.items():
+    for cam, (h, w, _, _base) in CAMERAS.items():
         overlays = client.messages(f"{cam}/overlay")
         assert len(overlays) >= 2, cam
         for m in overlays:

@@ -9,10 +9,8 @@ import pytest
 
 pytest.importorskip("rclpy", reason="needs rclpy (requirements-ros-pypi.txt)")
 
+from ros_helpers import Client, NodeProcess, best_effort, constant_checkpoint, image_msg, reliable  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
-
-from ros_helpers import (Client, NodeProcess, best_effort, constant_checkpoint,  # noqa: E402
-                         image_msg, reliable)
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -41,7 +39,7 @@ def test_user_profile_is_kept_and_reliable_viewers_still_get_large_frames(tmp_pa
         time.sleep(0.5)
         for i in range(5):  # 640x480 rgb8 = 921 KB, above the default 512 KB segment
             pub.publish(image_msg(np.full((480, 640, 3), 90, np.uint8), "rgb8", stamp=(i, 0)))
-            client.wait_until(lambda: len(client.messages("reliable")) > i, 10.0,
+            client.wait_until(lambda i=i: len(client.messages("reliable")) > i, 10.0,
                               f"reliable overlay {i}")
         time.sleep(0.5)
         assert len(client.messages("reliable")) == 5

@@ -11,10 +11,8 @@ import pytest
 pytest.importorskip("rclpy", reason="needs rclpy (requirements-ros-pypi.txt)")
 
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from ros_helpers import Client, NodeProcess, constant_checkpoint, image_msg, kv, reliable  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
-
-from ros_helpers import (Client, NodeProcess, constant_checkpoint, image_msg, kv,  # noqa: E402
-                         reliable)
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 

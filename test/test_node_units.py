@@ -11,9 +11,22 @@ from rclpy.qos import ReliabilityPolicy  # noqa: E402
 
 from mfaranet_ros.ros import qos as qos_tools  # noqa: E402
 from mfaranet_ros.ros.parameters import (  # noqa: E402
-    PARAMETERS, NodeConfig, input_size_request, resolve_weights, topic_layout, validate_parameter)
-from mfaranet_ros.ros.stats import (ERROR, OK, WARN, InputCounters,  # noqa: E402
-                                    QosEventCounters, StageStats, assess)
+    PARAMETERS,
+    NodeConfig,
+    input_size_request,
+    resolve_weights,
+    topic_layout,
+    validate_parameter,
+)
+from mfaranet_ros.ros.stats import (  # noqa: E402
+    ERROR,
+    OK,
+    WARN,
+    InputCounters,
+    QosEventCounters,
+    StageStats,
+    assess,
+)
 
 R, B = ReliabilityPolicy.RELIABLE, ReliabilityPolicy.BEST_EFFORT
 
@@ -57,9 +70,10 @@ def test_defaults_are_valid_and_build_the_config():
 
 
 def test_input_size_request_and_resolution(tmp_path):
+    from ros_helpers import constant_checkpoint
+
     from mfaranet_ros.inference import resolve_input_size
     from mfaranet_ros.model import read_checkpoint
-    from ros_helpers import constant_checkpoint
 
     assert input_size_request([]) == "checkpoint"
     assert input_size_request([0, 0]) is None

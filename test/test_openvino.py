@@ -11,7 +11,9 @@ ov = pytest.importorskip("openvino", reason="needs openvino (requirements-test.t
 pytest.importorskip("nncf", reason="needs nncf (requirements-test.txt)")
 
 from mfaranet_ros.inference.backends import (  # noqa: E402
-    BackendUnavailable, ModelSource, create_backend,
+    BackendUnavailable,
+    ModelSource,
+    create_backend,
 )
 from mfaranet_ros.inference.backends.openvino_backend import OV_INT8_ARTIFACT  # noqa: E402
 from mfaranet_ros.inference.cache import resolve_cache_dir  # noqa: E402

@@ -14,12 +14,17 @@ import pytest
 pytest.importorskip("onnxruntime.quantization", reason="needs onnxruntime")
 
 from mfaranet_ros.inference.backends import (  # noqa: E402
-    BackendUnavailable, ModelSource, check_precision, create_backend,
+    BackendUnavailable,
+    ModelSource,
+    check_precision,
+    create_backend,
 )
 from mfaranet_ros.inference.backends.onnxruntime_backend import INT8_ARTIFACT  # noqa: E402
 from mfaranet_ros.inference.cache import resolve_cache_dir  # noqa: E402
 from mfaranet_ros.inference.calibration import (  # noqa: E402
-    CalibrationSpec, load_calibration, scenes,
+    CalibrationSpec,
+    load_calibration,
+    scenes,
 )
 
 REPO = Path(__file__).resolve().parents[1]

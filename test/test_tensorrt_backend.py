@@ -21,8 +21,13 @@ from mfaranet_ros.inference import Segmenter
 from mfaranet_ros.inference.backends import BackendUnavailable, ModelSource, create_backend
 from mfaranet_ros.inference.backends import tensorrt_backend as trt_backend
 from mfaranet_ros.inference.backends.tensorrt_backend import (
-    EngineBuild, EngineBuildError, build_and_store, compile_settings, dry_run_settings,
-    save_settings, torch_tensorrt_installed,
+    EngineBuild,
+    EngineBuildError,
+    build_and_store,
+    compile_settings,
+    dry_run_settings,
+    save_settings,
+    torch_tensorrt_installed,
 )
 from mfaranet_ros.inference.cache import lookup, resolve_cache_dir
 
@@ -175,7 +180,8 @@ def test_named_tensorrt_is_a_clear_error_and_auto_falls_back(fake_torch_tensorrt
 def test_tensorrt_missing_or_no_gpu_is_a_clear_error(tiny_checkpoint, inference_cache_dir):
     installed = torch_tensorrt_installed()
     with pytest.raises(BackendUnavailable) as err:
-        Segmenter.from_checkpoint(tiny_checkpoint, backend="tensorrt", cache_dir=inference_cache_dir)
+        Segmenter.from_checkpoint(tiny_checkpoint, backend="tensorrt",
+                                  cache_dir=inference_cache_dir)
     assert ("torch_tensorrt is not installed" in str(err.value)) != installed
     if installed:
         assert "CUDA" in str(err.value)
@@ -283,7 +289,8 @@ def test_a_build_calls_torch_tensorrt_as_its_version_expects(build, tmp_path, ve
     trt = FakeTorchTensorRT(version)
     module, path = build_and_store(trt, build, KEY, tmp_path)
     assert module == "compiled module"
-    assert lookup(tmp_path, "mfaranet-trt", KEY, "ep")[0] == path and path.read_bytes() == b"an engine"
+    assert lookup(tmp_path, "mfaranet-trt", KEY, "ep")[0] == path
+    assert path.read_bytes() == b"an engine"
     (_, program, compile_kwargs), (_, saved, save_path, save_kwargs) = trt.calls
     (spec,) = compile_kwargs.pop("arg_inputs")
     assert (spec.shape, spec.dtype) == ((2, 512, 1024, 3), torch.float16)
@@ -295,4 +302,5 @@ def test_a_build_calls_torch_tensorrt_as_its_version_expects(build, tmp_path, ve
         (example,) = save_kwargs.pop("arg_inputs")
         assert (example.shape, example.dtype) == ((2, 512, 1024, 3), torch.float16)
     # Nothing cached without a cache directory, the module is still returned.
-    assert build_and_store(FakeTorchTensorRT(version), build, KEY, None) == ("compiled module", None)
+    assert build_and_store(FakeTorchTensorRT(version), build, KEY, None) == (
+        "compiled module", None)

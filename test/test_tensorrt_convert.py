@@ -8,17 +8,18 @@ it) and ``tensorrt_cpu`` answers its device queries.
 
 The cases are a pairwise design over the five settings (model, precision, batch, confidence,
 input size): every pair of values of any two settings occurs in some case, in 6 dry runs
-instead of 32 (each costs seconds of tracing; the pruned model is the cheaper one). Convertibility does not depend on the weights: a random-init checkpoint does.
+instead of 32 (each costs seconds of tracing; the pruned model is the cheaper one).
+Convertibility does not depend on the weights: a random-init checkpoint does.
 """
 from __future__ import annotations
 
 import pytest
 import torch
+from tensorrt_cpu import import_torch_tensorrt, on_cpu
 
 from mfaranet_ros.inference.backends import ModelSource
 from mfaranet_ros.inference.backends.tensorrt_backend import EngineBuild, OpCoverage
 from mfaranet_ros.inference.cli import print_conversion_report
-from tensorrt_cpu import import_torch_tensorrt, on_cpu
 
 # (pruned, precision, batch, confidence, (height, width)). Pairwise: the two full-model
 # cases take opposite values of every other setting; the four pruned ones make up the other

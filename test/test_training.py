@@ -13,9 +13,18 @@ import torch
 import torch.multiprocessing as mp
 
 from mfaranet_ros.model import MFARANet
-from mfaranet_ros.training import (ConfigError, GeneratedDataset, MJSLoss, TrainConfig,
-                                   TrainTransform, build_optimizer, config_from_dict, load_config,
-                                   poly_lr, train)
+from mfaranet_ros.training import (
+    ConfigError,
+    GeneratedDataset,
+    MJSLoss,
+    TrainConfig,
+    TrainTransform,
+    build_optimizer,
+    config_from_dict,
+    load_config,
+    poly_lr,
+    train,
+)
 from mfaranet_ros.training.config import OptimConfig, parse_override
 
 REPO = Path(__file__).resolve().parents[1]
@@ -159,8 +168,12 @@ def test_resume_continues_exactly(tmp_path):
 
 
 def test_training_can_start_from_whole_model_weights(tmp_path):
-    from mfaranet_ros.model import (CheckpointError, ModelMetadata, cityscapes_metadata,
-                                    save_checkpoint)
+    from mfaranet_ros.model import (
+        CheckpointError,
+        ModelMetadata,
+        cityscapes_metadata,
+        save_checkpoint,
+    )
 
     torch.manual_seed(5)
     donor = MFARANet(19, boundary_heads=False)
@@ -216,7 +229,8 @@ def test_two_cpu_processes_run_a_ddp_step(tmp_path):
     assert [r["iteration"] for r in _log(tmp_path / "run")] == ["1"]
 
 
-@pytest.mark.skipif(not DEMO_WEIGHTS.is_file(), reason="models/mfaranet_synthetic.pth not trained yet")
+@pytest.mark.skipif(not DEMO_WEIGHTS.is_file(),
+                    reason="models/mfaranet_synthetic.pth not trained yet")
 def test_demo_weights_need_rgb_input():
     from mfaranet_ros.evaluation.weights_eval import confusion_over_pairs, generated_pairs
     from mfaranet_ros.inference import Segmenter

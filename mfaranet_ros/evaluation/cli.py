@@ -191,8 +191,13 @@ def _register_play(sub) -> None:
 def _eval_weights(args: argparse.Namespace) -> int:
     """mIoU of a checkpoint through the Segmenter, on generated scenes or a folder."""
     from .model_args import load_segmenter
-    from .weights_eval import (confusion_over_pairs, folder_pairs, format_weights_report,
-                               generated_pairs, weights_report)
+    from .weights_eval import (
+        confusion_over_pairs,
+        folder_pairs,
+        format_weights_report,
+        generated_pairs,
+        weights_report,
+    )
 
     if args.data:       # listed before the model is loaded: a bad folder fails at once
         pairs = folder_pairs(args.data, limit=args.frames)

@@ -12,7 +12,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
-
 from .bags import BagWriter
 
 __all__ = ["SyntheticBagSpec", "make_synthetic_bag", "IMAGE_TOPIC", "LABEL_TOPIC",

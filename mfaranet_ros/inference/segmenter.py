@@ -12,12 +12,24 @@ import torch
 
 from ..model import ModelMetadata
 from .backends import (
-    ARRAY_TYPES, BACKENDS, PRECISIONS, Backend, ModelSource, create_backend, resolve_device,
+    ARRAY_TYPES,
+    BACKENDS,
+    PRECISIONS,
+    Backend,
+    ModelSource,
+    create_backend,
+    resolve_device,
 )
 from .cache import resolve_cache_dir
 from .device_processing import DeviceProcessing
 from .processing import (
-    Array, HostProcessing, Letterbox, Processing, check_frame, letterbox_geometry, palette_lut,
+    Array,
+    HostProcessing,
+    Letterbox,
+    Processing,
+    check_frame,
+    letterbox_geometry,
+    palette_lut,
 )
 
 __all__ = ["Segmenter", "SegmentationResult", "CHECKPOINT_SIZE", "resolve_input_size"]

@@ -3,8 +3,8 @@ from .checkpoint import (
     CheckpointError,
     import_official,
     load_backbone,
-    load_init_weights,
     load_checkpoint,
+    load_init_weights,
     read_checkpoint,
     save_checkpoint,
 )

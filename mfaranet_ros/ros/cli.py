@@ -4,8 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..bench.arguments import (add_run_arguments, add_weights_argument, network_size,
-                               positive_float)
+from ..bench.arguments import add_run_arguments, add_weights_argument, network_size, positive_float
 from ..bench.backends import parse_backend
 
 #: Frame sizes when --frame-size is not given: a 2 MP camera alone, VGA when several.

@@ -35,8 +35,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from . import diagnostics
 from . import qos as qos_tools
 from .conversions import ImageFormatError, compressed_to_rgb, image_to_rgb, serialize_image
-from .parameters import (PARAMETERS, NodeConfig, input_size_request,
-                         resolve_weights, topic_layout)
+from .parameters import PARAMETERS, NodeConfig, input_size_request, resolve_weights, topic_layout
 from .stats import ERROR, OK, InputCounters, QosEventCounters, StageStats, assess
 
 __all__ = ["NODE_NAME", "SegmentationCore", "StartupError", "StartupInterrupted",

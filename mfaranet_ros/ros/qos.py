@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from typing import Iterable, MutableMapping, Optional
 
-from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy)
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 __all__ = ["PROFILE_ENV", "profile_path", "apply_fastdds_profile", "describe_profile",
            "choose_reliability", "input_qos", "output_qos", "reliability_name"]

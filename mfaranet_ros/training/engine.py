@@ -26,12 +26,24 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from ..model import (MFARANet, ModelMetadata, cityscapes_metadata, load_backbone,
-                     load_init_weights, save_checkpoint)
+from ..model import (
+    MFARANet,
+    ModelMetadata,
+    cityscapes_metadata,
+    load_backbone,
+    load_init_weights,
+    save_checkpoint,
+)
 from ..model.checkpoint import FORMAT_TAG, load_state_dict_strict
 from ..model.metadata import IMAGENET_MEAN, IMAGENET_STD
-from .config import (AugmentConfig, LossConfig, ModelConfig, OptimConfig, TrainConfig,
-                     config_to_dict)
+from .config import (
+    AugmentConfig,
+    LossConfig,
+    ModelConfig,
+    OptimConfig,
+    TrainConfig,
+    config_to_dict,
+)
 from .datasets import SeededBatches, SegmentationDataset, build_dataset, camvid_metadata
 from .losses import MJSLoss
 from .metrics import confusion_matrix, iou_from_confusion, predict_labels

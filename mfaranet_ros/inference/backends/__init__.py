@@ -8,8 +8,15 @@ import torch
 
 from ..cache import CacheDir
 from .base import (
-    ARRAY_TYPES, BACKEND_PRECISIONS, PRECISIONS, Backend, BackendUnavailable, ModelSource, Outputs,
-    check_precision, resolve_device,
+    ARRAY_TYPES,
+    BACKEND_PRECISIONS,
+    PRECISIONS,
+    Backend,
+    BackendUnavailable,
+    ModelSource,
+    Outputs,
+    check_precision,
+    resolve_device,
 )
 
 __all__ = ["ARRAY_TYPES", "BACKENDS", "BACKEND_PRECISIONS", "Backend", "BackendUnavailable",

@@ -36,8 +36,9 @@ def check_precision(backend: str, precision: str) -> None:
     supported = BACKEND_PRECISIONS.get(backend)
     if supported is not None and precision not in supported:
         users = [b for b, precs in BACKEND_PRECISIONS.items() if precision in precs]
-        raise BackendUnavailable(f"backend {backend!r} runs {', '.join(supported)}, not {precision}; "
-                         f"{precision} runs on {', '.join(users)}")
+        raise BackendUnavailable(
+            f"backend {backend!r} runs {', '.join(supported)}, not {precision}; "
+            f"{precision} runs on {', '.join(users)}")
 #: What a backend's ``run`` takes and returns: numpy arrays, or torch tensors on its device.
 ARRAY_TYPES = ("numpy", "torch")
 Array = Union[np.ndarray, torch.Tensor]

@@ -26,7 +26,13 @@ import numpy as np
 from ..cache import CacheDir, lookup, store
 from .base import Backend, BackendUnavailable, ModelSource, Outputs
 from .onnxruntime_backend import (
-    CONFIDENCE, INPUT, LABELS, META_PREFIX, embed_props, export_onnx, onnx_cache_key,
+    CONFIDENCE,
+    INPUT,
+    LABELS,
+    META_PREFIX,
+    embed_props,
+    export_onnx,
+    onnx_cache_key,
     physical_cores,
 )
 
