@@ -32,8 +32,8 @@ setup(
     entry_points={
         "console_scripts": [
             "mfaranet = mfaranet_ros.cli:main",
-            "segmentation_node = mfaranet_ros.ros.node:main",
-            "segmentation_lifecycle_node = mfaranet_ros.ros.lifecycle_node:main",
+            "segmentation_node = mfaranet_ros.ros.entry:segmentation_node",
+            "segmentation_lifecycle_node = mfaranet_ros.ros.entry:segmentation_lifecycle_node",
         ],
     },
 )

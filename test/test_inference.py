@@ -153,7 +153,7 @@ def test_bad_arguments(tiny_checkpoint, inference_cache_dir):
     with pytest.raises(ValueError, match="precision"):
         Segmenter.from_checkpoint(tiny_checkpoint, backend="torch", precision="int4")
     with pytest.raises(ValueError, match="unknown backend"):
-        Segmenter.from_checkpoint(tiny_checkpoint, backend="openvino")
+        Segmenter.from_checkpoint(tiny_checkpoint, backend="tensorflow")
     with pytest.raises(ValueError, match="device"):
         Segmenter.from_checkpoint(tiny_checkpoint, backend="torch", device="tpu")
 

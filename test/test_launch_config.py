@@ -99,7 +99,8 @@ def test_launch_starts_the_console_script_as_mfaranet(launch_tree):
     assert _kw(kwargs, "package").id == "PACKAGE"
     assert 'PACKAGE = "mfaranet_ros"' in LAUNCH.read_text()
     assert _kw(kwargs, "name").value == "mfaranet"
-    assert "segmentation_node = mfaranet_ros.ros.node:main" in (REPO / "setup.py").read_text()
+    assert ("segmentation_node = mfaranet_ros.ros.entry:segmentation_node"
+            in (REPO / "setup.py").read_text())
     assert [_kw(n, "executable").value for n in nodes].count("rviz2") == 1
     # the shared-memory profile is applied only when the user has not set one
     assert "FASTDDS_DEFAULT_PROFILES_FILE" in LAUNCH.read_text()
@@ -112,7 +113,7 @@ def test_managed_choice_starts_the_lifecycle_node_and_brings_it_up(launch_tree):
     managed = [n for n in _calls(launch_tree, "LifecycleNode")
                if _starts(n, "segmentation_lifecycle_node")]
     assert len(managed) == 1
-    assert ("segmentation_lifecycle_node = mfaranet_ros.ros.lifecycle_node:main"
+    assert ("segmentation_lifecycle_node = mfaranet_ros.ros.entry:segmentation_lifecycle_node"
             in (REPO / "setup.py").read_text())
     transitions = {c.args[1].attr for c in _calls(launch_tree, "_change_state")}
     assert transitions == {"TRANSITION_CONFIGURE", "TRANSITION_ACTIVATE"}

@@ -99,3 +99,34 @@ def test_signal_during_start_up_exits_cleanly(tmp_path, sig):
     out = node.output()
     assert "Traceback" not in out and "subscribed to" not in out
     assert "context is invalid" not in out
+
+
+@pytest.mark.parametrize("executable", ["segmentation_node", "segmentation_lifecycle_node"])
+def test_signals_while_the_node_module_imports_exit_cleanly(tmp_path, executable):
+    """Ctrl-C in the first second, while torch and rclpy are still being imported (before
+    the node's own handlers exist), twice as a terminal and launch send it: exit 0, no
+    KeyboardInterrupt traceback. Runs the console scripts' entry functions themselves."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    code = (f"import sys; from mfaranet_ros.ros.entry import {executable}; "
+            f"sys.exit({executable}())")
+    proc = subprocess.Popen([sys.executable, "-c", code, "--ros-args"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # Wait until torch's libraries are being mapped: the entry function has installed its
+    # handlers and the node module's imports are under way (they take seconds more).
+    deadline = time.monotonic() + 30.0
+    while time.monotonic() < deadline and proc.poll() is None:
+        with open(f"/proc/{proc.pid}/maps") as maps:
+            if "libtorch" in maps.read():
+                break
+        time.sleep(0.02)
+    for _ in range(2):
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+        time.sleep(0.1)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    assert "Traceback" not in out and "KeyboardInterrupt" not in out, out

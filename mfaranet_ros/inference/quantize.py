@@ -28,7 +28,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .cache import lookup
+from .cache import lookup, store
 from .calibration import FrameSet
 
 __all__ = ["RECIPE", "int8_nodes", "quantize_onnx", "accuracy_report", "describe_accuracy",
@@ -103,16 +103,14 @@ def quantize_onnx(model_path: str, calibration: FrameSet, num_classes: int,
 
 
 def confusion_miou(predictions: np.ndarray, truth: np.ndarray, num_classes: int) -> float:
-    """mIoU (0..1) over the classes present in ``truth`` (255 ignored)."""
+    """mIoU (0..1) by the package's one rule (Cityscapes': a class counts unless it is
+    absent from both the ground truth and the prediction; 255 ignored)."""
     from ..evaluation.metrics import ConfusionMatrix
 
     cm = ConfusionMatrix(num_classes)
     for pred, gt in zip(predictions, truth):
-        cm.matrix += cm.frame_matrix(pred, gt)
-    inter = np.diag(cm.matrix).astype(np.float64)
-    union = cm.matrix.sum(0) + cm.matrix.sum(1) - inter
-    present = cm.matrix.sum(1) > 0
-    return float(np.mean(inter[present] / np.maximum(union[present], 1)))
+        cm.update(pred, gt)
+    return cm.miou()
 
 
 def accuracy_report(reference: Callable[[np.ndarray], np.ndarray],
@@ -142,6 +140,23 @@ def accuracy_report(reference: Callable[[np.ndarray], np.ndarray],
     if deltas:
         report["miou_delta_points"] = min(deltas)
     return report
+
+
+def store_int8_artifact(proto, key: Dict, accuracy: Dict, source: str,
+                        directory: Optional[Path], name: str) -> Tuple[object, Optional[Path]]:
+    """Embeds the cache key, the accuracy and the calibration source in an int8 ONNX
+    model and stores it under ``directory`` (none: kept in memory). Returns what a
+    session loads (a path, or the serialized model) and the stored file, if any."""
+    from .backends.onnxruntime_backend import embed_props
+
+    embed_props(proto, {"cache_key": json.dumps(key, sort_keys=True),
+                        "accuracy": json.dumps(accuracy, sort_keys=True),
+                        "calibration": source})
+    blob = proto.SerializeToString()
+    if directory is None:
+        return blob, None
+    path = store(directory, name, key, "onnx", lambda p: p.write_bytes(blob))
+    return str(path), path
 
 
 def describe_accuracy(report: Dict) -> str:

@@ -356,7 +356,7 @@ def _calibrate_int8(backend: "OnnxRuntimeBackend", height: int, width: int, conf
     import tempfile
 
     from ..calibration import letterbox_fill, load_calibration
-    from ..quantize import accuracy_report, describe_accuracy, quantize_onnx
+    from ..quantize import accuracy_report, describe_accuracy, quantize_onnx, store_int8_artifact
 
     meta = backend.source.metadata
     calib, held = load_calibration(backend.calibration, (height, width), letterbox_fill(meta.mean))
@@ -383,13 +383,8 @@ def _calibrate_int8(backend: "OnnxRuntimeBackend", height: int, width: int, conf
     accuracy = accuracy_report(lambda x: reference.run([LABELS], {INPUT: x})[0],
                                lambda x: candidate.run([LABELS], {INPUT: x})[0],
                                held, meta.num_classes)
-    embed_props(proto, {"cache_key": json.dumps(key, sort_keys=True),
-                        "accuracy": json.dumps(accuracy, sort_keys=True),
-                        "calibration": calib.source})
-    blob = proto.SerializeToString()
     log.info("int8 calibrated in %.1f s: %s", time.perf_counter() - t0,
              describe_accuracy(accuracy))
-    if backend.cache.path is None:
-        return blob, None, key
-    path = store(backend.cache.path, INT8_ARTIFACT, key, "onnx", lambda p: p.write_bytes(blob))
-    return str(path), path, key
+    model, path = store_int8_artifact(proto, key, accuracy, calib.source, backend.cache.path,
+                                      INT8_ARTIFACT)
+    return model, path, key

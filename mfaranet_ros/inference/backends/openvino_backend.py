@@ -30,7 +30,6 @@ from .onnxruntime_backend import (
     INPUT,
     LABELS,
     META_PREFIX,
-    embed_props,
     export_onnx,
     onnx_cache_key,
     physical_cores,
@@ -245,7 +244,7 @@ def _calibrate(backend: OpenVinoBackend, height: int, width: int,
     import onnx
 
     from ..calibration import letterbox_fill, load_calibration
-    from ..quantize import describe_accuracy
+    from ..quantize import describe_accuracy, store_int8_artifact
 
     meta = backend.source.metadata
     calib, held = load_calibration(backend.calibration, (height, width), letterbox_fill(meta.mean))
@@ -261,16 +260,10 @@ def _calibrate(backend: OpenVinoBackend, height: int, width: int,
     t0 = time.perf_counter()
     proto = nncf_quantize_onnx(fp32_proto, calib, meta.num_classes, input_name=INPUT)
     accuracy = _accuracy(backend, fp32_model, proto, held, height, width)
-    embed_props(proto, {"cache_key": json.dumps(key, sort_keys=True),
-                        "accuracy": json.dumps(accuracy, sort_keys=True),
-                        "calibration": calib.source})
-    blob = proto.SerializeToString()
     log.info("openvino int8 calibrated in %.1f s: %s", time.perf_counter() - t0,
              describe_accuracy(accuracy))
-    if backend.cache.path is None:
-        return blob, None
-    path = store(backend.cache.path, OV_INT8_ARTIFACT, key, "onnx", lambda p: p.write_bytes(blob))
-    return str(path), path
+    return store_int8_artifact(proto, key, accuracy, calib.source, backend.cache.path,
+                               OV_INT8_ARTIFACT)
 
 
 def _accuracy(backend: OpenVinoBackend, fp32_model: object, int8_proto, held, height: int,
