@@ -9,20 +9,16 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-from typing import Optional, Tuple, Union
+from typing import Optional
 
 from ..cli_args import parse_size
 from ..inference.backends import BACKENDS, PRECISIONS
-from ..inference.segmenter import CHECKPOINT_SIZE
+from ..inference.segmenter import CHECKPOINT_SIZE, InputSize
 from ..model.weights import DEFAULT_WEIGHTS, resolve_weights
 
 __all__ = ["parse_input_size", "add_segmenter_options", "existing_weights", "load_segmenter"]
 
 log = logging.getLogger(__name__)
-
-#: ``"checkpoint"``, None (full resolution) or (H, W): what ``Segmenter.from_checkpoint`` takes.
-InputSize = Union[str, None, Tuple[int, int]]
-
 
 def parse_input_size(text: str) -> InputSize:
     """``--input-size``: ``HxW``, ``checkpoint`` or ``full`` (-> None, full resolution)."""

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import array
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..inference.backends import BACKENDS, PRECISIONS
-from ..inference.segmenter import CHECKPOINT_SIZE
+from ..inference.segmenter import CHECKPOINT_SIZE, InputSize
 from ..model.weights import DEFAULT_WEIGHTS, package_models_dir, resolve_weights
 
 __all__ = [
@@ -171,7 +171,7 @@ def validate_parameter(name: str, value: Any) -> Optional[str]:
     return _range_problem(spec, value) or _value_problem(name, value)
 
 
-def input_size_request(size: Sequence[int]) -> Union[str, None, Tuple[int, int]]:
+def input_size_request(size: Sequence[int]) -> InputSize:
     """What ``input_size`` asks for: :data:`CHECKPOINT_SIZE` (``[]``), None = full
     resolution (``[0, 0]``), or ``(H, W)``."""
     size = [int(v) for v in size]
