@@ -27,12 +27,12 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
 from rclpy.node import Node
 from rclpy.qos import QoSPolicyKind, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 
 from . import diagnostics
+from .compat import PublisherEventCallbacks, SubscriptionEventCallbacks
 from . import qos as qos_tools
 from .conversions import ImageFormatError, compressed_to_rgb, image_to_rgb, serialize_image
 from .parameters import PARAMETERS, NodeConfig, input_size_request, resolve_weights, topic_layout

@@ -27,6 +27,7 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 
+from .compat import add_pre_set_parameters_callback
 from .core import NODE_NAME, RUNTIME_PARAMETERS, SegmentationCore, StartupError
 from .node import ShutdownSignals, run
 from .node_parameters import ParameterError, declare_parameters, integers_as_doubles
@@ -52,7 +53,7 @@ class SegmentationLifecycleNode(LifecycleNode):
         self.core = SegmentationCore(self, self.create_lifecycle_publisher,
                                      self.destroy_lifecycle_publisher, self.state_label)
         self.finished = False
-        self.add_pre_set_parameters_callback(integers_as_doubles)
+        add_pre_set_parameters_callback(self, integers_as_doubles)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.get_logger().info("unconfigured: waiting for configure")
 

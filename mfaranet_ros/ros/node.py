@@ -31,6 +31,7 @@ from rclpy.parameter import Parameter
 from rclpy.signals import SignalHandlerOptions
 
 from . import qos as qos_tools
+from .compat import add_pre_set_parameters_callback, try_shutdown
 from .core import NODE_NAME, SegmentationCore, StartupError, StartupInterrupted
 from .node_parameters import ParameterError, declare_parameters, integers_as_doubles
 from .parameters import NodeConfig, validate_parameter
@@ -108,7 +109,7 @@ class SegmentationNode(Node):
             cfg = declare_parameters(self)
         except ParameterError as exc:
             raise StartupError(f"invalid parameters: {exc}") from None
-        self.add_pre_set_parameters_callback(integers_as_doubles)
+        add_pre_set_parameters_callback(self, integers_as_doubles)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         return cfg
 
@@ -183,7 +184,7 @@ def run(make_node: Callable[[], Node], args=None,
             getattr(node, "close", lambda: None)()
             node.destroy_node()
         # rclpy's default would put the default handlers back: a late signal would kill
-        rclpy.try_shutdown(uninstall_handlers=False)
+        try_shutdown()
     return 0
 
 
