@@ -32,8 +32,8 @@ from rclpy.qos import QoSPolicyKind, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 
 from . import diagnostics
-from .compat import PublisherEventCallbacks, SubscriptionEventCallbacks
 from . import qos as qos_tools
+from .compat import PublisherEventCallbacks, SubscriptionEventCallbacks
 from .conversions import ImageFormatError, compressed_to_rgb, image_to_rgb, serialize_image
 from .parameters import PARAMETERS, NodeConfig, input_size_request, resolve_weights, topic_layout
 from .stats import ERROR, OK, InputCounters, QosEventCounters, StageStats, assess
