@@ -8,7 +8,7 @@ import tempfile
 from ..bench.arguments import add_run_arguments, add_weights_argument, network_size
 from ..bench.backends import parse_backends
 from ..cli_args import parse_size
-from .backends.base import PRECISIONS
+from .backends.base import DEFAULT_PRECISION, PRECISIONS
 
 #: What ``mfaranet bench`` compares with the baseline unless told otherwise.
 DEFAULT_BENCH_BACKENDS = "torch,onnxruntime"
@@ -86,7 +86,7 @@ def _build_engine(args: argparse.Namespace) -> int:
 
     if args.dry_run:
         return _tensorrt_dry_run(args)
-    precision = args.precision or ("fp16" if args.backend == "tensorrt" else "fp32")
+    precision = args.precision or DEFAULT_PRECISION
     h, w = args.input_size
     cache = resolve_cache_dir(args.cache_dir)
     print(f"cache directory: {cache.path or f'{cache.requested} (NOT writable: {cache.reason})'}")
@@ -138,8 +138,8 @@ def _tensorrt_dry_run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     h, w = args.input_size
-    build = EngineBuild(source, args.batch, h, w, args.precision or "fp16", args.confidence,
-                        args.device or "cuda")
+    build = EngineBuild(source, args.batch, h, w, args.precision or DEFAULT_PRECISION,
+                        args.confidence, args.device or "cuda")
     return print_dry_run(build, trt)
 
 
@@ -207,7 +207,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="network input size, e.g. 512x1024 (or the camera's size for full "
                         "resolution)")
     p.add_argument("--precision", choices=PRECISIONS, default=None,
-                   help="default: fp16 for tensorrt, fp32 otherwise; int8 (onnxruntime, "
+                   help=f"default: {DEFAULT_PRECISION}, the node's default, so the node "
+                        "loads what this builds; int8 (onnxruntime, "
                         "openvino) needs --calibration, bf16 (openvino) a CPU with bf16")
     p.add_argument("--calibration", default=None, metavar="BAG|IMAGE_FOLDER|synthetic",
                    help="int8 calibration frames: a bag, a folder of images, or 'synthetic' "

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..inference.backends import BACKENDS, PRECISIONS
+from ..inference.backends.base import DEFAULT_PRECISION
 from ..inference.segmenter import CHECKPOINT_SIZE, InputSize
 from ..model.weights import DEFAULT_WEIGHTS, package_models_dir, resolve_weights
 
@@ -54,7 +55,8 @@ PARAMETERS: Tuple[ParamSpec, ...] = (
     ParamSpec("device", "string", "",
               "Device, e.g. 'cpu', 'cuda', 'cuda:1'; empty = CUDA when available, else CPU.",
               constraints="empty, 'cpu', 'cuda' or 'cuda:N'"),
-    ParamSpec("precision", "string", "fp32", "Inference precision.", choices=PRECISIONS),
+    ParamSpec("precision", "string", DEFAULT_PRECISION, "Inference precision.",
+              choices=PRECISIONS),
     ParamSpec("input_size", "integer_array", (),
               "Network input [H, W]; frames are letterboxed into it and the results mapped "
               "back to each frame's size. Empty = the input size recorded in the checkpoint "
@@ -189,7 +191,7 @@ class NodeConfig:
     weights: str = DEFAULT_WEIGHTS
     backend: str = "auto"
     device: str = ""
-    precision: str = "fp32"
+    precision: str = DEFAULT_PRECISION
     input_size: List[int] = field(default_factory=list)  # [] checkpoint, [0, 0] full
     pruned: bool = False
     input_transport: str = "raw"

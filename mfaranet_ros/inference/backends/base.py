@@ -18,6 +18,9 @@ __all__ = ["ARRAY_TYPES", "Backend", "BackendUnavailable", "ModelSource", "Outpu
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+#: the precision the node runs and ``build-engine`` builds when none is given (one default,
+#: so a pre-built artifact is the one the node loads)
+DEFAULT_PRECISION = "fp32"
 #: What each backend can run. int8 needs a calibrated artifact (``mfaranet build-engine
 #: --precision int8 --calibration ...``); bf16 needs a CPU with bf16 instructions.
 BACKEND_PRECISIONS: Dict[str, Tuple[str, ...]] = {
