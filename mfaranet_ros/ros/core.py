@@ -13,19 +13,19 @@ lifecycle transition:
 - :meth:`SegmentationCore.cleanup`: stop the worker, destroy the outputs, release the
   model and its memory (the CUDA cache too).
 
-The executor thread only stores the newest frame of each camera; the worker thread
-decodes, runs the model (all cameras with a new frame as one batch) and publishes. A
-frame replaced before the worker took it is counted as dropped, so latency stays
-bounded at any camera rate.
+The executor thread only stores the newest frame of each camera; the one worker thread
+(:class:`~.worker.FrameWorker`) decodes, runs the model (all cameras with a new frame as
+one batch) and publishes. A frame replaced before the worker took it is counted as
+dropped, so latency stays bounded at any camera rate. No transition but ``configure``
+waits for the worker: ``deactivate`` and ``cleanup`` return at once, the batch in flight
+is not published and the model is released once the worker has left it.
 """
 from __future__ import annotations
 
 import gc
-import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.node import Node
 from rclpy.qos import QoSPolicyKind, ReliabilityPolicy
@@ -37,6 +37,7 @@ from .compat import PublisherEventCallbacks, SubscriptionEventCallbacks
 from .conversions import ImageFormatError, compressed_to_rgb, image_to_rgb, serialize_image
 from .parameters import PARAMETERS, NodeConfig, input_size_request, resolve_weights, topic_layout
 from .stats import ERROR, OK, InputCounters, QosEventCounters, StageStats, assess
+from .worker import FrameWorker
 
 __all__ = ["NODE_NAME", "SegmentationCore", "StartupError", "StartupInterrupted",
            "RUNTIME_PARAMETERS"]
@@ -50,6 +51,9 @@ RUNTIME_PARAMETERS = frozenset(p.name for p in PARAMETERS if not p.read_only)
 #: qos_reliability auto: how long subscribing waits for a camera's publishers to be
 #: discovered, so the subscription gets their reliability from the first frame on
 DISCOVERY_WAIT_S = 2.0
+#: configure: how long it waits for the previous worker to leave its batch (a build can
+#: take minutes) before it fails with the reason
+PREVIOUS_WORKER_WAIT_S = 30.0
 
 Size = Optional[Tuple[int, int]]
 
@@ -89,7 +93,7 @@ class CameraInput:
         self.pubs: Dict[str, Any] = {}
         self.counters = InputCounters()
         self.stages = StageStats()
-        self.pending: Optional[Tuple[Any, float]] = None
+        self.last_shape: Size = None  # network (H, W) of its latest frame
 
 
 class SegmentationCore:
@@ -115,16 +119,14 @@ class SegmentationCore:
         self.enabled = {"labels": True, "color": True, "overlay": True}
         self.configure_error = ""
 
-        self._lock = threading.Lock()
-        self._wake = threading.Condition(self._lock)
-        self._stop = False
-        self._active = False
-        self._busy = False
-        self._worker: Optional[threading.Thread] = None
+        self.worker = FrameWorker(self._fail)
+        self._lock = self.worker.lock
         self._qos_timer = None
         self._is_compressed = False
         self._input_size_text = ""
         self._prepared: set = set()
+        #: (backend, precision, network (H, W)) -> why it failed: not retried
+        self._failed_sizes: Dict[Tuple[str, str, Tuple[int, int]], str] = {}
         self.stages = StageStats()
         self.qos_events = QosEventCounters()
         self._failures = 0
@@ -138,7 +140,7 @@ class SegmentationCore:
 
     @property
     def active(self) -> bool:
-        return self._active
+        return self.worker.active
 
     def set_runtime(self, name: str, value: Any) -> None:
         """Apply a parameter that acts at once (overlay_alpha, publish_*)."""
@@ -153,6 +155,11 @@ class SegmentationCore:
 
         Raises StartupError (the reason) or StartupInterrupted; nothing is left behind.
         """
+        if not self.worker.wait_stopped(PREVIOUS_WORKER_WAIT_S):
+            raise StartupError(
+                f"the previous model's inference thread is still running its batch after "
+                f"{PREVIOUS_WORKER_WAIT_S:.0f} s (an engine build?); configure again once it "
+                f"has finished")
         self.cfg = cfg
         for name in RUNTIME_PARAMETERS:
             self.set_runtime(name, getattr(cfg, name))
@@ -161,11 +168,11 @@ class SegmentationCore:
             self._warm_up()
             self._create_outputs(cfg)
             with self._lock:
-                self._stop = False
                 self._failures, self._last_error = 0, ""
-            self._worker = threading.Thread(target=self._work, name="mfaranet-inference",
-                                            daemon=True)
-            self._worker.start()
+                self._failed_sizes = {}
+            seg = self.segmenter
+            self.worker.start(self.cameras, lambda batch, publishable, account:
+                              self._process(seg, batch, publishable, account))
         except BaseException:
             self.cleanup()
             raise
@@ -194,8 +201,7 @@ class SegmentationCore:
         then gets best effort (it matches any camera) and, like every input, is
         re-adapted when its publishers change.
         """
-        with self._lock:
-            self._active = True
+        self.worker.activate()
         if self.cfg.qos_reliability == "auto":
             self._wait_for_publishers(DISCOVERY_WAIT_S)
         for cam in self.cameras:
@@ -227,13 +233,12 @@ class SegmentationCore:
                 f"matches any camera) and adapting when one appears")
 
     def deactivate(self) -> None:
-        """Unsubscribe and drop the pending frames; returns once no batch is in flight."""
-        with self._lock:
-            self._active = False
-            for cam in self.cameras:
-                if cam.pending is not None:
-                    cam.pending = None
-                    cam.counters.dropped += 1
+        """Unsubscribe and drop the pending frames; returns at once (the batch in flight
+        finishes unpublished)."""
+        self.worker.deactivate()
+        self._unsubscribe()
+
+    def _unsubscribe(self) -> None:
         if self._qos_timer is not None:
             self.node.destroy_timer(self._qos_timer)
             self._qos_timer = None
@@ -241,35 +246,38 @@ class SegmentationCore:
             if cam.subscription is not None:
                 self.node.destroy_subscription(cam.subscription)
                 cam.subscription, cam.reliability, cam.publisher_count = None, None, 0
-        with self._lock:
-            while self._busy:
-                self._wake.wait(0.1)
 
     def cleanup(self) -> None:
-        """Stop the worker, destroy the outputs, release the model and its memory."""
-        if self._active:
-            self.deactivate()
-        self._stop_worker()
-        for cam in self.cameras:
-            for pub in cam.pubs.values():
-                self._destroy_output_pub(pub)
-        self.cameras = []
-        self._release_segmenter()
+        """Stop the worker, destroy the outputs, release the model and its memory.
 
-    def close(self) -> None:
-        """Whatever state it is in: stop and release everything (idempotent)."""
-        self.cleanup()
-
-    def _stop_worker(self) -> None:
-        with self._lock:
-            self._stop = True
-            self._wake.notify_all()
-        if self._worker is not None:
-            self._worker.join(timeout=5.0)
-            self._worker = None
-
-    def _release_segmenter(self) -> None:
+        Returns at once: with a batch in flight the outputs and the model are released
+        by the worker once it has left the batch (whose results are not published).
+        """
+        self._unsubscribe()
         seg, self.segmenter = self.segmenter, None
+        cameras, self.cameras = self.cameras, []
+        with self._lock:
+            self._failed_sizes = {}
+
+        def release() -> None:
+            nonlocal seg
+            for cam in cameras:
+                for pub in cam.pubs.values():
+                    self._destroy_output_pub(pub)
+            seg, held = None, seg
+            self._release_segmenter(held)
+        self.worker.stop(release)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Whatever state it is in: stop and release everything (idempotent); waits up to
+        ``timeout`` s for the batch in flight, the process is exiting."""
+        self.cleanup()
+        if not self.worker.wait_stopped(timeout):
+            self.node.get_logger().warning(
+                f"the inference thread is still in its batch after {timeout:.0f} s; exiting "
+                f"without waiting for it")
+
+    def _release_segmenter(self, seg) -> None:
         if seg is None:
             return
         on_cuda = str(seg.device).startswith("cuda")
@@ -333,19 +341,52 @@ class SegmentationCore:
     def _max_batch(self) -> int:
         return max(1, len(self.cfg.cameras))
 
-    def _prepare_shapes(self, frames: List[Any]) -> None:
-        """Full resolution: build the artifacts for a frame size not seen before."""
-        for frame in frames:
-            shape = self.segmenter.network_shape(frame.shape[:2])
-            if shape in self._prepared:
+    def _usable(self, seg, frames: List[Any], items: List[tuple], account) -> Tuple[list, list]:
+        """The frames whose network size runs; the others are rejected with the reason.
+
+        At full resolution the artifacts for a size not seen before are built here. A
+        size that failed (a failed engine build, no int8 artifact) is remembered per
+        backend and precision and not tried again; a camera changing size forgets the
+        failures of sizes no camera sends any more.
+        """
+        keep_frames, keep_items = [], []
+        for frame, item in zip(frames, items):
+            cam = item[0]
+            shape = tuple(seg.network_shape(frame.shape[:2]))
+            key = (seg.backend_name, seg.precision, shape)
+            with self._lock:
+                if cam.last_shape != shape:
+                    cam.last_shape = shape
+                    live = {c.last_shape for c in self.cameras}
+                    self._failed_sizes = {k: v for k, v in self._failed_sizes.items()
+                                          if k[2] in live}
+                failed = self._failed_sizes.get(key)
+            if failed is None and shape not in self._prepared:
+                failed = self._prepare(seg, shape, key)
+            if failed is not None:
+                self._reject(cam, failed, account)
                 continue
-            t0 = time.perf_counter()
+            keep_frames.append(frame)
+            keep_items.append(item)
+        return keep_frames, keep_items
+
+    def _prepare(self, seg, shape: Tuple[int, int], key) -> Optional[str]:
+        """Build the backend's artifacts for ``shape``: None, or why it failed (kept)."""
+        t0 = time.perf_counter()
+        try:
             for b in range(1, self._max_batch() + 1):
-                self.segmenter.backend.prepare(b, *shape)
-            self._prepared.add(shape)
-            self.node.get_logger().info(
-                f"prepared the backend for {_size_text(shape)} frames in "
-                f"{(time.perf_counter() - t0) * 1000:.0f} ms")
+                seg.backend.prepare(b, *shape)
+        except Exception as exc:  # noqa: BLE001 - remembered and shown, not retried
+            reason = (f"{seg.backend_name} {seg.precision} cannot run {_size_text(shape)} "
+                      f"frames: {type(exc).__name__}: {exc}")
+            with self._lock:
+                self._failed_sizes[key] = reason
+            return reason
+        self._prepared.add(shape)
+        self.node.get_logger().info(
+            f"prepared the backend for {_size_text(shape)} frames in "
+            f"{(time.perf_counter() - t0) * 1000:.0f} ms")
+        return None
 
     # ---------------------------------------------------------------- QoS, events
     def _create_output(self, msg_type, topic: str, qos):
@@ -410,43 +451,11 @@ class SegmentationCore:
 
     # ------------------------------------------------------------ executor side
     def _on_image(self, cam: CameraInput, msg) -> None:
-        now = time.perf_counter()
-        with self._lock:
-            if not self._active:
-                return
-            cam.counters.received += 1
-            if cam.pending is not None:
-                cam.counters.dropped += 1  # newest frame wins
-            cam.pending = (msg, now)
-            self._wake.notify()
+        self.worker.offer(cam, msg)
 
     # -------------------------------------------------------------- worker side
-    def _work(self) -> None:
-        while True:
-            with self._lock:
-                while not self._stop and not any(c.pending for c in self.cameras):
-                    self._wake.wait(0.5)
-                if self._stop:
-                    return
-                batch = [(c, c.pending[0], c.pending[1]) for c in self.cameras if c.pending]
-                for c in self.cameras:
-                    c.pending = None
-                self._busy = True
-            try:
-                self._process(batch)
-            except Exception as exc:  # noqa: BLE001 - the worker must survive and report
-                if not rclpy.ok(context=self.node.context) or self._stop:
-                    return
-                self._fail(f"{type(exc).__name__}: {exc}")
-            finally:
-                with self._lock:
-                    self._busy = False
-                    self._wake.notify_all()
-
-    def _reject(self, cam: CameraInput, reason: str) -> None:
-        with self._lock:
-            cam.counters.rejected += 1
-            cam.counters.last_reject_reason = reason
+    def _reject(self, cam: CameraInput, reason: str, account) -> None:
+        account(cam, "rejected", reason)
         where = cam.resolved_topic or cam.input_topic
         self.node.get_logger().warning(f"rejected a frame on {where}: {reason}",
                                        throttle_duration_sec=2.0)
@@ -461,7 +470,7 @@ class SegmentationCore:
         return {name: self.enabled[name] and cam.pubs[name].get_subscription_count() > 0
                 for name in ("labels", "color", "overlay")}
 
-    def _decode(self, batch) -> Tuple[List[Any], List[tuple]]:
+    def _decode(self, batch, account) -> Tuple[List[Any], List[tuple]]:
         """The batch's frames as RGB arrays and, per frame, what to publish it with."""
         frames, items = [], []
         for cam, msg, t_recv in batch:
@@ -469,37 +478,58 @@ class SegmentationCore:
             try:
                 frame = compressed_to_rgb(msg) if self._is_compressed else image_to_rgb(msg)
             except ImageFormatError as exc:
-                self._reject(cam, str(exc))
+                self._reject(cam, str(exc), account)
                 continue
             frames.append(frame)
             items.append((cam, msg, t_recv, (time.perf_counter() - t0) * 1000.0,
                           self._wanted(cam)))
         return frames, items
 
-    def _process(self, batch) -> None:
+    def _process(self, seg, batch, publishable: Callable[[], bool], account) -> None:
+        """One batch, in the worker thread: every frame ends processed, dropped (not
+        publishable any more) or rejected, through ``account``."""
         t_start = time.perf_counter()
-        frames, items = self._decode(batch)
+        frames, items = self._decode(batch, account)
+        if seg.input_size is None:
+            frames, items = self._usable(seg, frames, items, account)
         if not frames:
             return
-        if self.segmenter.input_size is None:
-            self._prepare_shapes(frames)
         kwargs = dict(color=any(w["color"] for *_, w in items),
                       overlay=any(w["overlay"] for *_, w in items), overlay_alpha=self.alpha)
-        try:
-            if len(frames) == 1:
-                results = [self.segmenter.segment(frames[0], **kwargs)]
-            else:
-                results = self.segmenter.segment_batch(frames, **kwargs)
-        except ValueError as exc:  # the Segmenter refuses these frames
-            for cam, *_ in items:
-                self._reject(cam, f"segmenter: {exc}")
-            return
+        results = self._segment(seg, frames, items, kwargs, account)
         with self._lock:
             self._failures = 0
         for (cam, msg, t_recv, decode_ms, wanted), result in zip(items, results):
-            self._publish(cam, msg, t_recv, t_start, decode_ms, wanted, result, len(frames))
+            if result is None:
+                continue
+            if not publishable():  # deactivated or cleaned up meanwhile
+                account(cam, "dropped")
+                continue
+            self._publish(seg, cam, msg, t_recv, t_start, decode_ms, wanted, result,
+                          len(frames), account)
 
-    def _publish(self, cam, msg, t_recv, t_start, decode_ms, wanted, result, batch_size):
+    def _segment(self, seg, frames, items, kwargs, account) -> List[Any]:
+        """The results, None where the Segmenter refused that frame: a refused batch is
+        run frame by frame, so one bad camera rejects only its own frame."""
+        try:
+            if len(frames) == 1:
+                return [seg.segment(frames[0], **kwargs)]
+            return list(seg.segment_batch(frames, **kwargs))
+        except ValueError as exc:  # the Segmenter refuses these frames
+            if len(frames) == 1:
+                self._reject(items[0][0], f"segmenter: {exc}", account)
+                return [None]
+        results = []
+        for frame, item in zip(frames, items):
+            try:
+                results.append(seg.segment(frame, **kwargs))
+            except ValueError as exc:
+                self._reject(item[0], f"segmenter: {exc}", account)
+                results.append(None)
+        return results
+
+    def _publish(self, seg, cam, msg, t_recv, t_start, decode_ms, wanted, result,
+                 batch_size, account):
         t0 = time.perf_counter()
         header = msg.header
         sent = []
@@ -519,11 +549,10 @@ class SegmentationCore:
                  "end_to_end": (t_done - t_recv) * 1000.0}
         cam.stages.add(times)
         self.stages.add(times)
-        with self._lock:
-            cam.counters.processed += 1
+        account(cam, "processed")
         report = diagnostics.latency_report(
             header, f"{self.node.get_fully_qualified_name()}/latency"
-            + (f"/{cam.key}" if cam.key else ""), str(self.segmenter.device), times,
+            + (f"/{cam.key}" if cam.key else ""), str(seg.device), times,
             (t_start - t_recv) * 1000.0, batch_size, sent)
         cam.pubs["latency"].publish(report)
 
@@ -542,12 +571,13 @@ class SegmentationCore:
             for cam in self.cameras:
                 cam.counters.mark(now)
             failing = self._last_error if self._failures >= FAILURES_FOR_ERROR else None
-            if self._worker is not None and not self._worker.is_alive() and not self._stop:
-                failing = "the inference thread stopped"
+            failed_sizes = "; ".join(self._failed_sizes.values())
+        if not self.worker.alive():
+            failing = "the inference thread stopped"
         inputs = {c.key: c.counters for c in self.cameras}
         health = assess(failing=failing, inputs=inputs, now=now, qos=self.qos_events,
                         publishers={c.key: c.publisher_count for c in self.cameras})
-        statuses = [self._node_status(health, now)]
+        statuses = [self._node_status(health, now, failed_sizes)]
         if self.cfg.cameras:
             statuses += [self._camera_status(c, now) for c in self.cameras]
         return statuses
@@ -566,12 +596,12 @@ class SegmentationCore:
         return diagnostics.status(level, f"{self.node.get_name()}: segmentation", message,
                                   "", values)
 
-    def _node_status(self, health, now: float) -> DiagnosticStatus:
+    def _node_status(self, health, now: float, failed_sizes: str) -> DiagnosticStatus:
         seg = self.segmenter
         values = self._lifecycle_values()
         values.update({
             "backend": seg.backend_name, "device": str(seg.device),
-            "precision": self.cfg.precision, "input_size": self._input_size_text,
+            "precision": seg.precision, "input_size": self._input_size_text,
             "transport": self.cfg.input_transport,
             "input_topics": " ".join(c.resolved_topic for c in self.cameras),
             "input_reliability": " ".join(qos_tools.reliability_name(c.reliability)
@@ -580,11 +610,11 @@ class SegmentationCore:
         })
         values.update(diagnostics.counter_values((c.counters for c in self.cameras), now))
         values.update({"inference_failures": str(self._failures),
-                       "last_error": self._last_error})
+                       "last_error": self._last_error, "failed_sizes": failed_sizes})
         values.update(diagnostics.qos_values(self.qos_events))
         values.update(diagnostics.stage_values(self.stages))
         message = health.message
-        if not self._active and health.level == OK:
+        if not self.active and health.level == OK:
             message = "inactive: model loaded and warm, not subscribed"
         return diagnostics.status(health.level, f"{self.node.get_name()}: segmentation",
                                   message, str(seg.device), values)

@@ -1,0 +1,208 @@
+"""The node's one inference thread and the newest pending frame of each camera.
+
+Pure Python (no rclpy), so each guarantee is testable in milliseconds:
+
+- **one worker, always**: :meth:`FrameWorker.start` refuses while an earlier thread is
+  still alive; :meth:`FrameWorker.wait_stopped` is what ``configure`` waits on;
+- **stops that return at once**: :meth:`deactivate` and :meth:`stop` never wait for the
+  batch in flight (the executor's thread must keep serving services); a batch taken
+  before :meth:`deactivate` is not published (its ``publishable()`` turns false) and
+  :meth:`stop`'s ``release`` runs only once the thread has left its batch, so the model
+  is released when no thread uses it;
+- **counters that add up**: per camera, ``received = processed + dropped + rejected +
+  in_flight(cam)`` at every moment, where the batch function accounts for each frame
+  it is given (processed, dropped or rejected) and an exception it lets out rejects
+  the frames of that batch it had not yet accounted for.
+
+A *camera* is any object with a ``counters`` attribute (:class:`~.stats.InputCounters`).
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+__all__ = ["Frame", "FrameWorker", "WorkerBusy"]
+
+#: one pending frame: (camera, message, perf_counter time it was received)
+Frame = Tuple[Any, Any, float]
+#: process(batch, publishable, account): runs one batch; ``account(cam, outcome, reason)``
+#: records each frame's outcome ("processed", "dropped" or "rejected")
+Process = Callable[[List[Frame], Callable[[], bool], Callable[..., None]], None]
+
+
+class WorkerBusy(RuntimeError):
+    """An earlier inference thread is still running; a second one is never started."""
+
+
+class _Run:
+    """What one thread works with; emptied when it ends so nothing keeps the model alive."""
+
+    def __init__(self, process: Process):
+        self.process: Optional[Process] = process
+        self.stop = threading.Event()
+        self.release: Optional[Callable[[], None]] = None
+        self.exited = False
+
+
+class FrameWorker:
+    """One inference thread fed with the newest frame of each camera (module docstring).
+
+    ``lock`` guards the cameras' counters: other code updating them takes it too.
+    ``on_error(reason)`` is told about a batch lost to an unexpected exception.
+    """
+
+    def __init__(self, on_error: Callable[[str], None], name: str = "mfaranet-inference"):
+        self.lock = threading.Lock()
+        self._wake = threading.Condition(self.lock)
+        self._on_error = on_error
+        self._name = name
+        self._cameras: List[Any] = []
+        self._pending: Dict[int, Frame] = {}
+        self._in_flight: Dict[int, int] = {}
+        self._active = False
+        self._epoch = 0  # raised by deactivate: older batches are not published
+        self._run: Optional[_Run] = None
+        self._thread: Optional[threading.Thread] = None
+
+    # ------------------------------------------------------------------ control
+    @property
+    def active(self) -> bool:
+        return self._active
+
+    def alive(self) -> bool:
+        """Whether an inference thread (maybe one being stopped) is still running."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self, cameras: List[Any], process: Process) -> None:
+        """Start the thread for ``cameras``; WorkerBusy while an earlier one still runs."""
+        if self.alive():
+            raise WorkerBusy("the previous inference thread is still running its batch")
+        run = _Run(process)
+        with self.lock:
+            self._cameras = list(cameras)
+            self._pending, self._in_flight = {}, {}
+            self._run = run
+        self._thread = threading.Thread(target=self._loop, args=(run,), name=self._name,
+                                        daemon=True)
+        self._thread.start()
+
+    def activate(self) -> None:
+        with self.lock:
+            self._active = True
+
+    def deactivate(self) -> None:
+        """Stop taking frames and drop the pending ones; the batch in flight finishes
+        unpublished. Returns at once."""
+        with self.lock:
+            self._active = False
+            self._epoch += 1
+            self._drop_pending()
+
+    def stop(self, release: Optional[Callable[[], None]] = None) -> None:
+        """Deactivate and end the thread. ``release`` (free the model, the outputs) runs
+        once no thread uses them: here when the thread is idle or gone, otherwise in the
+        thread right after its batch. Returns at once."""
+        with self.lock:
+            self._active = False
+            self._epoch += 1
+            self._drop_pending()
+            run, self._run = self._run, None
+            if run is not None and not run.exited:
+                run.stop.set()
+                run.release = release
+                self._wake.notify_all()
+                return
+        if release is not None:
+            release()
+
+    def wait_stopped(self, timeout: Optional[float] = None) -> bool:
+        """Wait for the thread to end; whether it has."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+            if thread.is_alive():
+                return False
+            self._thread = None
+        return True
+
+    # ---------------------------------------------------------------- executor side
+    def offer(self, cam: Any, msg: Any, t_recv: Optional[float] = None) -> None:
+        """A camera's new frame: replaces (and counts as dropped) the one still pending."""
+        t_recv = time.perf_counter() if t_recv is None else t_recv
+        with self.lock:
+            if not self._active or cam not in self._cameras:
+                return
+            cam.counters.received += 1
+            if id(cam) in self._pending:
+                cam.counters.dropped += 1  # the newest frame wins
+            self._pending[id(cam)] = (cam, msg, t_recv)
+            self._wake.notify()
+
+    def in_flight(self, cam: Any) -> int:
+        """Frames of ``cam`` received but not yet accounted: pending or in the batch."""
+        with self.lock:
+            return int(id(cam) in self._pending) + self._in_flight.get(id(cam), 0)
+
+    def busy(self) -> bool:
+        with self.lock:
+            return bool(self._in_flight)
+
+    # ------------------------------------------------------------------ the thread
+    def _drop_pending(self) -> None:  # lock held
+        for cam, _, _ in self._pending.values():
+            cam.counters.dropped += 1
+        self._pending = {}
+
+    def _take(self, run: _Run) -> Optional[Tuple[List[Frame], int]]:
+        with self.lock:
+            while not run.stop.is_set() and not self._pending:
+                self._wake.wait(0.5)
+            if run.stop.is_set():
+                return None
+            batch = [self._pending[id(c)] for c in self._cameras if id(c) in self._pending]
+            self._pending = {}
+            self._in_flight = {id(cam): 1 for cam, _, _ in batch}
+            return batch, self._epoch
+
+    def _loop(self, run: _Run) -> None:
+        try:
+            while True:
+                taken = self._take(run)
+                if taken is None:
+                    return
+                self._one_batch(run, *taken)
+        finally:
+            run.process = None  # the model's last reference from this thread goes here
+            with self.lock:
+                run.exited = True
+                release, run.release = run.release, None
+            if release is not None:
+                release()
+
+    def _one_batch(self, run: _Run, batch: List[Frame], epoch: int) -> None:
+        def publishable() -> bool:
+            return not run.stop.is_set() and self._epoch == epoch
+
+        def account(cam: Any, outcome: str, reason: str = "") -> None:
+            with self.lock:
+                if not self._in_flight.pop(id(cam), 0):
+                    return  # already accounted for
+                setattr(cam.counters, outcome, getattr(cam.counters, outcome) + 1)
+                if outcome == "rejected" and reason:
+                    cam.counters.last_reject_reason = reason
+
+        try:
+            run.process(batch, publishable, account)
+        except Exception as exc:  # noqa: BLE001 - the worker must survive and report
+            reason = f"{type(exc).__name__}: {exc}"
+            for cam, _, _ in batch:
+                account(cam, "rejected", f"inference failed: {reason}")
+            if not run.stop.is_set():
+                self._on_error(reason)
+        finally:
+            with self.lock:
+                for cam, _, _ in batch:  # a frame the batch function forgot: dropped
+                    if self._in_flight.pop(id(cam), 0):
+                        cam.counters.dropped += 1
+                self._in_flight = {}
