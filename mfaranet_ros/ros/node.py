@@ -17,6 +17,7 @@ status carries the stage times in milliseconds as key/values (``decode_ms``,
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -52,8 +53,11 @@ class ShutdownSignals:
     second KeyboardInterrupt inside the clean-up would print a traceback and exit -2, and a
     signal during the interpreter's exit (which puts the default handlers back) would kill
     the process. So rclpy's handlers stay off (``SignalHandlerOptions.NO``); the first signal
-    sets :attr:`received` and makes both signals ignored from then on; during start-up it
-    also raises :class:`StartupInterrupted` to abandon the model load.
+    sets :attr:`received`, and each later one is ignored, the first of them with one line
+    on stderr saying so and that SIGKILL forces the exit (an operator whose clean-up hangs
+    learns the way out); during start-up the first also raises :class:`StartupInterrupted`
+    to abandon the model load. :meth:`final` ignores them silently for the interpreter's
+    exit.
     """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -61,6 +65,7 @@ class ShutdownSignals:
     def __init__(self) -> None:
         self.received = threading.Event()
         self._raise_on_first = True
+        self._said_ignored = False
 
     def install(self) -> None:
         for sig in self.SIGNALS:
@@ -81,9 +86,22 @@ class ShutdownSignals:
             self._raise_on_first = False
 
     def ignore(self) -> None:
-        """No signal can interrupt what follows (clean-up, the interpreter's exit)."""
+        """No signal can interrupt what follows (the clean-up); the first one says so."""
+        for sig in self.SIGNALS:
+            signal.signal(sig, self._ignored)
+
+    def final(self) -> None:
+        """Ignored silently from now on: the interpreter's exit would put the default
+        handlers back in place of a Python one."""
         for sig in self.SIGNALS:
             signal.signal(sig, signal.SIG_IGN)
+
+    def _ignored(self, signum, frame) -> None:
+        if not self._said_ignored:
+            self._said_ignored = True
+            os.write(2, (f"[{NODE_NAME}] {signal.Signals(signum).name} ignored: already "
+                         f"shutting down; SIGKILL (kill -9 {os.getpid()}) forces the exit\n"
+                         ).encode())
 
     def _handle(self, signum, frame) -> None:
         self.ignore()
@@ -185,6 +203,7 @@ def run(make_node: Callable[[], Node], args=None,
             node.destroy_node()
         # rclpy's default would put the default handlers back: a late signal would kill
         try_shutdown()
+        signals.final()
     return 0
 
 
