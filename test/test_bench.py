@@ -70,11 +70,13 @@ def test_backend_pairs_follow_the_inference_package(monkeypatch):
     """A backend or precision added to the inference package is accepted without edits."""
     from mfaranet_ros.inference import backends
 
-    with pytest.raises(argparse.ArgumentTypeError):
-        parse_backend("newrt:int8")
+    assert "newrt" not in backends.BACKENDS and "fp4" not in backends.PRECISIONS
+    for pair in ("newrt:fp32", "torch:fp4"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse_backend(pair)
     monkeypatch.setattr(backends, "BACKENDS", backends.BACKENDS + ("newrt",))
-    monkeypatch.setattr(backends, "PRECISIONS", backends.PRECISIONS + ("int8",))
-    assert parse_backend("newrt:int8") == ("newrt", "int8")
+    monkeypatch.setattr(backends, "PRECISIONS", backends.PRECISIONS + ("fp4",))
+    assert parse_backend("newrt:fp4") == ("newrt", "fp4")
 
 
 def test_bench_rejects_bad_pairs_in_one_line(capsys):

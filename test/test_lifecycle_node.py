@@ -297,12 +297,30 @@ def test_deactivate_stops_and_reactivation_is_immediate(managed, client):
 
 
 def test_pending_frames_are_dropped_on_deactivate(client):
-    """A burst then deactivate: once the transition has answered, nothing more is sent."""
+    """A burst then deactivate: the core counts every frame it did not process as dropped
+    (the lifecycle publisher's own silence once inactive would hide frames the core kept),
+    and nothing more is sent."""
+    def counts():
+        for msg in reversed(client.messages("diag")):
+            for st in msg.status:
+                if st.name == "mfaranet: segmentation":
+                    v = kv(st)
+                    return v.get("lifecycle_state"), {k: int(v[f"frames_{k}"]) for k in (
+                        "received", "processed", "dropped", "rejected")}
+        return None, None
+    before = counts()[1]
     for _ in range(5):
         send(client, (480, 640))
+    client.wait_until(lambda: counts()[1]["received"] >= before["received"] + 5, 10.0,
+                      "the node to receive the burst")
     assert client.lifecycle.change("deactivate") is True
-    time.sleep(0.3)  # what was published before the answer has arrived by now
     client.clear(*OUTPUTS)
+
+    def settled():
+        state, c = counts()
+        return state == "inactive" and c["received"] == (c["processed"] + c["dropped"]
+                                                         + c["rejected"])
+    client.wait_until(settled, 10.0, "every received frame processed, dropped or rejected")
     time.sleep(1.0)
     assert not any(client.messages(k) for k in OUTPUTS)
 

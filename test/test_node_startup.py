@@ -9,6 +9,8 @@ pytest.importorskip("rclpy", reason="needs rclpy (requirements-ros-pypi.txt)")
 
 from ros_helpers import REPO, node_command  # noqa: E402
 
+from mfaranet_ros.inference.backends import BACKENDS  # noqa: E402
+
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 
@@ -54,7 +56,7 @@ def test_mismatched_weights(tmp_path):
     (["overlay_alpha:=half", "publish_color:=3", "backend:=tensorflow", "input_size:=[8, 8]"],
      ["overlay_alpha: expected a number, got 'half'",
       "publish_color: expected true or false, got 3",
-      "backend: 'tensorflow' is not one of auto, tensorrt, torch, onnxruntime",
+      f"backend: 'tensorflow' is not one of {', '.join(BACKENDS)}",
       "input_size: expected [] (the checkpoint's size), [0, 0] (full resolution) or [H, W] "
       "with both >= 32, got [8, 8]"]),
 ])
