@@ -311,7 +311,8 @@ def test_pending_frames_are_dropped_on_deactivate(client):
     before = counts()[1]
     for _ in range(5):
         send(client, (480, 640))
-    client.wait_until(lambda: counts()[1]["received"] >= before["received"] + 5, 10.0,
+    # a depth-1 writer may replace frames before they leave: at least one arrives
+    client.wait_until(lambda: counts()[1]["received"] > before["received"], 10.0,
                       "the node to receive the burst")
     assert client.lifecycle.change("deactivate") is True
     client.clear(*OUTPUTS)

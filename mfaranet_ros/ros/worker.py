@@ -101,20 +101,25 @@ class FrameWorker:
 
     def stop(self, release: Optional[Callable[[], None]] = None) -> None:
         """Deactivate and end the thread. ``release`` (free the model, the outputs) runs
-        once no thread uses them: here when the thread is idle or gone, otherwise in the
-        thread right after its batch. Returns at once."""
+        once no thread uses them: before this returns when the thread is idle or gone
+        (an idle thread ends within milliseconds), otherwise in the thread right after
+        its batch, this returning at once."""
         with self.lock:
             self._active = False
             self._epoch += 1
             self._drop_pending()
             run, self._run = self._run, None
-            if run is not None and not run.exited:
+            deferred = run is not None and not run.exited
+            if deferred:
                 run.stop.set()
                 run.release = release
                 self._wake.notify_all()
-                return
-        if release is not None:
-            release()
+            in_batch = bool(self._in_flight)
+        if not deferred:
+            if release is not None:
+                release()
+        elif not in_batch:
+            self.wait_stopped()
 
     def wait_stopped(self, timeout: Optional[float] = None) -> bool:
         """Wait for the thread to end; whether it has."""
