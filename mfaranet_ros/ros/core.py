@@ -30,8 +30,9 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.node import Node
 from rclpy.qos import QoSPolicyKind, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Header
 
-from . import diagnostics
+from . import diagnostics, label_outputs
 from . import qos as qos_tools
 from .compat import PublisherEventCallbacks, SubscriptionEventCallbacks
 from .conversions import ImageFormatError, compressed_to_rgb, image_to_rgb, serialize_image
@@ -87,6 +88,7 @@ class CameraInput:
         self.reliability: Optional[ReliabilityPolicy] = None
         self.publisher_count = 0
         self.pubs: Dict[str, Any] = {}
+        self.label_info = None  # latched vision_msgs/LabelInfo publisher, when available
         self.counters = InputCounters()
         self.stages = StageStats()
         self.pending: Optional[Tuple[Any, float]] = None
@@ -182,6 +184,12 @@ class SegmentationCore:
                 cam.pubs[name] = self._create_output(Image, cam.prefix + name, out_qos)
             cam.pubs["latency"] = self._create_output(DiagnosticArray, cam.prefix + "latency",
                                                       out_qos)
+            # A plain publisher even on the managed node: the latched map goes out on
+            # activate, before the lifecycle publishers are enabled.
+            cam.label_info = label_outputs.create_label_info_output(
+                self.node.create_publisher, cam.prefix + "label_info")
+        if not label_outputs.label_info_available():
+            self.node.get_logger().warning(label_outputs.MISSING_VISION_MSGS)
 
     def activate(self) -> None:
         """Decides each input's reliability from its publishers, then subscribes.
@@ -196,6 +204,7 @@ class SegmentationCore:
         """
         with self._lock:
             self._active = True
+        self._publish_label_info()
         if self.cfg.qos_reliability == "auto":
             self._wait_for_publishers(DISCOVERY_WAIT_S)
         for cam in self.cameras:
@@ -205,6 +214,14 @@ class SegmentationCore:
                            f"{_count(c.publisher_count, 'publisher')})" for c in self.cameras)
         self.node.get_logger().info(f"subscribed to {topics}; publishing labels, color, "
                                     f"overlay and latency")
+
+    def _publish_label_info(self) -> None:
+        """The class map on each camera's latched ~/label_info (when vision_msgs is there)."""
+        class_map = label_outputs.model_class_map(self.segmenter.metadata.class_names)
+        for cam in self.cameras:
+            if cam.label_info is not None:
+                header = Header(stamp=self.node.get_clock().now().to_msg())
+                cam.label_info.publish(label_outputs.label_info_message(header, class_map))
 
     def _wait_for_publishers(self, timeout: float) -> None:
         node = self.node
@@ -253,6 +270,8 @@ class SegmentationCore:
         for cam in self.cameras:
             for pub in cam.pubs.values():
                 self._destroy_output_pub(pub)
+            if cam.label_info is not None:
+                self.node.destroy_publisher(cam.label_info)
         self.cameras = []
         self._release_segmenter()
 
