@@ -29,6 +29,7 @@ __all__ = [
     "autoware_rle_encode",
     "autoware_rle_decode",
     "scale_intrinsics",
+    "confidence_to_mono8",
 ]
 
 #: Values of the ``label_format`` parameter.
@@ -81,3 +82,11 @@ def scale_intrinsics(k: Sequence[float], p: Sequence[float], source: Tuple[int, 
         matrix[0] *= sx
         matrix[1] *= sy
     return k_out.ravel(), p_out.ravel()
+
+
+def confidence_to_mono8(confidence: np.ndarray) -> np.ndarray:
+    """``(H, W)`` float top-class softmax probability -> ``(H, W)`` uint8, ``round(p * 255)``.
+
+    The 0..255 confidence image Nav2's semantic segmentation layer reads.
+    """
+    return np.clip(np.rint(np.asarray(confidence, np.float32) * 255.0), 0, 255).astype(np.uint8)

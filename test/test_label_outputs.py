@@ -5,7 +5,12 @@ import struct
 import numpy as np
 import pytest
 
-from mfaranet_ros.label_formats import autoware_rle_decode, autoware_rle_encode, scale_intrinsics
+from mfaranet_ros.label_formats import (
+    autoware_rle_decode,
+    autoware_rle_encode,
+    confidence_to_mono8,
+    scale_intrinsics,
+)
 from mfaranet_ros.labelmap import (
     LabelMapError,
     identity_label_map,
@@ -127,3 +132,8 @@ def test_camera_info_scaled_to_network_resolution():
     k3, p3 = scale_intrinsics(k, p, (1024, 2048), (1024, 2048))
     np.testing.assert_allclose(k3, k)
     np.testing.assert_allclose(p3, p)
+
+
+def test_confidence_to_mono8_is_rounded_probability_times_255():
+    out = confidence_to_mono8(np.array([[0.0, 0.5, 1.0, 1.2]], np.float32))
+    assert out.dtype == np.uint8 and out.tolist() == [[0, 128, 255, 255]]

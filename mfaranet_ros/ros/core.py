@@ -32,6 +32,7 @@ from rclpy.qos import QoSPolicyKind, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
+from ..label_formats import confidence_to_mono8
 from . import diagnostics, label_outputs
 from . import qos as qos_tools
 from .compat import PublisherEventCallbacks, SubscriptionEventCallbacks
@@ -180,7 +181,7 @@ class SegmentationCore:
         out_qos = qos_tools.output_qos(cfg.qos_depth)
         for cam in self.cameras:
             cam.resolved_topic = self.node.resolve_topic_name(cam.input_topic)
-            for name in ("labels", "color", "overlay"):
+            for name in ("labels", "color", "overlay", "confidence"):
                 cam.pubs[name] = self._create_output(Image, cam.prefix + name, out_qos)
             cam.pubs["latency"] = self._create_output(DiagnosticArray, cam.prefix + "latency",
                                                       out_qos)
@@ -477,8 +478,11 @@ class SegmentationCore:
         self.node.get_logger().error(f"inference failed: {reason}", throttle_duration_sec=2.0)
 
     def _wanted(self, cam: CameraInput) -> Dict[str, bool]:
-        return {name: self.enabled[name] and cam.pubs[name].get_subscription_count() > 0
-                for name in ("labels", "color", "overlay")}
+        wanted = {name: self.enabled[name] and cam.pubs[name].get_subscription_count() > 0
+                  for name in ("labels", "color", "overlay")}
+        # computed only while someone subscribes (it costs a softmax)
+        wanted["confidence"] = cam.pubs["confidence"].get_subscription_count() > 0
+        return wanted
 
     def _decode(self, batch) -> Tuple[List[Any], List[tuple]]:
         """The batch's frames as RGB arrays and, per frame, what to publish it with."""
@@ -503,7 +507,8 @@ class SegmentationCore:
         if self.segmenter.input_size is None:
             self._prepare_shapes(frames)
         kwargs = dict(color=any(w["color"] for *_, w in items),
-                      overlay=any(w["overlay"] for *_, w in items), overlay_alpha=self.alpha)
+                      overlay=any(w["overlay"] for *_, w in items), overlay_alpha=self.alpha,
+                      confidence=any(w["confidence"] for *_, w in items))
         try:
             if len(frames) == 1:
                 results = [self.segmenter.segment(frames[0], **kwargs)]
@@ -529,6 +534,10 @@ class SegmentationCore:
                 # pre-serialized: one copy of the pixels instead of three
                 cam.pubs[name].publish(serialize_image(header, pixels, encoding))
                 sent.append(name)
+        if wanted["confidence"] and result.confidence is not None:
+            cam.pubs["confidence"].publish(
+                serialize_image(header, confidence_to_mono8(result.confidence), "mono8"))
+            sent.append("confidence")
         t_done = time.perf_counter()
         times = {"decode": decode_ms,
                  "preprocess": float(result.timings.get("preprocess", 0.0)),
