@@ -531,8 +531,10 @@ class SegmentationCore:
                                        ("color", result.color, "rgb8"),
                                        ("overlay", result.overlay, "rgb8")):
             if wanted[name] and pixels is not None:
-                # pre-serialized: one copy of the pixels instead of three
-                cam.pubs[name].publish(serialize_image(header, pixels, encoding))
+                if name == "labels" and self.cfg.label_format == "autoware_rle":
+                    cam.pubs[name].publish(label_outputs.autoware_rle_image(header, pixels))
+                else:  # pre-serialized: one copy of the pixels instead of three
+                    cam.pubs[name].publish(serialize_image(header, pixels, encoding))
                 sent.append(name)
         if wanted["confidence"] and result.confidence is not None:
             cam.pubs["confidence"].publish(

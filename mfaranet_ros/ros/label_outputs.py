@@ -13,6 +13,9 @@ from __future__ import annotations
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+
+from ..label_formats import autoware_rle_encode
 
 try:
     from vision_msgs.msg import LabelInfo, VisionClass
@@ -20,7 +23,7 @@ except ImportError:  # not installed: the node runs without ~/label_info
     LabelInfo = VisionClass = None
 
 __all__ = ["LABEL_INFO_QOS", "label_info_available", "label_info_message",
-           "create_label_info_output", "MISSING_VISION_MSGS"]
+           "create_label_info_output", "MISSING_VISION_MSGS", "autoware_rle_image"]
 
 #: Latched: a subscriber that starts later still gets the class map.
 LABEL_INFO_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
@@ -54,3 +57,13 @@ def create_label_info_output(create_output: Callable[..., Any],
     if LabelInfo is None:
         return None
     return create_output(LabelInfo, topic, LABEL_INFO_QOS)
+
+
+def autoware_rle_image(header: Any, labels: Any) -> Image:
+    """``(H, W)`` uint8 labels as Autoware's mask: mono8, the mask's size, run-length data.
+
+    ``step`` is the run-length record size (5), as the data is not rows of pixels.
+    """
+    height, width = labels.shape
+    return Image(header=header, height=int(height), width=int(width), encoding="mono8",
+                 is_bigendian=0, step=5, data=autoware_rle_encode(labels))
