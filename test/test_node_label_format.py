@@ -27,11 +27,14 @@ def decode_runs(data: bytes):
     return [struct.unpack_from("<Bi", data, offset) for offset in range(0, len(data), 5)]
 
 
-def test_autoware_rle_labels(tmp_path):
+@pytest.mark.parametrize("label_map,expected", [("''", CAR),  # YAML empty string
+                                               ("label_maps/autoware.yaml", 7)])  # VEHICLE
+def test_autoware_rle_labels(tmp_path, label_map, expected):
     ckpt = constant_checkpoint(tmp_path / "car.pth")
     node = NodeProcess(tmp_path, "--params-file", str(REPO / "config" / "segment.yaml"),
                        "-p", f"weights:={ckpt}", "-p", "backend:=torch", "-p", "device:=cpu",
-                       "-p", "input_size:=[64, 128]", "-p", "label_format:=autoware_rle")
+                       "-p", "input_size:=[64, 128]", "-p", "label_format:=autoware_rle",
+                       "-p", f"label_map:={label_map}")
     client = Client("mfaranet_label_format_test")
     try:
         client.collect(Image, "/mfaranet/labels", reliable(5), "labels")
@@ -43,7 +46,7 @@ def test_autoware_rle_labels(tmp_path):
         msg = client.messages("labels")[0]
         assert (msg.encoding, msg.height, msg.width) == ("mono8", 48, 96)
         # The checkpoint predicts "car" everywhere: one run over the whole mask.
-        assert decode_runs(bytes(msg.data)) == [(CAR, 48 * 96)]
+        assert decode_runs(bytes(msg.data)) == [(expected, 48 * 96)]
     finally:
         client.close()
         if node.proc.poll() is None:
@@ -55,4 +58,16 @@ def test_unknown_label_format_stops_startup_in_one_line(tmp_path):
                        "-p", "label_format:=rle")
     assert node.proc.wait(timeout=120) != 0
     assert "label_format: 'rle' is not one of mono8, autoware_rle" in node.output()
+    assert "Traceback" not in node.output()
+
+
+def test_bad_label_map_stops_startup_in_one_line_naming_file_and_problem(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("default: 0\nclasses: [{id: 0, name: a}]\nmapping: {roads: a}\n")
+    ckpt = constant_checkpoint(tmp_path / "car.pth")
+    node = NodeProcess(tmp_path, "--params-file", str(REPO / "config" / "segment.yaml"),
+                       "-p", f"weights:={ckpt}", "-p", "backend:=torch", "-p", "device:=cpu",
+                       "-p", "input_size:=[64, 128]", "-p", f"label_map:={bad}")
+    assert node.proc.wait(timeout=120) != 0
+    assert f"label map {bad}: unknown model class 'roads'" in node.output()
     assert "Traceback" not in node.output()

@@ -33,6 +33,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 from ..label_formats import confidence_to_mono8
+from ..labelmap import LabelMapError
 from . import diagnostics, label_outputs
 from . import qos as qos_tools
 from .compat import PublisherEventCallbacks, SubscriptionEventCallbacks
@@ -113,6 +114,7 @@ class SegmentationCore:
         self._state_label = state_label
         self.cfg: Optional[NodeConfig] = None
         self.segmenter = None
+        self.label_map = None  # the label_map parameter's LabelMap, set on configure
         self.cameras: List[CameraInput] = []
         self.alpha = 0.5
         self.enabled = {"labels": True, "color": True, "overlay": True}
@@ -161,6 +163,11 @@ class SegmentationCore:
             self.set_runtime(name, getattr(cfg, name))
         self.segmenter = self._load_segmenter(cfg)
         try:
+            try:
+                self.label_map = label_outputs.node_label_map(cfg.label_map,
+                                                              self.segmenter.metadata)
+            except LabelMapError as exc:
+                raise StartupError(str(exc)) from None
             self._warm_up()
             self._create_outputs(cfg)
             with self._lock:
@@ -218,7 +225,7 @@ class SegmentationCore:
 
     def _publish_label_info(self) -> None:
         """The class map on each camera's latched ~/label_info (when vision_msgs is there)."""
-        class_map = label_outputs.model_class_map(self.segmenter.metadata.class_names)
+        class_map = self.label_map.class_map()
         for cam in self.cameras:
             if cam.label_info is not None:
                 header = Header(stamp=self.node.get_clock().now().to_msg())
@@ -527,7 +534,7 @@ class SegmentationCore:
         t0 = time.perf_counter()
         header = msg.header
         sent = []
-        for name, pixels, encoding in (("labels", result.labels, "mono8"),
+        for name, pixels, encoding in (("labels", self.label_map.apply(result.labels), "mono8"),
                                        ("color", result.color, "rgb8"),
                                        ("overlay", result.overlay, "rgb8")):
             if wanted[name] and pixels is not None:

@@ -10,12 +10,15 @@ without the topic (``scripts/build_vision_msgs.sh`` builds it for a PyPI-wheel v
 """
 from __future__ import annotations
 
+import os
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 from ..label_formats import autoware_rle_encode
+from ..labelmap import LabelMap, identity_label_map, load_label_map, resolve_label_map_path
+from ..model.weights import package_models_dir
 
 try:
     from vision_msgs.msg import LabelInfo, VisionClass
@@ -23,7 +26,8 @@ except ImportError:  # not installed: the node runs without ~/label_info
     LabelInfo = VisionClass = None
 
 __all__ = ["LABEL_INFO_QOS", "label_info_available", "label_info_message",
-           "create_label_info_output", "MISSING_VISION_MSGS", "autoware_rle_image"]
+           "create_label_info_output", "MISSING_VISION_MSGS", "autoware_rle_image",
+           "node_label_map"]
 
 #: Latched: a subscriber that starts later still gets the class map.
 LABEL_INFO_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
@@ -67,3 +71,14 @@ def autoware_rle_image(header: Any, labels: Any) -> Image:
     height, width = labels.shape
     return Image(header=header, height=int(height), width=int(width), encoding="mono8",
                  is_bigendian=0, step=5, data=autoware_rle_encode(labels))
+
+
+def node_label_map(path: str, metadata: Any) -> LabelMap:
+    """The ``label_map`` parameter's map for the checkpoint ``metadata`` (identity if empty).
+
+    Raises :class:`~mfaranet_ros.labelmap.LabelMapError` (one line: file and problem).
+    """
+    if not path.strip():
+        return identity_label_map(metadata.class_names, metadata.palette)
+    config_dir = os.path.join(os.path.dirname(package_models_dir()), "config")
+    return load_label_map(resolve_label_map_path(path, config_dir), metadata.class_names)

@@ -78,6 +78,10 @@ PARAMETERS: Tuple[ParamSpec, ...] = (
               read_only=False),
     ParamSpec("publish_overlay", "bool", True, "Publish the overlay on the camera image (rgb8).",
               read_only=False),
+    ParamSpec("label_map", "string", "",
+              "YAML label map (model classes -> output ids, names, colours) applied to the "
+              "labels and ~/label_info; a relative path resolves against the package's "
+              "config/ (e.g. label_maps/autoware.yaml). Empty = the model's own classes."),
     ParamSpec("label_format", "string", "mono8",
               "Format of the labels output: mono8 (one class id per pixel) or autoware_rle "
               "(Autoware's run-length records: uint8 id + little-endian int32 length).",
@@ -202,6 +206,7 @@ class NodeConfig:
     publish_labels: bool = True
     publish_color: bool = True
     publish_overlay: bool = True
+    label_map: str = ""
     label_format: str = "mono8"
     overlay_alpha: float = 0.5
     qos_reliability: str = "auto"
