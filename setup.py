@@ -21,6 +21,7 @@ setup(
         ("share/" + package_name, ["package.xml", "README.md"]),
         ("share/" + package_name + "/launch", _files("launch/*.py")),
         ("share/" + package_name + "/config", _files("config/*")),
+        ("share/" + package_name + "/config/label_maps", _files("config/label_maps/*.yaml")),
         ("share/" + package_name + "/models", _files("models/*")),
     ],
     install_requires=["setuptools"],

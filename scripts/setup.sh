@@ -52,3 +52,4 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   "$VENV/bin/python" -m pip install -q --no-deps -e .
   echo "$want" > "$stamp"
 fi
+MFARANET_VENV="$VENV" bash "$ROOT/scripts/build_vision_msgs.sh"  # vision_msgs/LabelInfo for ~/label_info

@@ -30,8 +30,11 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.node import Node
 from rclpy.qos import QoSPolicyKind, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Header
 
-from . import diagnostics
+from ..label_formats import confidence_to_mono8
+from ..labelmap import LabelMapError
+from . import diagnostics, label_outputs
 from . import qos as qos_tools
 from .compat import PublisherEventCallbacks, SubscriptionEventCallbacks
 from .conversions import ImageFormatError, compressed_to_rgb, image_to_rgb, serialize_image
@@ -91,6 +94,7 @@ class CameraInput:
         self.reliability: Optional[ReliabilityPolicy] = None
         self.publisher_count = 0
         self.pubs: Dict[str, Any] = {}
+        self.label_info = None  # latched vision_msgs/LabelInfo publisher, when available
         self.counters = InputCounters()
         self.stages = StageStats()
         self.last_shape: Size = None  # network (H, W) of its latest frame
@@ -114,6 +118,7 @@ class SegmentationCore:
         self._state_label = state_label
         self.cfg: Optional[NodeConfig] = None
         self.segmenter = None
+        self.label_map = None  # the label_map parameter's LabelMap, set on configure
         self.cameras: List[CameraInput] = []
         self.alpha = 0.5
         self.enabled = {"labels": True, "color": True, "overlay": True}
@@ -165,6 +170,11 @@ class SegmentationCore:
             self.set_runtime(name, getattr(cfg, name))
         self.segmenter = self._load_segmenter(cfg)
         try:
+            try:
+                self.label_map = label_outputs.node_label_map(cfg.label_map,
+                                                              self.segmenter.metadata)
+            except LabelMapError as exc:
+                raise StartupError(str(exc)) from None
             self._warm_up()
             self._create_outputs(cfg)
             with self._lock:
@@ -185,10 +195,16 @@ class SegmentationCore:
         out_qos = qos_tools.output_qos(cfg.qos_depth)
         for cam in self.cameras:
             cam.resolved_topic = self.node.resolve_topic_name(cam.input_topic)
-            for name in ("labels", "color", "overlay"):
+            for name in ("labels", "color", "overlay", "confidence"):
                 cam.pubs[name] = self._create_output(Image, cam.prefix + name, out_qos)
             cam.pubs["latency"] = self._create_output(DiagnosticArray, cam.prefix + "latency",
                                                       out_qos)
+            # A plain publisher even on the managed node: the latched map goes out on
+            # activate, before the lifecycle publishers are enabled.
+            cam.label_info = label_outputs.create_label_info_output(
+                self.node.create_publisher, cam.prefix + "label_info")
+        if not label_outputs.label_info_available():
+            self.node.get_logger().warning(label_outputs.MISSING_VISION_MSGS)
 
     def activate(self) -> None:
         """Decides each input's reliability from its publishers, then subscribes.
@@ -202,6 +218,7 @@ class SegmentationCore:
         re-adapted when its publishers change.
         """
         self.worker.activate()
+        self._publish_label_info()
         if self.cfg.qos_reliability == "auto":
             self._wait_for_publishers(DISCOVERY_WAIT_S)
         for cam in self.cameras:
@@ -211,6 +228,14 @@ class SegmentationCore:
                            f"{_count(c.publisher_count, 'publisher')})" for c in self.cameras)
         self.node.get_logger().info(f"subscribed to {topics}; publishing labels, color, "
                                     f"overlay and latency")
+
+    def _publish_label_info(self) -> None:
+        """The class map on each camera's latched ~/label_info (when vision_msgs is there)."""
+        class_map = self.label_map.class_map()
+        for cam in self.cameras:
+            if cam.label_info is not None:
+                header = Header(stamp=self.node.get_clock().now().to_msg())
+                cam.label_info.publish(label_outputs.label_info_message(header, class_map))
 
     def _wait_for_publishers(self, timeout: float) -> None:
         node = self.node
@@ -264,6 +289,8 @@ class SegmentationCore:
             for cam in cameras:
                 for pub in cam.pubs.values():
                     self._destroy_output_pub(pub)
+                if cam.label_info is not None:
+                    self.node.destroy_publisher(cam.label_info)
             seg, held = None, seg
             self._release_segmenter(held)
         self.worker.stop(release)
@@ -467,8 +494,11 @@ class SegmentationCore:
         self.node.get_logger().error(f"inference failed: {reason}", throttle_duration_sec=2.0)
 
     def _wanted(self, cam: CameraInput) -> Dict[str, bool]:
-        return {name: self.enabled[name] and cam.pubs[name].get_subscription_count() > 0
-                for name in ("labels", "color", "overlay")}
+        wanted = {name: self.enabled[name] and cam.pubs[name].get_subscription_count() > 0
+                  for name in ("labels", "color", "overlay")}
+        # computed only while someone subscribes (it costs a softmax)
+        wanted["confidence"] = cam.pubs["confidence"].get_subscription_count() > 0
+        return wanted
 
     def _decode(self, batch, account) -> Tuple[List[Any], List[tuple]]:
         """The batch's frames as RGB arrays and, per frame, what to publish it with."""
@@ -495,7 +525,8 @@ class SegmentationCore:
         if not frames:
             return
         kwargs = dict(color=any(w["color"] for *_, w in items),
-                      overlay=any(w["overlay"] for *_, w in items), overlay_alpha=self.alpha)
+                      overlay=any(w["overlay"] for *_, w in items), overlay_alpha=self.alpha,
+                      confidence=any(w["confidence"] for *_, w in items))
         results = self._segment(seg, frames, items, kwargs, account)
         with self._lock:
             self._failures = 0
@@ -533,13 +564,19 @@ class SegmentationCore:
         t0 = time.perf_counter()
         header = msg.header
         sent = []
-        for name, pixels, encoding in (("labels", result.labels, "mono8"),
+        for name, pixels, encoding in (("labels", self.label_map.apply(result.labels), "mono8"),
                                        ("color", result.color, "rgb8"),
                                        ("overlay", result.overlay, "rgb8")):
             if wanted[name] and pixels is not None:
-                # pre-serialized: one copy of the pixels instead of three
-                cam.pubs[name].publish(serialize_image(header, pixels, encoding))
+                if name == "labels" and self.cfg.label_format == "autoware_rle":
+                    cam.pubs[name].publish(label_outputs.autoware_rle_image(header, pixels))
+                else:  # pre-serialized: one copy of the pixels instead of three
+                    cam.pubs[name].publish(serialize_image(header, pixels, encoding))
                 sent.append(name)
+        if wanted["confidence"] and result.confidence is not None:
+            cam.pubs["confidence"].publish(
+                serialize_image(header, confidence_to_mono8(result.confidence), "mono8"))
+            sent.append("confidence")
         t_done = time.perf_counter()
         times = {"decode": decode_ms,
                  "preprocess": float(result.timings.get("preprocess", 0.0)),

@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from ..inference.backends import BACKENDS, PRECISIONS
 from ..inference.backends.base import DEFAULT_PRECISION
 from ..inference.segmenter import CHECKPOINT_SIZE, InputSize
+from ..label_formats import LABEL_FORMATS
 from ..model.weights import DEFAULT_WEIGHTS, package_models_dir, resolve_weights
 
 __all__ = [
@@ -79,6 +80,14 @@ PARAMETERS: Tuple[ParamSpec, ...] = (
               read_only=False),
     ParamSpec("publish_overlay", "bool", True, "Publish the overlay on the camera image (rgb8).",
               read_only=False),
+    ParamSpec("label_map", "string", "",
+              "YAML label map (model classes -> output ids, names, colours) applied to the "
+              "labels and ~/label_info; a relative path resolves against the package's "
+              "config/ (e.g. label_maps/autoware.yaml). Empty = the model's own classes."),
+    ParamSpec("label_format", "string", "mono8",
+              "Format of the labels output: mono8 (one class id per pixel) or autoware_rle "
+              "(Autoware's run-length records: uint8 id + little-endian int32 length).",
+              choices=LABEL_FORMATS),
     ParamSpec("overlay_alpha", "double", 0.5, "Weight of the mask in the overlay.",
               read_only=False, float_range=(0.0, 1.0)),
     ParamSpec("qos_reliability", "string", "auto",
@@ -199,6 +208,8 @@ class NodeConfig:
     publish_labels: bool = True
     publish_color: bool = True
     publish_overlay: bool = True
+    label_map: str = ""
+    label_format: str = "mono8"
     overlay_alpha: float = 0.5
     qos_reliability: str = "auto"
     qos_depth: int = 1
