@@ -135,3 +135,6 @@ def register(sub) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_segmenter_options(p)
     p.set_defaults(func=_eval_fleet)
+    from .bench import register as register_bench
+
+    register_bench(sub)

@@ -53,7 +53,9 @@ def start_ray(address: str = "local", workers: int = 1) -> Dict:
     if not ray.is_initialized():
         try:
             if address == "local":
-                ray.init(num_cpus=max(os.cpu_count() or 1, workers + 1),
+                # address="local": a new Ray of its own, never a cluster that ray.init()
+                # would otherwise find and join on this machine.
+                ray.init(address="local", num_cpus=max(os.cpu_count() or 1, workers + 1),
                          include_dashboard=False, object_store_memory=OBJECT_STORE_BYTES,
                          log_to_driver=False, configure_logging=False)
             else:        # joining: resource arguments would raise
