@@ -19,8 +19,11 @@ __all__ = ["register"]
 def _bags(root: Path, count: int, frames: int, size) -> list:
     from ..synthbag import SyntheticBagSpec, make_synthetic_bag
 
-    return [make_synthetic_bag(root / f"bag{i:02d}", SyntheticBagSpec(
-        frames=frames, size=size, seed=i))["path"] for i in range(count)]
+    paths = [root / f"bag{i:02d}" for i in range(count)]
+    for i, path in enumerate(paths):      # a rerun in the same folder reuses its bags
+        if not path.exists():
+            make_synthetic_bag(path, SyntheticBagSpec(frames=frames, size=size, seed=i))
+    return [str(p) for p in paths]
 
 
 def _eval_bag_serial(bags, model: Dict, label_topic: str, out: Path) -> float:
