@@ -76,7 +76,7 @@ def _bench(args: argparse.Namespace) -> int:
     doc = {"bags": args.bags, "frames_per_bag": args.frames, "frame_size": list(size),
            "network_input": [64, 128], "ray_startup_s": t_ray, "host": platform.node(),
            "cpus": __import__("os").cpu_count(),
-           "fps": {k.replace("_s", ""): frames / v for k, v in figures.items()},
+           "fps": {k[:-2]: frames / v for k, v in figures.items()},
            "seconds": figures}
     (root / "bench_fleet.json").write_text(json.dumps(doc, indent=1))
     print(f"{frames} frames ({args.bags} bags x {args.frames}); local Ray start-up "

@@ -114,7 +114,8 @@ def run_ray(units: List[Unit], model: Dict, ignore_index: int, *, workers: int =
     ds = ray.data.from_items(items, override_num_blocks=len(items))
     gpus = {"num_gpus": gpus_per_worker} if gpus_per_worker > 0 else {}
     ds = ds.map_batches(
-        UnitEvaluator, batch_size=1, concurrency=workers, num_cpus=1, **gpus,
+        UnitEvaluator, batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers),
+        num_cpus=1, **gpus,
         fn_constructor_kwargs={"model": model, "ignore_index": ignore_index,
                                "threads": threads, "crash_once": crash_once},
         max_restarts=-1, max_task_retries=-1)
