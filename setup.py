@@ -25,6 +25,7 @@ setup(
         ("share/" + package_name + "/models", _files("models/*")),
     ],
     install_requires=["setuptools"],
+    extras_require={"fleet": ["ray[data]==2.60.0"]},
     zip_safe=False,
     maintainer="mfaranet_ros maintainers",
     maintainer_email="maintainers@mfaranet-ros.dev",

@@ -14,6 +14,7 @@ from typing import Callable, Dict
 
 from ..cli_args import parse_size
 from ..inference.backends import BACKENDS, PRECISIONS
+from .fleet.cli import register as register_fleet
 from .model_args import add_input_size_option, add_segmenter_options
 
 log = logging.getLogger(__name__)
@@ -309,3 +310,4 @@ def register(sub) -> None:
     _register_eval_weights(sub)
     _register_play(sub)
     _register_make(sub)
+    register_fleet(sub)

@@ -1,0 +1,140 @@
+"""``mfaranet eval-fleet``: the command line of the fleet evaluation.
+
+Takes ``eval-bag``'s model and topic options, with the same defaults, for every bag the
+manifest does not override. A bad manifest, criteria file, baseline, checkpoint or an
+unreachable Ray cluster: one line on stderr, exit 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..model_args import add_segmenter_options
+
+__all__ = ["register"]
+
+
+def _write_bags_choice(text: str) -> str:
+    if text in ("none", "all"):
+        return text
+    if text.startswith("worst:") and text[6:].isdigit() and int(text[6:]) > 0:
+        return text
+    raise argparse.ArgumentTypeError(f"expected none, all or worst:K, got {text!r}")
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _manifest(args):
+    from .manifest import ManifestError, load_manifest, manifest_from_bags
+
+    if bool(args.bags) == bool(args.manifest):
+        raise ManifestError("give either bags or --manifest (not both, not neither)")
+    manifest = load_manifest(args.manifest) if args.manifest else \
+        manifest_from_bags(args.bags, args.image_topic, args.label_topic)
+    for entry in manifest.bags:       # the command line's topics where the manifest has none
+        entry.image_topic = entry.image_topic or args.image_topic
+        entry.label_topic = entry.label_topic or args.label_topic
+    if args.max_failed_units is not None:
+        manifest.max_failed_units = args.max_failed_units
+    return manifest
+
+
+def _baseline(path):
+    from .manifest import ManifestError
+
+    if not path:
+        return None
+    try:
+        doc = json.loads(Path(path).read_text())
+        doc["results"]["fleet"]["per_class"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ManifestError(f"--baseline {path!r} is not a fleet.json of eval-fleet") from None
+    return doc
+
+
+def _fleet_run(args):
+    from mfaranet_ros.model import read_checkpoint
+
+    from .criteria import load_criteria
+    from .model import model_spec
+    from .run import FleetRun
+
+    manifest = _manifest(args)
+    model = model_spec(args)
+    metadata = read_checkpoint(model["weights"]).metadata
+    criteria = load_criteria(args.criteria, metadata.class_names) if args.criteria else {}
+    return FleetRun(manifest=manifest, out=Path(args.out), model=model, engine=args.engine,
+                    address=args.address, workers=args.workers,
+                    gpus_per_worker=args.gpus_per_worker, resume=args.resume,
+                    criteria=criteria, baseline=_baseline(args.baseline),
+                    write_bags=args.write_bags, progress=not args.no_progress), metadata
+
+
+def _eval_fleet(args: argparse.Namespace) -> int:
+    from mfaranet_ros.model import CheckpointError
+
+    from ..bags import BagError
+    from .engine_ray import RayUnavailable
+    from .manifest import ManifestError
+    from .run import run_fleet
+
+    try:
+        run, metadata = _fleet_run(args)
+        doc = run_fleet(run, metadata)
+    except (ManifestError, BagError, CheckpointError, RayUnavailable,
+            FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if doc["status"] == "interrupted":
+        return doc["exit_code"]
+    fleet = doc["results"]
+    miou = fleet["fleet"]["miou"]
+    print(f"fleet mIoU {'absent' if miou is None else f'{100 * miou:.2f} %'} over "
+          f"{fleet['fleet']['frames']} frames of {len(fleet['per_bag'])} bags; "
+          f"{fleet['failed_units']} failed units; gate: {doc['gate']['verdict']}")
+    for failure in doc["gate"]["failures"]:
+        print(f"  criterion failed: {failure}")
+    print(f"report: {doc['outputs']['report_md']} (and fleet.json, frames.jsonl, plots)")
+    return doc["exit_code"]
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "eval-fleet", help="evaluate the model on many bags (Ray or serial), with a gate",
+        description="Evaluate every frame of many bags (a list, or --manifest) with the same "
+                    "per-frame loop as eval-bag, on Ray (an actor pool, each actor holding "
+                    "one model) or serially; report per frame, bag, tag and fleet; check "
+                    "--criteria. Exit 0 pass, 1 criteria failed, 2 the run could not be "
+                    "done, 130 Ctrl-C (finished units kept for --resume).")
+    p.add_argument("bags", nargs="*", help="bags (rosbag2 folders, .mcap, .db3)")
+    p.add_argument("--manifest", default=None, help="fleet manifest (YAML)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--engine", default="ray", choices=("ray", "serial"))
+    p.add_argument("--address", default="local",
+                   help="local (start Ray here), auto (join the running cluster) or "
+                        "ray://HOST:PORT")
+    p.add_argument("--workers", type=_positive, default=1, help="actors, each with one model")
+    p.add_argument("--gpus-per-worker", type=float, default=0.0)
+    p.add_argument("--resume", action="store_true",
+                   help="redo only units without a finished result for this configuration")
+    p.add_argument("--criteria", default=None, help="criteria file (YAML)")
+    p.add_argument("--baseline", default=None, help="an earlier fleet.json to compare with")
+    p.add_argument("--write-bags", type=_write_bags_choice, default="none",
+                   metavar="none|worst:K|all", help="write eval-bag output bags")
+    p.add_argument("--max-failed-units", type=int, default=None,
+                   help="give up (exit 2) past this many failed units")
+    p.add_argument("--image-topic", default=None, help="as eval-bag's")
+    p.add_argument("--label-topic", default=None, help="as eval-bag's")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_segmenter_options(p)
+    p.set_defaults(func=_eval_fleet)
+    from .bench import register as register_bench
+
+    register_bench(sub)
