@@ -56,7 +56,7 @@ fi
 
 # Python 3.10 is the minimum (ROS 2 Humble's, JetPack 6's): checked statically, since no 3.10
 # interpreter is installed here (ruff's target-version is py310 too).
-"$PY" -m vermin --quiet --no-tips --violations -t=3.10- mfaranet_ros scripts test setup.py \
+.venv/bin/vermin --quiet --no-tips --violations -t=3.10- mfaranet_ros scripts test setup.py \
   || { echo "vermin: the code above needs a Python newer than 3.10" >&2; exit 1; }
 
 # Each test run gets its own DDS domain so parallel runs on one host do not see each other.
