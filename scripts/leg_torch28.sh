@@ -15,8 +15,9 @@ if [ "$(cat "$VENV/.leg-stamp" 2>/dev/null)" != "$want" ]; then
   echo "building $VENV (torch 2.8.0 CUDA build, about 3 GB; first run: a few minutes) ..."
   [ -x "$PY" ] || python3 -m venv "$VENV"
   "$PY" -m pip install -q -r requirements-torch28.txt
-  # What a Jetson user runs after installing NVIDIA's torch: it must not replace it.
-  "$PY" -m pip install -q -r requirements.txt
+  # What a Jetson user runs after installing NVIDIA's torch: it must not replace it. Without
+  # the constraints pip upgrades numpy to 2.x for the newest requirements (seen here).
+  "$PY" -m pip install -q -r requirements.txt -c requirements-torch28.txt
   # shellcheck disable=SC2086  # one requirement per word
   "$PY" -m pip install -q $tools
   "$PY" -m pip install -q --no-deps -e .
