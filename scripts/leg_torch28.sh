@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 VENV=.venv-torch28
 PY=$VENV/bin/python
 tools=$(grep -E '^(pytest|pytest-timeout)[<>=]' requirements-test.txt)
-want=$( (cat requirements-torch28.txt requirements.txt setup.py; echo "$tools") \
+want=$( (cat requirements-torch28.txt requirements.txt setup.py "$0"; echo "$tools") \
   | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$VENV/.leg-stamp" 2>/dev/null)" != "$want" ]; then
   echo "building $VENV (torch 2.8.0 CUDA build, about 3 GB; first run: a few minutes) ..."
