@@ -42,10 +42,15 @@ if [ $ros_system = 0 ] && ! "$VENV/bin/python" -c 'import rclpy' >/dev/null 2>&1
   touch "$VENV/.ros-pypi"
 fi
 stamp="$VENV/.mfaranet-stamp"
-want=$(cat "${reqs[@]}" setup.py | sha256sum | cut -d' ' -f1)
+want=$(cat "${reqs[@]}" requirements-torch-cpu.txt setup.py | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "installing Python dependencies into $VENV (first run: a few minutes) ..."
   "$VENV/bin/python" -m pip install -q --upgrade pip
+  # The pinned CPU torch only where there is none: requirements.txt leaves an installed
+  # torch alone (a CUDA or JetPack build stays).
+  if ! "$VENV/bin/python" -c 'import torch' >/dev/null 2>&1; then
+    "$VENV/bin/python" -m pip install -q -r requirements-torch-cpu.txt
+  fi
   args=()
   for r in "${reqs[@]}"; do args+=(-r "$r"); done
   "$VENV/bin/python" -m pip install -q "${args[@]}"

@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # Sets up the venv (scripts/setup.sh) and runs the test suite; arguments go to pytest, e.g.
-# `bash scripts/test.sh test/test_tensorrt_convert.py` runs one file (default: all of test/).
+# `bash scripts/test.sh test/test_tensorrt_convert.py` runs one file.
+# No arguments (CI): ruff, vermin, all of test/, then the Jazzy leg (scripts/leg_jazzy.sh) and
+# the torch 2.8 leg (scripts/leg_torch28.sh), each in its own venv built once and reused.
+# `--fast` first: the everyday lane, the main suite without `slow` tests and without the legs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+fast=0
+if [ "${1:-}" = --fast ]; then fast=1; shift; fi
 bash scripts/setup.sh
 PY=.venv/bin/python
 
@@ -49,7 +54,25 @@ fi
 "$PY" -m ruff check --quiet . || { echo "ruff found the problems above (fix them, or run" \
   ".venv/bin/ruff check --fix . for the fixable ones)" >&2; exit 1; }
 
+# Python 3.10 is the minimum (ROS 2 Humble's, JetPack 6's): checked statically, since no 3.10
+# interpreter is installed here (ruff's target-version is py310 too).
+.venv/bin/vermin --quiet --no-tips --violations -t=3.10- mfaranet_ros scripts test setup.py \
+  || { echo "vermin: the code above needs a Python newer than 3.10" >&2; exit 1; }
+
 # Each test run gets its own DDS domain so parallel runs on one host do not see each other.
 export ROS_DOMAIN_ID=${ROS_DOMAIN_ID:-$(( (RANDOM % 100) + 100 ))}
-# No path given: pytest runs setup.cfg's testpaths (test/).
-exec "$PY" -m pytest -ra --timeout=600 "$@"
+if [ $fast = 1 ]; then exec "$PY" -m pytest -ra --timeout=600 -m "not slow" "$@"; fi
+if [ $# -gt 0 ]; then exec "$PY" -m pytest -ra --timeout=600 "$@"; fi
+# No path given: pytest runs setup.cfg's testpaths (test/), then the extra legs; every part
+# runs, and the run fails if any failed. Each part's time is printed (CI must stay < 30 min).
+failed=()
+run_part() {
+  local name=$1 start=$SECONDS
+  shift
+  "$@" || failed+=("$name")
+  echo "== $name: $((SECONDS - start)) s"
+}
+run_part "main suite" "$PY" -m pytest -ra --timeout=600
+run_part "Jazzy leg" bash scripts/leg_jazzy.sh
+run_part "torch 2.8 leg" bash scripts/leg_torch28.sh
+if [ ${#failed[@]} -gt 0 ]; then echo "failed: ${failed[*]}" >&2; exit 1; fi
