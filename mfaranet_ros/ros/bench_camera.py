@@ -21,6 +21,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 from ..bench.frames import street_frame
+from .compat import publisher_count
 
 __all__ = ["OUTPUTS", "overhead_camera", "multi_camera"]
 
@@ -53,7 +54,7 @@ class _Participant:
         """Until every publisher has a subscriber and every subscription a publisher."""
         deadline = time.monotonic() + timeout_s
         while any(p.get_subscription_count() == 0 for p in pubs) or any(
-                s.get_publisher_count() == 0 for s in subs):
+                publisher_count(self.node, s) == 0 for s in subs):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the node's topics did not appear within {timeout_s:.0f} s")
             time.sleep(0.05)

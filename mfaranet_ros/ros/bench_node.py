@@ -40,10 +40,12 @@ def ros_envs(camera_profile: bool = True) -> Tuple[Dict[str, str], Dict[str, str
     """The environments of a benchmark's node(s) and camera: one domain, discovery on this
     host, and for the camera the Fast DDS large shared-memory profile (6 MB frames; the
     node applies it to itself)."""
+    from .compat import localhost_discovery_env
+
+    discovery = {k: os.environ.get(k) or v for k, v in localhost_discovery_env().items()}
     node_env = child_env({
         "ROS_DOMAIN_ID": os.environ.get("ROS_DOMAIN_ID") or str(random.randint(100, 199)),
-        "ROS_AUTOMATIC_DISCOVERY_RANGE":
-            os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE") or "LOCALHOST",
+        **discovery,
     })
     camera_env = dict(node_env)
     if camera_profile:

@@ -7,7 +7,7 @@ names only from here.
 from __future__ import annotations
 
 import inspect
-from typing import Callable, List
+from typing import Callable, Dict, List
 
 import rclpy
 from rclpy.node import Node
@@ -15,11 +15,13 @@ from rclpy.parameter import Parameter
 
 try:  # Iron and later
     from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
+    _IRON_OR_LATER = True
 except ImportError:  # Humble: the same classes in rclpy.qos_event
     from rclpy.qos_event import PublisherEventCallbacks, SubscriptionEventCallbacks
+    _IRON_OR_LATER = False
 
 __all__ = ["PublisherEventCallbacks", "SubscriptionEventCallbacks", "try_shutdown",
-           "add_pre_set_parameters_callback"]
+           "add_pre_set_parameters_callback", "publisher_count", "localhost_discovery_env"]
 
 _TRY_SHUTDOWN_UNINSTALLS = "uninstall_handlers" in inspect.signature(rclpy.try_shutdown).parameters
 
@@ -34,6 +36,28 @@ def try_shutdown() -> None:
 
 
 def add_pre_set_parameters_callback(
-        node: Node, callback: Callable[[List[Parameter]], List[Parameter]]) -> None:
-    """Registers ``callback`` to rewrite parameters before they are validated and set."""
+        node: Node, callback: Callable[[List[Parameter]], List[Parameter]]) -> bool:
+    """Registers ``callback`` to rewrite parameters before they are validated and set;
+    False where rclpy has no such hook (Humble: such a parameter change is then refused
+    for its type, as rclpy does by default)."""
+    if not hasattr(node, "add_pre_set_parameters_callback"):
+        return False
     node.add_pre_set_parameters_callback(callback)
+    return True
+
+
+def publisher_count(node: Node, subscription) -> int:
+    """How many publishers a subscription is matched with (``Subscription.
+    get_publisher_count`` from Iron on; Humble counts the topic's publishers)."""
+    if hasattr(subscription, "get_publisher_count"):
+        return subscription.get_publisher_count()
+    return node.count_publishers(subscription.topic_name)
+
+
+def localhost_discovery_env() -> Dict[str, str]:
+    """The environment that keeps DDS discovery on this host: Iron and later read
+    ``ROS_AUTOMATIC_DISCOVERY_RANGE`` (``ROS_LOCALHOST_ONLY`` is deprecated there), Humble
+    only ``ROS_LOCALHOST_ONLY``."""
+    if _IRON_OR_LATER:
+        return {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
+    return {"ROS_LOCALHOST_ONLY": "1"}
