@@ -1,37 +1,49 @@
 """A second SIGINT / SIGTERM is ignored, and the operator is told once that SIGKILL is the
-way out (in this process, real signals)."""
-import os
-import signal
+way out (real signals, in a fresh Python process: the suite's own process carries the
+signal handlers that earlier tests' rclpy and runtimes installed)."""
+import subprocess
+import sys
+import textwrap
 
-import pytest
+from conftest import REPO
 
+_PRELUDE = """
+import os, signal, sys
 from mfaranet_ros.ros.node import ShutdownSignals
+handler = ShutdownSignals()
+handler.install()
+handler.started()
+"""
 
 
-@pytest.fixture
-def signals():
-    saved = {sig: signal.getsignal(sig) for sig in ShutdownSignals.SIGNALS}
-    handler = ShutdownSignals()
-    handler.install()
-    handler.started()
-    yield handler
-    for sig, previous in saved.items():
-        signal.signal(sig, previous)
+def run_signals(body: str) -> subprocess.CompletedProcess:
+    """``body`` after the handler is installed, in its own interpreter."""
+    code = _PRELUDE + textwrap.dedent(body)
+    return subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
 
 
-def test_a_second_signal_says_once_that_it_is_ignored_and_how_to_force_the_exit(signals,
-                                                                                capfd):
-    os.kill(os.getpid(), signal.SIGINT)
-    assert signals.received.is_set()
-    assert capfd.readouterr().err == ""  # the first one ends the node, no word needed
-    os.kill(os.getpid(), signal.SIGTERM)
-    os.kill(os.getpid(), signal.SIGINT)
-    err = capfd.readouterr().err
-    assert err.count("ignored") == 1, err
-    assert "SIGTERM ignored" in err and "SIGKILL" in err and str(os.getpid()) in err
+def test_a_second_signal_says_once_that_it_is_ignored_and_how_to_force_the_exit():
+    proc = run_signals("""
+        os.kill(os.getpid(), signal.SIGINT)
+        assert handler.received.is_set()
+        sys.stderr.write("--- first signal done\\n"); sys.stderr.flush()
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGINT)
+        print(os.getpid())
+    """)
+    assert proc.returncode == 0, proc.stderr
+    first, _, after = proc.stderr.partition("--- first signal done\n")
+    assert "ignored" not in first  # the first one ends the node, no word needed
+    assert after.count("ignored") == 1, after
+    assert "SIGTERM ignored" in after and "SIGKILL" in after
+    assert proc.stdout.strip() in after  # names the process to kill
 
 
-def test_after_final_signals_are_ignored_silently(signals, capfd):
-    signals.final()
-    os.kill(os.getpid(), signal.SIGINT)
-    assert not signals.received.is_set() and capfd.readouterr().err == ""
+def test_after_final_signals_are_ignored_silently():
+    proc = run_signals("""
+        handler.final()
+        os.kill(os.getpid(), signal.SIGINT)
+        assert not handler.received.is_set()
+    """)
+    assert proc.returncode == 0 and "ignored" not in proc.stderr, proc.stderr
