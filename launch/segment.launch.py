@@ -164,7 +164,7 @@ def generate_launch_description():
         DeclareLaunchArgument("weights", default_value="",
                               description="Checkpoint; empty = the params_file value."),
         DeclareLaunchArgument("backend", default_value="",
-                              description="auto | tensorrt | torch | onnxruntime; "
+                              description="auto | tensorrt | torch | onnxruntime | openvino; "
                                           "empty = the params_file value."),
         DeclareLaunchArgument("namespace", default_value="",
                               description="Namespace of the node (one per camera rig)."),

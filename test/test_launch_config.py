@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -228,3 +229,34 @@ def test_missing_rviz2_is_reported_not_started(launch_tree, helpers, tmp_path, m
     assert "if missing:\n        return LogInfo(" in rviz
     setup = ast.unparse(_function(launch_tree, "_launch_setup"))
     assert "if use_rviz:\n        actions.append(_rviz(" in setup
+
+
+def _comment_above(key: str) -> str:
+    """The comment lines right above ``key:`` in the shipped YAML."""
+    lines = YAML.read_text().splitlines()
+    at = next(i for i, line in enumerate(lines) if line.strip().startswith(f"{key}:"))
+    above = []
+    for line in reversed(lines[:at]):
+        if not line.strip().startswith("#"):
+            break
+        above.append(line)
+    return " ".join(reversed(above))
+
+
+def test_choice_lists_in_yaml_and_launch_name_every_backend_and_precision(launch_tree):
+    """The user-facing lists are compared with the one definition, so a backend or a
+    precision added there (or dropped from the docs) is seen here."""
+    from mfaranet_ros.inference.backends import BACKEND_PRECISIONS, BACKENDS, PRECISIONS
+
+    backend_comment = _comment_above("backend")
+    precision_comment = _comment_above("precision")
+    backend_arg = next(c for c in _calls(launch_tree, "DeclareLaunchArgument")
+                       if c.args and getattr(c.args[0], "value", None) == "backend")
+    help_text = ast.literal_eval(_kw(backend_arg, "description"))
+    for name in BACKENDS:
+        assert re.search(rf"\b{name}\b", backend_comment), (name, backend_comment)
+        assert name in help_text, (name, help_text)
+    for precision in PRECISIONS:
+        assert precision in precision_comment, (precision, precision_comment)
+    for backend, precisions in BACKEND_PRECISIONS.items():
+        assert f"{backend}: {', '.join(precisions)}" in precision_comment, backend

@@ -1,14 +1,22 @@
 """The ROS 2 adapter: the segmentation nodes and the pieces they are made of.
 
-Modules: :mod:`conversions` (numpy -> sensor_msgs for publishing; decoding is in
-:mod:`mfaranet_ros.encodings`), :mod:`player` (``play-bag``), :mod:`live_eval`
-(``eval-bag --live``), :mod:`runtime` (their rclpy start-up), :mod:`parameters` (declared
-parameters and their validation), :mod:`stats` (latency/rate statistics and the
-diagnostics status), :mod:`qos` (QoS adaptation and the Fast DDS profile),
-:mod:`core` (the pipeline both nodes run: model, inputs, outputs, worker, diagnostics),
-:mod:`node_parameters` (the table declared on a node), :mod:`node` (``segmentation_node``
-and the shared :func:`~.node.run`), :mod:`lifecycle_node` (``segmentation_lifecycle_node``,
-the managed node), :mod:`bench_node` (the node benchmarks; the camera side in
-:mod:`bench_camera`). Only the node modules, :mod:`bench_camera`, :mod:`qos` and
-:mod:`diagnostics` import ROS packages at module level, so the rest is testable without ROS.
+Modules:
+
+- the nodes: :mod:`node` (``segmentation_node`` and the shared :func:`~.node.run`),
+  :mod:`lifecycle_node` (``segmentation_lifecycle_node``, the managed node), :mod:`entry`
+  (their console entry points), :mod:`node_parameters` (the table declared on a node);
+- what both nodes run: :mod:`core` (it coordinates: model, inputs, outputs, worker,
+  diagnostics), :mod:`worker` (the one inference thread and its counters), :mod:`qos` (QoS
+  adaptation and the Fast DDS profile), :mod:`label_outputs` (``~/label_info`` and the label
+  map), :mod:`diagnostics` (the ``/diagnostics`` statuses), :mod:`stats` (latency and rate
+  statistics), :mod:`conversions` (numpy -> sensor_msgs for publishing; decoding is in
+  :mod:`mfaranet_ros.encodings`), :mod:`parameters` (parameter defaults and validation);
+- every difference between rclpy releases (Humble, Jazzy, Kilted): :mod:`compat`;
+- the tools: :mod:`player` (``play-bag``), :mod:`live_eval` (``eval-bag --live``),
+  :mod:`runtime` (their rclpy start-up), :mod:`bench_node` (the node benchmarks; the camera
+  side in :mod:`bench_camera`), :mod:`cli` (their command-line parsers).
+
+Only the node modules, :mod:`core`, :mod:`compat`, :mod:`label_outputs`, :mod:`qos`,
+:mod:`diagnostics` and :mod:`bench_camera` import ROS packages at module level, so the rest
+is testable without ROS.
 """
