@@ -207,6 +207,10 @@ def test_manifest_errors_name_the_field(bags):
                         ({"bags": [{"path": bags["good"][0], "tag": ["x"]}]}, "bags[0]"),
                         ({"bags": [{"path": bags["good"][0], "skip_first": -1}]},
                          "bags[0].skip_first"),
+                        ({"bags": [{"path": bags["good"][0], "skip_time": [[2, 1]]}]},
+                         "bags[0].skip_time[0]"),
+                        ({"bags": [{"path": bags["good"][0], "skip_time": 3}]},
+                         "bags[0].skip_time"),
                         ({"bags": [bags["good"][0]], "unit_frames": 0}, "unit_frames"),
                         ({"bags": [bags["good"][0]], "bag": 1}, "unknown field")):
         with pytest.raises(ManifestError, match=field.replace("[", r"\[")):
@@ -250,3 +254,21 @@ def test_cluster_path_joins_a_running_head(tmp_path, bags, tiny_checkpoint):
             head.wait(timeout=15)
         except subprocess.TimeoutExpired:
             os.killpg(head.pid, signal.SIGKILL)
+
+
+def test_skip_time_windows_leave_out_frames_by_time_across_units(tmp_path, bags,
+                                                                  tiny_checkpoint):
+    """10 Hz bag: [0.15, 0.35) holds frames 2 and 3, [0.8, 5) frame 8; units of 4 frames
+    cut the bag at 4 and 8, so the windows meet the units' edges and are still exact."""
+    manifest = parse_manifest({"bags": [{"path": bags["good"][0],
+                                         "skip_time": [[0.15, 0.35], [0.8, 5]]}],
+                               "defaults": {"label_topic": LABEL_TOPIC}, "unit_frames": 4},
+                              bags["root"])
+    out = _run(tmp_path, "windows", manifest, tiny_checkpoint, engine="serial")
+    fleet = out["results"]["fleet"]
+    assert fleet["skipped"] == {"manifest: skip_time": 3}
+    assert fleet["frames"] == 9 - 3
+    frames = [json.loads(line) for line in
+              (tmp_path / "windows" / "frames.jsonl").read_text().splitlines()]
+    skipped = sorted(f["index"] for f in frames if f.get("skipped") == "manifest: skip_time")
+    assert skipped == [2, 3, 8]

@@ -168,6 +168,11 @@ class BagReader:
                            f"sensor_msgs/Image or sensor_msgs/CompressedImage")
         return topics[topic]
 
+    @property
+    def start_time_ns(self) -> int:
+        """The receive time of the bag's first message (``ros2 bag info``'s "Start")."""
+        return int(self.reader.start_time)
+
     def message_count(self, topic: str) -> int:
         info = self.reader.topics.get(topic)
         return int(info.msgcount) if info is not None else 0

@@ -1,4 +1,4 @@
-"""The fleet manifest: which bags, with which topics, tags and frames to skip.
+"""The fleet manifest: which bags, with which topics, tags and frames or times to skip.
 
 YAML (or JSON)::
 
@@ -11,7 +11,12 @@ YAML (or JSON)::
         tags: [city, rain]
         skip_first: 10          # frames
         skip_last: 0
+        skip_time: [[0, 5.0], [120.5, 131]]   # seconds from the bag's start, [from, to)
         label_topic: /front/labels
+
+``skip_time`` windows count from the start of the recording (the first message of the bag,
+the "Start" of ``ros2 bag info``; the offset ``ros2 bag play --start-offset`` takes), by
+each image's receive time in the bag: a frame at ``from <= t < to`` is skipped.
 
 Every problem is one :class:`ManifestError` line naming the field.
 """
@@ -20,7 +25,7 @@ from __future__ import annotations
 import glob
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 __all__ = ["ManifestError", "BagEntry", "Manifest", "load_manifest", "manifest_from_bags"]
 
@@ -39,6 +44,7 @@ class BagEntry:
     tags: List[str] = field(default_factory=list)
     skip_first: int = 0
     skip_last: int = 0
+    skip_time: List[Tuple[float, float]] = field(default_factory=list)
 
 
 @dataclass
@@ -50,7 +56,8 @@ class Manifest:
     source: Dict = field(default_factory=dict)    # the manifest as read, for provenance
 
 
-_BAG_KEYS = {"path", "image_topic", "label_topic", "tags", "skip_first", "skip_last"}
+_BAG_KEYS = {"path", "image_topic", "label_topic", "tags", "skip_first", "skip_last",
+             "skip_time"}
 _TOP_KEYS = {"bags", "defaults", "ignore_index", "unit_frames", "max_failed_units"}
 
 
@@ -58,6 +65,22 @@ def _int_field(value, where: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ManifestError(f"{where}: expected an integer >= {minimum}, got {value!r}")
     return value
+
+
+def _windows(value, where: str) -> List[Tuple[float, float]]:
+    """``skip_time``: a list of ``[from, to]`` pairs of seconds, ``0 <= from < to``."""
+    if not isinstance(value, list):
+        raise ManifestError(f"{where}: expected a list of [from, to] pairs of seconds, "
+                            f"got {value!r}")
+    windows = []
+    for j, pair in enumerate(value):
+        numbers = isinstance(pair, (list, tuple)) and len(pair) == 2 and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in pair)
+        if not numbers or not 0 <= pair[0] < pair[1]:
+            raise ManifestError(f"{where}[{j}]: expected [from, to] seconds with "
+                                f"0 <= from < to, got {pair!r}")
+        windows.append((float(pair[0]), float(pair[1])))
+    return windows
 
 
 def _expand(path: str, base: Path, where: str) -> List[str]:
@@ -91,7 +114,8 @@ def _entries(item, index: int, defaults: Dict, base: Path) -> List[BagEntry]:
                      label_topic=merged.get("label_topic"), tags=list(tags),
                      skip_first=_int_field(merged.get("skip_first", 0),
                                            f"{where}.skip_first", 0),
-                     skip_last=_int_field(merged.get("skip_last", 0), f"{where}.skip_last", 0))
+                     skip_last=_int_field(merged.get("skip_last", 0), f"{where}.skip_last", 0),
+                     skip_time=_windows(merged.get("skip_time", []), f"{where}.skip_time"))
             for p in _expand(str(item["path"]), base, f"{where}.path")]
 
 
@@ -109,7 +133,7 @@ def parse_manifest(data, base: Path) -> Manifest:
     defaults = data.get("defaults") or {}
     if not isinstance(defaults, dict) or set(defaults) - (_BAG_KEYS - {"path", "tags"}):
         raise ManifestError("defaults: expected a mapping of image_topic, label_topic, "
-                            "skip_first, skip_last")
+                            "skip_first, skip_last, skip_time")
     bags = [e for i, item in enumerate(items) for e in _entries(item, i, defaults, base)]
     unit = data.get("unit_frames")
     limit = data.get("max_failed_units")

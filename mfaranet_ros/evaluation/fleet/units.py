@@ -35,6 +35,7 @@ class Unit:
     stop: Optional[int] = None
     skip_first: int = 0
     skip_last: int = 0
+    skip_time: List[List[float]] = field(default_factory=list)    # [from, to) seconds
     total: Optional[int] = None      # frames the bag announces (None: unknown, unreadable)
 
     def to_dict(self) -> Dict:
@@ -61,7 +62,8 @@ def plan_units(manifest: Manifest) -> List[Unit]:
             suffix = "" if stop is None else f"@{first}-{stop}"
             units.append(Unit(f"{i:04d}{suffix}", entry.path, entry.image_topic,
                               entry.label_topic, list(entry.tags), first, stop,
-                              entry.skip_first, entry.skip_last, total))
+                              entry.skip_first, entry.skip_last,
+                              [list(w) for w in entry.skip_time], total))
     return units
 
 
@@ -77,11 +79,14 @@ def rerun_command(unit: Unit) -> str:
     return shlex.join(cmd)
 
 
-def _skip_reason(unit: Unit, index: int) -> Optional[str]:
+def _skip_reason(unit: Unit, index: int, offset_s: float) -> Optional[str]:
+    """Why the manifest leaves frame ``index`` (``offset_s`` after the bag's start) out."""
     if index < unit.skip_first:
         return "manifest: skip_first"
     if unit.total is not None and index >= unit.total - unit.skip_last:
         return "manifest: skip_last"
+    if any(start <= offset_s < stop for start, stop in unit.skip_time):
+        return "manifest: skip_time"
     return None
 
 
@@ -94,13 +99,14 @@ def _run_frames(unit: Unit, segmenter, run: FrameAccumulator, skipped: Dict[str,
         truth = open_ground_truth(bag, unit.label_topic)
         sink = _FrameSink(run, None, "", inputs_topic.image_topic, str(segmenter.device))
         read = 0
+        start_ns = bag.start_time_ns
         for frame in bag.images(inputs_topic.image_topic):
             if frame.index < unit.first:
                 continue
             if unit.stop is not None and frame.index >= unit.stop:
                 break
             read += 1
-            reason = _skip_reason(unit, frame.index)
+            reason = _skip_reason(unit, frame.index, (frame.log_time_ns - start_ns) / 1e9)
             if reason is None and truth is not None and \
                     truth.lookup(frame.index, frame.stamp_ns) is None:
                 reason = "no ground truth for the frame's stamp"
@@ -131,8 +137,8 @@ def evaluate_unit(unit: Unit, segmenter, ignore_index: int = 255) -> Dict:
         if expected is not None and read < expected:
             status, reason = "failed", (f"read {read} of the {expected} frames the bag "
                                         f"announces (truncated or damaged bag)")
-        elif unit.label_topic and run.with_gt == 0 and read > skipped.get(
-                "manifest: skip_first", 0) + skipped.get("manifest: skip_last", 0):
+        elif unit.label_topic and run.with_gt == 0 and read > sum(
+                n for why, n in skipped.items() if why.startswith("manifest: ")):
             status, reason = "failed", (f"no frame matches a message of the label topic "
                                         f"{unit.label_topic!r} by stamp")
     except (BagError, ValueError, OSError) as exc:
