@@ -272,3 +272,55 @@ def test_skip_time_windows_leave_out_frames_by_time_across_units(tmp_path, bags,
               (tmp_path / "windows" / "frames.jsonl").read_text().splitlines()]
     skipped = sorted(f["index"] for f in frames if f.get("skipped") == "manifest: skip_time")
     assert skipped == [2, 3, 8]
+
+
+def _ray_pids():
+    out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
+    return {int(line.split()[0]) for line in out.splitlines()
+            if "ray" in line and ("raylet" in line or "gcs_server" in line
+                                  or "default_worker" in line)}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ["serial", "ray"])
+def test_ctrl_c_keeps_finished_units_and_resume_completes(tmp_path, tiny_checkpoint, engine):
+    """SIGINT once the first unit's result is on disk (30 units of 8 frames): exit 130,
+    one line and no traceback, the finished units kept, Ray's processes gone; then
+    ``--resume`` redoes only the units that were missing."""
+    import time
+
+    bag = make_synthetic_bag(tmp_path / "long", SyntheticBagSpec(frames=240, size=SIZE,
+                                                                  seed=5))
+    manifest = tmp_path / "fleet.yaml"
+    manifest.write_text(json.dumps({"bags": [bag["path"]], "unit_frames": 8,
+                                    "defaults": {"label_topic": LABEL_TOPIC}}))
+    out = tmp_path / "out"
+    before = _ray_pids()
+    cmd = [sys.executable, "-m", "mfaranet_ros.cli", "eval-fleet", "--manifest",
+           str(manifest), "--out", str(out), "--engine", engine, "--weights",
+           str(tiny_checkpoint), "--backend", "torch", "--device", "cpu", "--input-size",
+           NET, "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
+    deadline = time.monotonic() + 240
+    while not list((out / "units").glob("*.json")) and proc.poll() is None:
+        assert time.monotonic() < deadline, "no unit finished within 240 s"
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, (stdout[-1000:], stderr[-2000:])
+    assert "interrupted" in stdout + stderr and "Traceback" not in stderr, stderr[-2000:]
+    kept = {p.stem for p in (out / "units").glob("*.json")}
+    assert 1 <= len(kept) < 30 and not (out / "fleet.json").exists()
+    if engine == "ray":      # the local Ray it started went with it
+        deadline = time.monotonic() + 30
+        while _ray_pids() - before and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _ray_pids() - before, "Ray processes outlived the interrupted run"
+    done = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    doc = json.loads((out / "fleet.json").read_text())
+    assert len(doc["units"]) == 30 and doc["results"]["fleet"]["frames"] == 240
+    assert set(doc["redone_units"]) == set(doc["units"]) - kept

@@ -92,6 +92,9 @@ def _eval_fleet(args: argparse.Namespace) -> int:
             FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:      # before any unit ran (reading the checkpoint, Ray start)
+        print("interrupted: no unit had finished", file=sys.stderr)
+        return 130
     if doc["status"] == "interrupted":
         return doc["exit_code"]
     fleet = doc["results"]

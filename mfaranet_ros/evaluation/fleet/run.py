@@ -148,13 +148,13 @@ def run_fleet(run: FleetRun, metadata) -> Dict:
     from .report import write_fleet_report
 
     run.out.mkdir(parents=True, exist_ok=True)
-    units = plan_units(run.manifest)
-    config = {**run.model, "weights_sha256": file_sha256(run.model["weights"]),
-              "ignore_index": run.manifest.ignore_index}
-    keys = {u.unit_id: config_key(config, u) for u in units}
     facts: Dict = {}
     status = "complete"
-    try:
+    try:       # planning reads every bag's metadata: hundreds of bags take a while too
+        units = plan_units(run.manifest)
+        config = {**run.model, "weights_sha256": file_sha256(run.model["weights"]),
+                  "ignore_index": run.manifest.ignore_index}
+        keys = {u.unit_id: config_key(config, u) for u in units}
         results_list = _execute(run, units, ResultStore(run.out), keys, facts)
     except KeyboardInterrupt:
         print(f"interrupted: finished units are kept in {run.out / 'units'}; "
