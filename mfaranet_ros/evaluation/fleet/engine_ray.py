@@ -14,6 +14,7 @@ Traps this module avoids:
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from typing import Dict, Iterator, List, Optional
@@ -102,12 +103,20 @@ def run_ray(units: List[Unit], model: Dict, ignore_index: int, *, workers: int =
             gpus_per_worker: float = 0.0, crash_once: Optional[str] = None) -> Iterator[Dict]:
     """Yields each unit's result as Ray finishes it (in no fixed order).
 
-    A worker that dies is restarted by Ray and its unit redone (``max_restarts``,
-    ``max_task_retries``).
+    A worker that dies is restarted by Ray and its unit redone: Ray Data's actor pool
+    restarts actors and retries their tasks without limit by default (``max_restarts`` and
+    ``max_task_retries`` -1 since Ray 2.5x; passing them is deprecated in 2.60), which the
+    killed-worker test checks.
     """
     ray = _import_ray()
     if not units:
         return
+    # Our own progress bar counts units; Ray Data's progress lines and INFO logs would
+    # bury it (and the command's one-line errors) on a terminal.
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    # ... nor the note that they are off (Ray Data's progress module logs only that)
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
     cpus = ray.cluster_resources().get("CPU", 1.0)
     threads = max(1, int(cpus // max(workers, 1)))
     items = [{"unit": json.dumps(u.to_dict())} for u in units]
@@ -117,7 +126,6 @@ def run_ray(units: List[Unit], model: Dict, ignore_index: int, *, workers: int =
         UnitEvaluator, batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers),
         num_cpus=1, **gpus,
         fn_constructor_kwargs={"model": model, "ignore_index": ignore_index,
-                               "threads": threads, "crash_once": crash_once},
-        max_restarts=-1, max_task_retries=-1)
+                               "threads": threads, "crash_once": crash_once})
     for row in ds.iter_rows():
         yield json.loads(row["result"])
