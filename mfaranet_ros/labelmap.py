@@ -31,6 +31,7 @@ __all__ = [
     "UNLABELED_ID",
     "UNLABELED_NAME",
     "identity_label_map",
+    "label_map_for",
     "load_label_map",
     "resolve_label_map_path",
 ]
@@ -179,3 +180,15 @@ def load_label_map(path: str, model_classes: Sequence[str]) -> LabelMap:
     names, colours = _output_classes(path, doc.get("classes"))
     lut = _lookup_table(path, doc, names, model_classes)
     return LabelMap(names, colours, lut, source=path)
+
+
+def label_map_for(path: str, class_names: Sequence[str], palette: Sequence[Sequence[int]],
+                  config_dir: str) -> LabelMap:
+    """The map a ``label_map`` setting names, for a model with these classes.
+
+    Empty: the model's own classes. A relative path is resolved against ``config_dir``
+    (the package's ``config/``). Raises :class:`LabelMapError` (one line).
+    """
+    if not path.strip():
+        return identity_label_map(class_names, palette)
+    return load_label_map(resolve_label_map_path(path, config_dir), class_names)

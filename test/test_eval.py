@@ -66,9 +66,15 @@ def test_eval_bag_mcap_label_topic(tmp_path, segmenter):
     msgs = _read_mcap(tmp_path / "out" / OUTPUT_BAG_NAME / f"{OUTPUT_BAG_NAME}.mcap")
     assert set(msgs) == {"/camera/image_raw", "/mfaranet/labels", "/mfaranet/color",
                          "/mfaranet/overlay", "/mfaranet/ground_truth/color",
-                         "/mfaranet/latency"}
+                         "/mfaranet/latency", "/mfaranet/label_info"}
     with BagReader(bag["path"]) as reader:
         frames = list(reader.images("/camera/image_raw"))
+    # The class map, once, before the first labels, as the node latches it on ~/label_info.
+    (t_info, schema, info), = msgs.pop("/mfaranet/label_info")
+    assert schema == "vision_msgs/msg/LabelInfo" and t_info == frames[0].log_time_ns
+    names = list(segmenter.metadata.class_names)
+    assert [(c.class_id, c.class_name) for c in info.class_map] == \
+        [*enumerate(names), (255, "unlabeled")]
     for topic, entries in msgs.items():
         assert len(entries) == 5, topic
         # Same receive times and header stamps as the input frames.
@@ -244,6 +250,7 @@ def test_sigint_to_the_command_stops_between_frames(tmp_path, tiny_checkpoint):
     done = report["frames"]["processed"]
     assert 2 <= done < frames
     msgs = _read_mcap(tmp_path / "out" / OUTPUT_BAG_NAME / f"{OUTPUT_BAG_NAME}.mcap")
+    assert len(msgs.pop("/mfaranet/label_info")) == 1
     assert {len(v) for v in msgs.values()} == {done}   # every frame written whole
 
 
@@ -404,3 +411,82 @@ def test_rerun_without_ground_truth_leaves_no_stale_accuracy(tmp_path, segmenter
     assert "no ground truth" in (tmp_path / "out" / "report.md").read_text()
     assert len(_read_mcap(tmp_path / "out" / OUTPUT_BAG_NAME /
                           f"{OUTPUT_BAG_NAME}.mcap")["/mfaranet/labels"]) == 2
+
+
+def test_eval_bag_with_a_label_map_scores_the_maps_classes(tmp_path, segmenter):
+    """--label-map navigation.yaml: labels, colour, label_info and every figure are over
+    the map's six classes; the confusion matrix equals one computed here from the plain
+    run's labels and the ground truth, each mapped by a table built from the YAML."""
+    import yaml
+
+    from mfaranet_ros.evaluation.model_args import load_cli_label_map
+
+    bag = make_synthetic_bag(tmp_path / "in", SyntheticBagSpec(frames=4, size=SIZE, seed=5))
+    plain = evaluate_bag(bag["path"], tmp_path / "plain", segmenter,
+                         EvalOptions(label_topic="/camera/labels", progress=False))
+    lmap = load_cli_label_map("label_maps/navigation.yaml", segmenter.metadata)
+    mapped = evaluate_bag(bag["path"], tmp_path / "mapped", segmenter,
+                          EvalOptions(label_topic="/camera/labels", progress=False,
+                                      label_map=lmap))
+    doc = yaml.safe_load(open(lmap.source))
+    out_ids = {c["name"]: c["id"] for c in doc["classes"]}
+    table = np.full(256, 255, np.uint8)
+    for i, name in enumerate(segmenter.metadata.class_names):
+        table[i] = out_ids[doc["mapping"][name]] if name in doc["mapping"] else doc["default"]
+    plain_bag = _read_mcap(tmp_path / "plain" / OUTPUT_BAG_NAME / f"{OUTPUT_BAG_NAME}.mcap")
+    mapped_bag = _read_mcap(tmp_path / "mapped" / OUTPUT_BAG_NAME / f"{OUTPUT_BAG_NAME}.mcap")
+    with BagReader(bag["path"]) as reader:
+        truth = [f.image for f in reader.images("/camera/labels", mono=True)]
+    expected = np.zeros((6, 6), np.int64)
+    for (_, _, p), (_, _, m), gt in zip(plain_bag["/mfaranet/labels"],
+                                        mapped_bag["/mfaranet/labels"], truth):
+        pred = table[_pixels(p)]
+        np.testing.assert_array_equal(_pixels(m), pred)       # the bag's labels are mapped
+        want = table[gt]
+        keep = want != 255
+        np.add.at(expected, (want[keep], pred[keep]), 1)
+    assert np.asarray(mapped["accuracy"]["confusion_matrix"]).tolist() == expected.tolist()
+    names = [c["name"] for c in sorted(doc["classes"], key=lambda c: c["id"])]
+    assert list(mapped["accuracy"]["per_class"]) == names
+    colours = {c["id"]: c["colour"] for c in doc["classes"]}
+    _, _, color = mapped_bag["/mfaranet/color"][1]
+    _, _, labels = mapped_bag["/mfaranet/labels"][1]
+    lab = _pixels(labels)
+    for class_id in np.unique(lab):
+        assert (_pixels(color)[lab == class_id] == colours[int(class_id)]).all()
+    (_, _, info), = mapped_bag["/mfaranet/label_info"]
+    assert [(c.class_id, c.class_name) for c in info.class_map] == \
+        [*enumerate(names), (255, "unlabeled")]
+    assert plain["accuracy"]["miou"] != mapped["accuracy"]["miou"]
+
+
+def test_eval_bag_bad_label_map_is_one_line(tmp_path, capsys, tiny_checkpoint):
+    from mfaranet_ros.cli import main
+
+    bag = make_synthetic_bag(tmp_path / "in", SyntheticBagSpec(frames=2, size=SIZE))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("default: 0\nclasses: [{id: 0, name: road}]\nmapping: {roadway: road}\n")
+    rc = main(["eval-bag", bag["path"], "--out", str(tmp_path / "o"), "--weights",
+               str(tiny_checkpoint), "--backend", "torch", "--input-size", "32x64",
+               "--no-progress", "--label-map", str(bad)])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert str(bad) in err and "unknown model class 'roadway'" in err
+
+
+def test_output_bags_label_info_is_the_real_vision_msgs_type(tmp_path, segmenter):
+    """The bytes in the output bag deserialize as the built vision_msgs/LabelInfo, so
+    ``ros2 bag play`` republishes a message the Nav2 layer's subscription accepts."""
+    msgs = pytest.importorskip("vision_msgs.msg")
+    from rclpy.serialization import deserialize_message
+
+    bag = make_synthetic_bag(tmp_path / "in", SyntheticBagSpec(frames=1, size=SIZE))
+    evaluate_bag(bag["path"], tmp_path / "out", segmenter, EvalOptions(progress=False))
+    with BagReader(tmp_path / "out" / OUTPUT_BAG_NAME) as out:
+        reader = out.reader
+        conns = [c for c in reader.connections if c.topic == "/mfaranet/label_info"]
+        (_, _, raw), = list(reader.messages(connections=conns))
+    info = deserialize_message(bytes(raw), msgs.LabelInfo)
+    assert [(c.class_id, c.class_name) for c in info.class_map][-1] == (255, "unlabeled")
+    assert len(info.class_map) == len(segmenter.metadata.class_names) + 1
+    assert info.header.frame_id == "camera"

@@ -35,6 +35,13 @@ IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
 IMAGE_TYPES = (IMAGE, COMPRESSED_IMAGE)
 PathLike = Union[str, os.PathLike]
+LABEL_INFO = "vision_msgs/msg/LabelInfo"
+#: vision_msgs' two definitions the output bags need (the ROS 2 vision_msgs package, 4.1
+#: and later); rosbags' type stores do not carry vision_msgs, so they are registered.
+VISION_MSGS = {
+    "vision_msgs/msg/VisionClass": "uint16 class_id\nstring class_name\n",
+    LABEL_INFO: "std_msgs/Header header\nVisionClass[] class_map\nfloat32 threshold\n",
+}
 
 class BagError(RuntimeError):
     """A bag that cannot be used, with the reason (and what it holds, where that helps)."""
@@ -335,6 +342,25 @@ class BagWriter:
             h, w = frame.image.shape[:2]
             self.write_raw_image(topic, frame.log_time_ns, frame.stamp_ns, frame.frame_id,
                                  h, w, frame.encoding, frame.step, frame.payload)
+
+    def write_label_info(self, topic: str, log_time_ns: int, stamp_ns: int, frame_id: str,
+                         class_map: List[Tuple[int, str]], threshold: float = 0.0) -> None:
+        """A vision_msgs/LabelInfo: the class map ``[(id, name), ...]``, as the node
+        publishes it on ``~/label_info`` (ROS 2 bags only: ROS 1 has no LabelInfo)."""
+        if self.ros1:
+            raise BagError("vision_msgs/LabelInfo exists in ROS 2 only; write a rosbag2 bag")
+        if LABEL_INFO not in self.typestore.types:
+            from rosbags.typesys import get_types_from_msg
+
+            for name, text in VISION_MSGS.items():
+                self.typestore.register(get_types_from_msg(text, name))
+        VisionClass = self._types("vision_msgs/msg/VisionClass")
+        LabelInfo = self._types(LABEL_INFO)
+        msg = LabelInfo(header=self.header(topic, stamp_ns, frame_id),
+                        class_map=[VisionClass(class_id=int(i), class_name=str(n))
+                                   for i, n in class_map],
+                        threshold=float(threshold))
+        self.write(topic, LABEL_INFO, log_time_ns, msg)
 
     def write_latency(self, topic: str, log_time_ns: int, stamp_ns: int, frame_id: str,
                       times_ms: Dict[str, float], name: str, hardware_id: str = "") -> None:

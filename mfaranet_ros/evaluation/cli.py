@@ -15,18 +15,19 @@ from typing import Callable, Dict
 from ..cli_args import parse_size
 from ..inference.backends import BACKENDS, PRECISIONS
 from .fleet.cli import register as register_fleet
-from .model_args import add_input_size_option, add_segmenter_options
+from .model_args import add_input_size_option, add_label_map_option, add_segmenter_options
 
 log = logging.getLogger(__name__)
 
 
 def _input_errors() -> tuple:
     """What a bad bag, ground truth, data folder or checkpoint raises: one line, rc 2."""
+    from mfaranet_ros.labelmap import LabelMapError
     from mfaranet_ros.model import CheckpointError
 
     from .bags import BagError
 
-    return (BagError, CheckpointError, FileNotFoundError)
+    return (BagError, CheckpointError, FileNotFoundError, LabelMapError)
 
 
 def _positive_int(text: str) -> int:
@@ -77,7 +78,7 @@ def _eval_live(args: argparse.Namespace) -> Dict:
 
 
 def _eval_offline(args: argparse.Namespace) -> Dict:
-    from .model_args import load_segmenter
+    from .model_args import load_cli_label_map, load_segmenter
     from .offline import EvalOptions, check_inputs, evaluate_bag
 
     options = EvalOptions(
@@ -88,6 +89,7 @@ def _eval_offline(args: argparse.Namespace) -> Dict:
     inputs = check_inputs(args.bag, options)     # before the model: cheap, and fails fast
     log.info("bag %s: %d frames on %s", args.bag, inputs.messages, inputs.image_topic)
     segmenter, weights, reason = load_segmenter(args)
+    options.label_map = load_cli_label_map(args.label_map, segmenter.metadata)
     return evaluate_bag(args.bag, args.out, segmenter, options, weights=weights,
                         input_size_reason=reason)
 
@@ -95,6 +97,11 @@ def _eval_offline(args: argparse.Namespace) -> Dict:
 def _eval_bag(args: argparse.Namespace) -> int:
     from .report import format_headline
 
+    if args.live and args.label_map:
+        print("error: --label-map is for offline evaluation; with --live, the node's own "
+              "label_map parameter decides its labels (live evaluation compares the model's "
+              "classes)", file=sys.stderr)
+        return 2
     report = _eval_live(args) if args.live else _eval_offline(args)
     print(f"{report['status']}: {report['frames']['processed']} frames; "
           f"{format_headline(report)}")
@@ -132,6 +139,7 @@ def _register_eval(sub) -> None:
                    help="output topics' namespace in the output bag (default: /mfaranet)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_segmenter_options(p)
+    add_label_map_option(p)
     live = p.add_argument_group("live evaluation (--live)")
     live.add_argument("--live", action="store_true",
                       help="evaluate a running node instead of running the model")

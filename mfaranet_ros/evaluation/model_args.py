@@ -16,7 +16,8 @@ from ..inference.backends import BACKENDS, PRECISIONS
 from ..inference.segmenter import CHECKPOINT_SIZE, InputSize
 from ..model.weights import DEFAULT_WEIGHTS, resolve_weights
 
-__all__ = ["parse_input_size", "add_segmenter_options", "existing_weights", "load_segmenter"]
+__all__ = ["parse_input_size", "add_segmenter_options", "existing_weights", "load_segmenter",
+           "add_label_map_option", "load_cli_label_map"]
 
 log = logging.getLogger(__name__)
 
@@ -75,3 +76,30 @@ def load_segmenter(args: argparse.Namespace):
         input_size=args.input_size, pruned=args.pruned, cache_dir=args.cache_dir)
     log.info("network input %s", seg.input_size_reason)
     return seg, weights, seg.input_size_reason
+
+
+def add_label_map_option(p) -> None:
+    """``--label-map``: the node's ``label_map`` parameter, for the offline tools."""
+    p.add_argument("--label-map", default="", metavar="YAML",
+                   help="map the model's classes to a consumer's (as the node's label_map "
+                        "parameter): predictions and ground truth are both mapped and every "
+                        "figure is over the map's classes; a relative path is looked for in "
+                        "the working directory, then in the package's config/ (e.g. "
+                        "label_maps/autoware.yaml)")
+
+
+def load_cli_label_map(path: str, metadata):
+    """``--label-map``'s :class:`~mfaranet_ros.labelmap.LabelMap`, or None where not given.
+
+    Raises :class:`~mfaranet_ros.labelmap.LabelMapError` (one line: file and problem).
+    """
+    from ..labelmap import label_map_for
+    from ..model.weights import package_models_dir
+
+    if not path:
+        return None
+    expanded = os.path.expanduser(path)
+    if os.path.exists(expanded):
+        expanded = os.path.abspath(expanded)
+    config_dir = os.path.join(os.path.dirname(package_models_dir()), "config")
+    return label_map_for(expanded, metadata.class_names, metadata.palette, config_dir)

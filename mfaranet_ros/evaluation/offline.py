@@ -14,10 +14,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..inference.processing import blend
+from ..labelmap import LabelMap, identity_label_map
 from .accumulator import FrameAccumulator
 from .bags import BagError, BagReader, BagWriter, ImageFrame
 from .groundtruth import GroundTruth
@@ -49,6 +51,34 @@ class EvalOptions:
     output_namespace: str = "/mfaranet"    # output topics, as the node names them
     overlay_alpha: float = 0.5
     progress: bool = True
+    #: the model's classes -> a consumer's (:mod:`mfaranet_ros.labelmap`); None: the model's.
+    #: Predictions and ground truth are both mapped, so every figure is over its classes.
+    label_map: Optional[LabelMap] = None
+
+
+def output_classes(metadata, label_map: Optional[LabelMap]) -> Tuple[List[str], Sequence]:
+    """Class names and palette by output id: the label map's where one is given (an id
+    the map does not use is named ``unused <id>``: it has no support), else the model's."""
+    if label_map is None:
+        return list(metadata.class_names), metadata.palette
+    size = max(label_map.names) + 1
+    return ([label_map.names.get(i, f"unused {i}") for i in range(size)],
+            label_map.palette())
+
+
+def output_accumulator(metadata, label_map: Optional[LabelMap],
+                       ignore_index: Optional[int] = None) -> FrameAccumulator:
+    """The accumulator of a run over the model's classes or the label map's."""
+    names, palette = output_classes(metadata, label_map)
+    if ignore_index is None:
+        ignore_index = getattr(metadata, "ignore_index", 255)
+    return FrameAccumulator(names, palette, ignore_index)
+
+
+def class_map(metadata, label_map: Optional[LabelMap]) -> List[Tuple[int, str]]:
+    """LabelInfo's ``(id, name)`` pairs, as the node publishes them on ``~/label_info``."""
+    lmap = label_map or identity_label_map(metadata.class_names, metadata.palette)
+    return lmap.class_map()
 
 
 def check_inputs(bag_path, options: EvalOptions) -> BagInputs:
@@ -137,6 +167,8 @@ class _FrameSink:
     namespace: str
     image_topic: str
     device: str
+    class_map: List[Tuple[int, str]] = field(default_factory=list)    # for label_info
+    label_info_written: bool = False
 
     def close(self) -> Dict:
         """Closes the output bag; returns the report's ``outputs`` entries for it."""
@@ -156,14 +188,21 @@ def _segment_frame(frame: ImageFrame, truth: Optional[GroundTruth], segmenter,
             f"ground truth for frame {frame.index} (stamp {frame.stamp_ns}) is "
             f"{gt.shape[1]}x{gt.shape[0]} but the image is "
             f"{frame.image.shape[1]}x{frame.image.shape[0]}")
+    lmap = options.label_map
     t0 = time.perf_counter()
-    result = segmenter.segment(frame.image, color=True, overlay=True,
+    result = segmenter.segment(frame.image, color=lmap is None, overlay=lmap is None,
                                overlay_alpha=options.overlay_alpha)
     timings = {k: float(result.timings.get(k, 0.0)) for k in LATENCY_FIELDS[:3]}
     timings["total"] = (time.perf_counter() - t0) * 1e3
-    sink.run.add(frame.index, frame.stamp_ns, result.labels, gt, result.overlay, timings)
+    labels, color, overlay = result.labels, result.color, result.overlay
+    if lmap is not None:         # the consumer's classes, as the node publishes them
+        labels = lmap.apply(labels)
+        gt = lmap.apply(gt) if gt is not None else None
+        color = sink.run.palette[labels]
+        overlay = blend(frame.image, color, options.overlay_alpha)
+    sink.run.add(frame.index, frame.stamp_ns, labels, gt, overlay, timings)
     if sink.writer is not None:
-        _write_results(sink, frame, result, gt, timings)
+        _write_results(sink, frame, labels, color, overlay, gt, timings)
 
 
 def _run_pass(bag: BagReader, inputs: BagInputs, truth: Optional[GroundTruth], segmenter,
@@ -239,13 +278,14 @@ def evaluate_bag(bag_path, out_dir, segmenter, options: Optional[EvalOptions] = 
     inputs = check_inputs(bag_path, options)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    run = FrameAccumulator.for_metadata(segmenter.metadata)
+    run = output_accumulator(segmenter.metadata, options.label_map)
     with BagReader(bag_path) as bag:
         truth = open_ground_truth(bag, options.label_topic, options.gt_folder,
                                   options.gt_match, options.gt_ids)
         writer = BagWriter(_prepare_output_bag(out), "mcap") if options.write_bag else None
         sink = _FrameSink(run, writer, options.output_namespace.rstrip("/"),
-                          inputs.image_topic, str(segmenter.device))
+                          inputs.image_topic, str(segmenter.device),
+                          class_map(segmenter.metadata, options.label_map))
         done = _run_pass(bag, inputs, truth, segmenter, sink, options, on_frame)
     _check_complete(done, inputs, options)
     report = build_report(
@@ -259,16 +299,20 @@ def evaluate_bag(bag_path, out_dir, segmenter, options: Optional[EvalOptions] = 
     return report
 
 
-def _write_results(sink: _FrameSink, frame: ImageFrame, result, gt: Optional[np.ndarray],
-                   timings: Dict[str, float]) -> None:
+def _write_results(sink: _FrameSink, frame: ImageFrame, labels: np.ndarray,
+                   color: Optional[np.ndarray], overlay: Optional[np.ndarray],
+                   gt: Optional[np.ndarray], timings: Dict[str, float]) -> None:
     writer, ns, palette = sink.writer, sink.namespace, sink.run.palette
     t, stamp, fid = frame.log_time_ns, frame.stamp_ns, frame.frame_id
+    if not sink.label_info_written:     # once, before the first labels (as the node: latched)
+        writer.write_label_info(f"{ns}/label_info", t, stamp, fid, sink.class_map)
+        sink.label_info_written = True
     writer.write_frame(sink.image_topic, frame)
-    writer.write_image(f"{ns}/labels", t, stamp, fid, result.labels, "mono8")
-    color = result.color if result.color is not None else palette[result.labels]
+    writer.write_image(f"{ns}/labels", t, stamp, fid, labels, "mono8")
+    color = color if color is not None else palette[labels]
     writer.write_image(f"{ns}/color", t, stamp, fid, color, "rgb8")
-    if result.overlay is not None:
-        writer.write_image(f"{ns}/overlay", t, stamp, fid, result.overlay, "rgb8")
+    if overlay is not None:
+        writer.write_image(f"{ns}/overlay", t, stamp, fid, overlay, "rgb8")
     if gt is not None:
         writer.write_image(f"{ns}/ground_truth/color", t, stamp, fid, palette[gt], "rgb8")
     writer.write_latency(f"{ns}/latency", t, stamp, fid, timings, f"{ns}/latency",

@@ -17,7 +17,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from sensor_msgs.msg import Image
 
 from ..label_formats import autoware_rle_encode
-from ..labelmap import LabelMap, identity_label_map, load_label_map, resolve_label_map_path
+from ..labelmap import LabelMap, label_map_for
 from ..model.weights import package_models_dir
 
 try:
@@ -78,7 +78,5 @@ def node_label_map(path: str, metadata: Any) -> LabelMap:
 
     Raises :class:`~mfaranet_ros.labelmap.LabelMapError` (one line: file and problem).
     """
-    if not path.strip():
-        return identity_label_map(metadata.class_names, metadata.palette)
     config_dir = os.path.join(os.path.dirname(package_models_dir()), "config")
-    return load_label_map(resolve_label_map_path(path, config_dir), metadata.class_names)
+    return label_map_for(path, metadata.class_names, metadata.palette, config_dir)
