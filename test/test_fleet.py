@@ -324,3 +324,41 @@ def test_ctrl_c_keeps_finished_units_and_resume_completes(tmp_path, tiny_checkpo
     doc = json.loads((out / "fleet.json").read_text())
     assert len(doc["units"]) == 30 and doc["results"]["fleet"]["frames"] == 240
     assert set(doc["redone_units"]) == set(doc["units"]) - kept
+
+
+def test_a_label_map_scores_the_fleet_over_its_classes_as_eval_bag_does(
+        tmp_path, bags, tiny_checkpoint, capsys):
+    """The manifest's label_map (resolved in the package's config/): the fleet's matrix is
+    the sum of eval-bag --label-map's, over the map's classes; a bad map is one line."""
+    from mfaranet_ros.evaluation.fleet.model import load_model
+    from mfaranet_ros.evaluation.model_args import load_cli_label_map
+    from mfaranet_ros.evaluation.offline import EvalOptions, evaluate_bag
+
+    manifest = parse_manifest({"bags": bags["good"], "label_map": "label_maps/navigation.yaml",
+                               "defaults": {"label_topic": LABEL_TOPIC}, "unit_frames": 4},
+                              bags["root"])
+    model = {"weights": str(tiny_checkpoint), "backend": "torch", "device": "cpu",
+             "input_size": [32, 64], "label_map": manifest.label_map}
+    from mfaranet_ros.evaluation.fleet.run import FleetRun, run_fleet
+    from mfaranet_ros.model import read_checkpoint
+
+    doc = run_fleet(FleetRun(manifest=manifest, out=tmp_path / "f", model=model,
+                             engine="serial", progress=False),
+                    read_checkpoint(str(tiny_checkpoint)).metadata)
+    fleet = doc["results"]["fleet"]
+    seg = load_model(model)
+    lmap = load_cli_label_map("label_maps/navigation.yaml", seg.metadata)
+    total = np.zeros((6, 6), np.int64)
+    for i, path in enumerate(bags["good"]):
+        rep = evaluate_bag(path, tmp_path / f"eb{i}", seg, EvalOptions(
+            label_topic=LABEL_TOPIC, write_bag=False, progress=False, label_map=lmap))
+        total += np.asarray(rep["accuracy"]["confusion_matrix"])
+    assert fleet["confusion_matrix"] == total.tolist()
+    assert list(fleet["per_class"]) == ["road", "sidewalk", "obstacle", "person", "vehicle",
+                                        "other"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("default: 9\nclasses: [{id: 0, name: road}]\n")
+    assert _cli([*bags["good"], "--label-topic", LABEL_TOPIC, "--engine", "serial",
+                 "--label-map", str(bad), "--out", str(tmp_path / "o")], tiny_checkpoint) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(bad) in err and "'default'" in err

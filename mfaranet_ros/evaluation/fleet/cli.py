@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..model_args import add_segmenter_options
+from ..model_args import add_label_map_option, add_segmenter_options
 
 __all__ = ["register"]
 
@@ -62,14 +62,19 @@ def _baseline(path):
 def _fleet_run(args):
     from mfaranet_ros.model import read_checkpoint
 
+    from ..offline import output_classes
     from .criteria import load_criteria
-    from .model import model_spec
+    from .model import load_spec_label_map, model_spec
     from .run import FleetRun
 
     manifest = _manifest(args)
     model = model_spec(args)
+    if manifest.label_map:             # the manifest's, as for topics
+        model["label_map"] = manifest.label_map
     metadata = read_checkpoint(model["weights"]).metadata
-    criteria = load_criteria(args.criteria, metadata.class_names) if args.criteria else {}
+    # a bad map: one line now, not in every worker
+    names, _ = output_classes(metadata, load_spec_label_map(model, metadata))
+    criteria = load_criteria(args.criteria, names) if args.criteria else {}
     return FleetRun(manifest=manifest, out=Path(args.out), model=model, engine=args.engine,
                     address=args.address, workers=args.workers,
                     gpus_per_worker=args.gpus_per_worker, resume=args.resume,
@@ -78,6 +83,7 @@ def _fleet_run(args):
 
 
 def _eval_fleet(args: argparse.Namespace) -> int:
+    from mfaranet_ros.labelmap import LabelMapError
     from mfaranet_ros.model import CheckpointError
 
     from ..bags import BagError
@@ -88,7 +94,7 @@ def _eval_fleet(args: argparse.Namespace) -> int:
     try:
         run, metadata = _fleet_run(args)
         doc = run_fleet(run, metadata)
-    except (ManifestError, BagError, CheckpointError, RayUnavailable,
+    except (ManifestError, BagError, CheckpointError, RayUnavailable, LabelMapError,
             FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -137,6 +143,7 @@ def register(sub) -> None:
     p.add_argument("--label-topic", default=None, help="as eval-bag's")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_segmenter_options(p)
+    add_label_map_option(p)
     p.set_defaults(func=_eval_fleet)
     from .bench import register as register_bench
 

@@ -81,10 +81,11 @@ class UnitEvaluator:
                  crash_once: Optional[str] = None) -> None:
         import torch
 
-        from .model import load_model
+        from .model import load_model, load_spec_label_map
 
         torch.set_num_threads(threads)     # the pool shares the node's cores
         self.segmenter = load_model(model)
+        self.label_map = load_spec_label_map(model, self.segmenter.metadata)
         self.ignore_index = ignore_index
         self.crash_once = crash_once
 
@@ -94,7 +95,7 @@ class UnitEvaluator:
             open(self.crash_once, "w").close()
             os._exit(1)
         results = [json.dumps(evaluate_unit(Unit(**json.loads(u)), self.segmenter,
-                                            self.ignore_index))
+                                            self.ignore_index, self.label_map))
                    for u in batch["unit"]]
         return {"result": np.array(results, dtype=object)}
 

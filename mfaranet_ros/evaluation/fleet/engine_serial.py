@@ -13,10 +13,11 @@ __all__ = ["run_serial"]
 
 def run_serial(units: List[Unit], model: Dict, ignore_index: int) -> Iterator[Dict]:
     """Yields each unit's result as it finishes; ``model``: :func:`.model.model_spec`."""
-    from .model import load_model
+    from .model import load_model, load_spec_label_map
 
     segmenter = load_model(model)
+    label_map = load_spec_label_map(model, segmenter.metadata)
     for unit in units:
-        yield evaluate_unit(unit, segmenter, ignore_index)
+        yield evaluate_unit(unit, segmenter, ignore_index, label_map)
 
 

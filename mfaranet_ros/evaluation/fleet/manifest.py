@@ -4,6 +4,7 @@ YAML (or JSON)::
 
     defaults: {image_topic: /camera/image_raw, label_topic: /camera/labels}
     ignore_index: 255          # ground-truth value left out of every figure
+    label_map: label_maps/autoware.yaml   # score over a consumer's classes (eval-bag's)
     unit_frames: 500           # split longer bags into windows of this many frames
     max_failed_units: 10       # give up (exit 2) past this many failed units
     bags:
@@ -53,12 +54,14 @@ class Manifest:
     ignore_index: int = 255
     unit_frames: Optional[int] = None
     max_failed_units: Optional[int] = None
+    label_map: str = ""        # a label map file ("" = the model's classes)
     source: Dict = field(default_factory=dict)    # the manifest as read, for provenance
 
 
 _BAG_KEYS = {"path", "image_topic", "label_topic", "tags", "skip_first", "skip_last",
              "skip_time"}
-_TOP_KEYS = {"bags", "defaults", "ignore_index", "unit_frames", "max_failed_units"}
+_TOP_KEYS = {"bags", "defaults", "ignore_index", "unit_frames", "max_failed_units",
+             "label_map"}
 
 
 def _int_field(value, where: str, minimum: int) -> int:
@@ -137,11 +140,16 @@ def parse_manifest(data, base: Path) -> Manifest:
     bags = [e for i, item in enumerate(items) for e in _entries(item, i, defaults, base)]
     unit = data.get("unit_frames")
     limit = data.get("max_failed_units")
+    label_map = data.get("label_map") or ""
+    if not isinstance(label_map, str):
+        raise ManifestError(f"label_map: expected a path, got {label_map!r}")
+    if label_map and not Path(label_map).is_absolute() and (base / label_map).exists():
+        label_map = str(base / label_map)    # else: the package's config/ (label_maps/...)
     return Manifest(
         bags=bags, ignore_index=_int_field(data.get("ignore_index", 255), "ignore_index", 0),
         unit_frames=None if unit is None else _int_field(unit, "unit_frames", 1),
         max_failed_units=None if limit is None else _int_field(limit, "max_failed_units", 0),
-        source=data)
+        label_map=label_map, source=data)
 
 
 def load_manifest(path) -> Manifest:

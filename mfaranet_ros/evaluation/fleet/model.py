@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from typing import Dict
 
-__all__ = ["model_spec", "load_model", "file_sha256"]
+__all__ = ["model_spec", "load_model", "load_spec_label_map", "file_sha256"]
 
 
 def file_sha256(path) -> str:
@@ -19,10 +20,13 @@ def model_spec(args) -> Dict:
     """The model options of the command line (``add_segmenter_options``) as a dict."""
     from ..model_args import existing_weights
 
+    label_map = getattr(args, "label_map", "") or ""
+    if label_map and os.path.exists(os.path.expanduser(label_map)):
+        label_map = os.path.abspath(os.path.expanduser(label_map))
     return {"weights": existing_weights(args.weights), "backend": args.backend,
             "device": args.device or None, "precision": args.precision,
             "input_size": args.input_size, "pruned": args.pruned,
-            "cache_dir": args.cache_dir}
+            "cache_dir": args.cache_dir, "label_map": label_map}
 
 
 def load_model(spec: Dict):
@@ -35,3 +39,10 @@ def load_model(spec: Dict):
         precision=spec.get("precision", "fp32"),
         input_size=tuple(size) if isinstance(size, list) else size,
         pruned=spec.get("pruned", False), cache_dir=spec.get("cache_dir"))
+
+
+def load_spec_label_map(spec: Dict, metadata):
+    """The spec's label map for the model ``metadata`` (None: the model's own classes)."""
+    from ..model_args import load_cli_label_map
+
+    return load_cli_label_map(spec.get("label_map") or "", metadata)

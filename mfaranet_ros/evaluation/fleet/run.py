@@ -118,7 +118,7 @@ def _gate(run: FleetRun, results: Dict) -> Dict:
             "criteria": run.criteria, "baseline_deltas": deltas}
 
 
-def _write_bags(run: FleetRun, results: Dict) -> List[str]:
+def _write_bags(run: FleetRun, results: Dict, label_map) -> List[str]:
     """eval-bag's output bags (overlay, labels) for the worst K bags or all of them."""
     from ..bags import BagError
     from ..offline import EvalOptions, evaluate_bag
@@ -135,7 +135,8 @@ def _write_bags(run: FleetRun, results: Dict) -> List[str]:
         out = run.out / "bags" / f"{i:03d}_{Path(bag).name}"
         try:
             evaluate_bag(bag, out, segmenter, EvalOptions(
-                image_topic=e.image_topic, label_topic=e.label_topic, progress=False),
+                image_topic=e.image_topic, label_topic=e.label_topic, progress=False,
+                label_map=label_map),
                 weights=run.model["weights"])
             written.append(str(out))
         except BagError as exc:
@@ -145,14 +146,19 @@ def _write_bags(run: FleetRun, results: Dict) -> List[str]:
 
 def run_fleet(run: FleetRun, metadata) -> Dict:
     """Runs the fleet evaluation; returns ``fleet.json``'s dict (``exit_code`` in it)."""
+    from ..offline import output_classes
+    from .model import load_spec_label_map
     from .report import write_fleet_report
 
     run.out.mkdir(parents=True, exist_ok=True)
+    label_map = load_spec_label_map(run.model, metadata)
+    names, palette = output_classes(metadata, label_map)
     facts: Dict = {}
     status = "complete"
     try:       # planning reads every bag's metadata: hundreds of bags take a while too
         units = plan_units(run.manifest)
         config = {**run.model, "weights_sha256": file_sha256(run.model["weights"]),
+                  "label_map_sha256": file_sha256(label_map.source) if label_map else "",
                   "ignore_index": run.manifest.ignore_index}
         keys = {u.unit_id: config_key(config, u) for u in units}
         results_list = _execute(run, units, ResultStore(run.out), keys, facts)
@@ -160,7 +166,7 @@ def run_fleet(run: FleetRun, metadata) -> Dict:
         print(f"interrupted: finished units are kept in {run.out / 'units'}; "
               f"run again with --resume")
         return {"status": "interrupted", "exit_code": 130}
-    results = aggregate(results_list, metadata.class_names, run.manifest.ignore_index)
+    results = aggregate(results_list, names, run.manifest.ignore_index)
     write_frames_jsonl(run.out / "frames.jsonl", results_list)
     doc = {"tool": "mfaranet eval-fleet", "status": status, "results": results,
            "units": {r["unit"]["unit_id"]: {k: r[k] for k in ("status", "reason", "frames",
@@ -169,8 +175,8 @@ def run_fleet(run: FleetRun, metadata) -> Dict:
            "redone_units": facts.get("redone_units", []),
            "provenance": _provenance(run, facts, str(getattr(metadata, "source", "")))}
     doc["gate"] = _gate(run, results)
-    doc["outputs"] = write_fleet_report(doc, run.out, metadata.palette)
-    doc["outputs"]["bags"] = _write_bags(run, results)
+    doc["outputs"] = write_fleet_report(doc, run.out, palette)
+    doc["outputs"]["bags"] = _write_bags(run, results, label_map)
     doc["exit_code"] = 1 if doc["gate"]["failures"] else 0
     (run.out / "fleet.json").write_text(json.dumps(doc, indent=1))
     return doc

@@ -16,7 +16,7 @@ from typing import Dict, List, Optional
 from ..accumulator import FrameAccumulator
 from ..bags import BagError, BagReader
 from ..inputs import check_bag_inputs, open_ground_truth
-from ..offline import EvalOptions, _FrameSink, _segment_frame
+from ..offline import EvalOptions, _FrameSink, _segment_frame, output_accumulator
 from .manifest import Manifest
 
 __all__ = ["Unit", "plan_units", "evaluate_unit", "rerun_command"]
@@ -91,9 +91,9 @@ def _skip_reason(unit: Unit, index: int, offset_s: float) -> Optional[str]:
 
 
 def _run_frames(unit: Unit, segmenter, run: FrameAccumulator, skipped: Dict[str, int],
-                deadline_check=None) -> int:
+                label_map=None) -> int:
     """Segments the unit's frames into ``run``; returns how many frames were read."""
-    options = EvalOptions(write_bag=False, progress=False)
+    options = EvalOptions(write_bag=False, progress=False, label_map=label_map)
     with BagReader(unit.bag) as bag:
         inputs_topic = check_bag_inputs(unit.bag, unit.image_topic, unit.label_topic)
         truth = open_ground_truth(bag, unit.label_topic)
@@ -119,19 +119,20 @@ def _run_frames(unit: Unit, segmenter, run: FrameAccumulator, skipped: Dict[str,
     return read
 
 
-def evaluate_unit(unit: Unit, segmenter, ignore_index: int = 255) -> Dict:
+def evaluate_unit(unit: Unit, segmenter, ignore_index: int = 255, label_map=None) -> Dict:
     """Evaluates one unit; a bad or damaged bag gives ``status: failed`` with the reason.
+
+    ``label_map``: a :class:`~mfaranet_ros.labelmap.LabelMap` to score over its classes.
 
     Returns ``{unit, status, reason, frames, skipped, confusion_matrix ((C, C) list),
     per_frame, wall_s, rerun}``.
     """
-    meta = segmenter.metadata
-    run = FrameAccumulator(meta.class_names, meta.palette, ignore_index)
+    run = output_accumulator(segmenter.metadata, label_map, ignore_index)
     skipped: Dict[str, int] = {}
     t0 = time.perf_counter()
     status, reason = "ok", ""
     try:
-        read = _run_frames(unit, segmenter, run, skipped)
+        read = _run_frames(unit, segmenter, run, skipped, label_map)
         expected = None if unit.total is None else \
             (unit.stop if unit.stop is not None else unit.total) - unit.first
         if expected is not None and read < expected:
