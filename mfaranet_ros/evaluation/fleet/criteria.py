@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional
 
-from .manifest import ManifestError
+from .manifest import ManifestError, check_fields
 
 __all__ = ["load_criteria", "check_criteria", "baseline_deltas"]
 
@@ -35,12 +35,7 @@ def _number(value, where: str) -> float:
 
 def parse_criteria(data, class_names) -> Dict:
     """Checks a parsed criteria mapping; one-line :class:`ManifestError` naming the field."""
-    if not isinstance(data, dict):
-        raise ManifestError("criteria: expected a mapping")
-    unknown = set(data) - _KEYS
-    if unknown:
-        raise ManifestError(f"criteria: unknown field(s) {sorted(unknown)}; "
-                            f"known: {sorted(_KEYS)}")
+    check_fields(data, _KEYS, "criteria", "a mapping")
     for k in ("fleet_miou_min", "bag_miou_min", "bag_pass_rate_min", "max_failed_units"):
         if k in data:
             _number(data[k], k)

@@ -64,6 +64,16 @@ _TOP_KEYS = {"bags", "defaults", "ignore_index", "unit_frames", "max_failed_unit
              "label_map"}
 
 
+def check_fields(data, known, where: str, expected: str) -> None:
+    """``data`` is a mapping with only ``known`` keys; else one line naming ``where``."""
+    if not isinstance(data, dict):
+        raise ManifestError(f"{where}: expected {expected}")
+    unknown = set(data) - set(known)
+    if unknown:
+        raise ManifestError(f"{where}: unknown field(s) {sorted(unknown)}; "
+                            f"known: {sorted(known)}")
+
+
 def _int_field(value, where: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ManifestError(f"{where}: expected an integer >= {minimum}, got {value!r}")
@@ -124,12 +134,7 @@ def _entries(item, index: int, defaults: Dict, base: Path) -> List[BagEntry]:
 
 def parse_manifest(data, base: Path) -> Manifest:
     """A :class:`Manifest` from the parsed YAML; paths relative to ``base``."""
-    if not isinstance(data, dict):
-        raise ManifestError("manifest: expected a mapping with 'bags'")
-    unknown = set(data) - _TOP_KEYS
-    if unknown:
-        raise ManifestError(f"manifest: unknown field(s) {sorted(unknown)}; "
-                            f"known: {sorted(_TOP_KEYS)}")
+    check_fields(data, _TOP_KEYS, "manifest", "a mapping with 'bags'")
     items = data.get("bags")
     if not isinstance(items, list) or not items:
         raise ManifestError("bags: expected a non-empty list of bags")
