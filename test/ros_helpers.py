@@ -75,7 +75,8 @@ class NodeProcess:
     """The segmentation node in its own process, its output captured to a file."""
 
     def __init__(self, tmp: Path, *ros_args: str, env: Optional[Dict[str, str]] = None,
-                 executable: str = "segmentation_node"):
+                 executable: str = "segmentation_node", command: Optional[List[str]] = None):
+        """``command``: what runs instead of the console script (``ros_args`` follow it)."""
         self.log_path = tmp / f"node-{time.monotonic_ns()}.log"
         self._log = open(self.log_path, "w")
         full_env = dict(os.environ, PYTHONUNBUFFERED="1", RCUTILS_COLORIZED_OUTPUT="0",
@@ -84,7 +85,9 @@ class NodeProcess:
         # process; the node starts with the user's choice only: what the test passes.
         full_env.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
         full_env.update(env or {})
-        self.proc = subprocess.Popen(node_command(*ros_args, executable=executable),
+        argv = [*command, "--ros-args", *ros_args] if command else \
+            node_command(*ros_args, executable=executable)
+        self.proc = subprocess.Popen(argv,
                                      stdout=self._log, stderr=subprocess.STDOUT, env=full_env,
                                      cwd=str(REPO))
 
