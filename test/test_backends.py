@@ -13,10 +13,8 @@ from inference_frames import scene
 
 from mfaranet_ros.inference import BackendUnavailable, Segmenter
 from mfaranet_ros.inference.backends import ModelSource
-from mfaranet_ros.inference.backends.tensorrt_backend import (
-    check_torch_tensorrt_version,
-    tensorrt_cache_key,
-)
+from mfaranet_ros.inference.backends.tensorrt_backend import tensorrt_cache_key
+from mfaranet_ros.inference.backends.tensorrt_compat import check_torch_tensorrt_version
 from mfaranet_ros.inference.cache import lookup, resolve_cache_dir, store
 from mfaranet_ros.model import load_checkpoint
 

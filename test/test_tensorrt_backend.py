@@ -18,12 +18,18 @@ import torch
 
 from mfaranet_ros.cli import main
 from mfaranet_ros.inference import Segmenter
-from mfaranet_ros.inference.backends import BackendUnavailable, ModelSource, create_backend
-from mfaranet_ros.inference.backends import tensorrt_backend as trt_backend
+from mfaranet_ros.inference.backends import (
+    BackendUnavailable,
+    ModelSource,
+    create_backend,
+    tensorrt_compat,
+)
 from mfaranet_ros.inference.backends.tensorrt_backend import (
     EngineBuild,
     EngineBuildError,
     build_and_store,
+)
+from mfaranet_ros.inference.backends.tensorrt_compat import (
     compile_settings,
     dry_run_settings,
     save_settings,
@@ -97,7 +103,7 @@ def fake_torch_tensorrt(tmp_path, monkeypatch):
         (package / "__init__.py").write_text(source)
         monkeypatch.syspath_prepend(str(root))
         sys.modules.pop("torch_tensorrt", None)
-        monkeypatch.setattr(trt_backend, "_import_failed", None)
+        monkeypatch.setattr(tensorrt_compat, "_import_failed", None)
         return package
     yield install
     sys.modules.pop("torch_tensorrt", None)
@@ -124,7 +130,7 @@ def test_every_import_failure_is_backend_unavailable(fake_torch_tensorrt, monkey
     monkeypatch.setattr(torch.version, "cuda", "12.6")  # as on a GPU machine: a CUDA build
     fake_torch_tensorrt(source)
     with pytest.raises(BackendUnavailable) as err:
-        trt_backend._import_torch_tensorrt()
+        tensorrt_compat.import_torch_tensorrt()
     assert cause in str(err.value) and fix in str(err.value)
 
 
@@ -134,18 +140,18 @@ def test_import_on_a_cpu_torch_names_the_cpu_build(fake_torch_tensorrt, monkeypa
     fake_torch_tensorrt("raise AssertionError('Torch not compiled with CUDA enabled')")
     with pytest.raises(BackendUnavailable, match="a build without CUDA .*AssertionError: Torch "
                        "not compiled with CUDA enabled.*install a CUDA build of torch"):
-        trt_backend._import_torch_tensorrt()
+        tensorrt_compat.import_torch_tensorrt()
 
 
 def test_not_installed_and_a_working_import(fake_torch_tensorrt):
     package = fake_torch_tensorrt("__version__ = '2.8.0'\n")
     assert torch_tensorrt_installed()
-    assert trt_backend._import_torch_tensorrt().__version__ == "2.8.0"
+    assert tensorrt_compat.import_torch_tensorrt().__version__ == "2.8.0"
     # None: the import raises ModuleNotFoundError (the fixture restores sys.modules)
     sys.modules["torch_tensorrt"] = None
     with pytest.raises(BackendUnavailable, match="torch_tensorrt is not installed.*install "
                                                  "torch-tensorrt >= 2.8"):
-        trt_backend._import_torch_tensorrt()
+        tensorrt_compat.import_torch_tensorrt()
     assert package.is_dir()
 
 
@@ -156,7 +162,7 @@ def test_a_failed_import_is_not_retried(fake_torch_tensorrt, tmp_path):
                         f"raise Exception('Could not find libnvinfer.so.11')\n")
     for _ in range(3):
         with pytest.raises(BackendUnavailable, match="libnvinfer.so.11"):
-            trt_backend._import_torch_tensorrt()
+            tensorrt_compat.import_torch_tensorrt()
     assert attempts.read_text() == "x"
 
 
@@ -169,7 +175,7 @@ def test_named_tensorrt_is_a_clear_error_and_auto_falls_back(fake_torch_tensorrt
     source, cache = ModelSource(tiny_checkpoint), resolve_cache_dir(tmp_path)
     with pytest.raises(BackendUnavailable, match="no CUDA device"):
         create_backend("tensorrt", source, cache=cache)
-    assert trt_backend._import_failed is None
+    assert tensorrt_compat._import_failed is None
     with caplog.at_level(logging.WARNING, logger="mfaranet_ros"):
         backend = create_backend("auto", source, cache=cache)
     assert backend.name == "onnxruntime"

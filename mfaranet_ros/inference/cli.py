@@ -120,7 +120,8 @@ def _tensorrt_dry_run(args: argparse.Namespace) -> int:
     import torch
 
     from .backends import BackendUnavailable, ModelSource
-    from .backends.tensorrt_backend import EngineBuild, _import_torch_tensorrt
+    from .backends.tensorrt_backend import EngineBuild
+    from .backends.tensorrt_compat import import_torch_tensorrt
 
     if args.backend != "tensorrt":
         print("error: --dry-run checks the TensorRT conversion: use it with --backend tensorrt",
@@ -132,7 +133,7 @@ def _tensorrt_dry_run(args: argparse.Namespace) -> int:
               f"in a checkout of this repository: {DRY_RUN_TEST}", file=sys.stderr)
         return 2
     try:
-        trt = _import_torch_tensorrt()
+        trt = import_torch_tensorrt()
         source = ModelSource(args.weights, pruned=args.pruned)
     except (BackendUnavailable, ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)

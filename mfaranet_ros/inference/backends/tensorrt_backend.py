@@ -1,34 +1,18 @@
 """Torch-TensorRT backend (dynamo frontend, static shapes), with a fully keyed engine cache.
 
-Every call that differs between Torch-TensorRT releases is in this module, chosen by the
-installed version (:func:`compile_settings`, :func:`save_settings`):
-
-* 2.8 / 2.9 (2.8 is the Jetson Orin / JetPack 6.2 release): weakly typed networks, so fp16
-  needs ``enabled_precisions={fp16, fp32}``; ``use_python_runtime=False`` selects the C++
-  runtime, which ``save`` needs; ``save`` defaults to ``retrace=False``.
-* 2.10 - 2.12: strongly typed by default (``use_explicit_typing=True``): precision follows the
-  model's dtype and an ``enabled_precisions`` other than ``{fp32}`` is refused.
-* 2.13: ``enabled_precisions`` and ``use_explicit_typing`` are gone from the dynamo path
-  (ignored if passed), ``use_python_runtime`` is deprecated; ``save`` re-exports
-  (``retrace=True``) from ``arg_inputs``.
-
 ``torch_tensorrt.dynamo.compile(exported_program, arg_inputs=[Input(...)], ...)``,
 ``save(module, path, output_format="exported_program", ...)`` and ``load(path).module()``
-are common to all. The graph is exported once with ``torch.export.export`` (what
-``torch_tensorrt.compile(ir="dynamo")`` does inside), so a dry run (:meth:`EngineBuild.
-dry_run`) checks exactly the program a build compiles. Releases before 2.8 are refused: 2.6
-and 2.7 run bilinear ``grid_sample`` as nearest-neighbour (pytorch/TensorRT PR #3340), which
-would silently break the flow alignment.
+are common to every supported release; what differs between releases is in
+:mod:`.tensorrt_compat`, the dry run's report in :mod:`.tensorrt_report`. The graph is
+exported once with ``torch.export.export`` (what ``torch_tensorrt.compile(ir="dynamo")``
+does inside), so a dry run (:meth:`EngineBuild.dry_run`) checks exactly the program a
+build compiles.
 """
 from __future__ import annotations
 
-import importlib.util
 import logging
-import operator
-import re
 import time
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -37,141 +21,26 @@ import torch
 from ..cache import ARTIFACT_FORMAT, CacheDir, lookup, store
 from ..graph import SegmentationGraph
 from .base import Backend, BackendUnavailable, ModelSource, Outputs, resolve_device
+from .tensorrt_compat import (
+    INSTALL_HINT,
+    compile_settings,
+    dry_run_settings,
+    import_torch_tensorrt,
+    save_settings,
+    tensorrt_version,
+    torch_tensorrt_installed,
+)
+from .tensorrt_report import ConversionReport
 
-__all__ = ["TensorRTBackend", "EngineBuild", "EngineBuildError", "ConversionReport", "OpCoverage",
-           "MIN_TORCH_TENSORRT", "build_and_store", "check_torch_tensorrt_version",
-           "compile_settings", "dry_run_settings", "save_settings", "tensorrt_cache_key",
-           "torch_tensorrt_installed"]
+__all__ = ["TensorRTBackend", "EngineBuild", "EngineBuildError", "build_and_store",
+           "tensorrt_cache_key"]
 
 log = logging.getLogger(__name__)
-
-MIN_TORCH_TENSORRT = (2, 8)
-#: From this release on, networks are strongly typed by default (precision = model dtype).
-_STRONGLY_TYPED_FROM = (2, 10)
-#: From this release on, ``save`` re-exports the compiled module by default.
-_SAVE_RETRACES_FROM = (2, 10)
-#: From this release on, ``enabled_precisions`` / ``use_python_runtime`` are gone / deprecated.
-_MERGED_RUNTIME_FROM = (2, 13)
-
-_INSTALL_HINT = ("install torch-tensorrt >= 2.8 built for your torch and CUDA (on a Jetson: "
-                 "the JetPack wheel), or choose backend 'torch' or 'onnxruntime'")
 
 
 class EngineBuildError(BackendUnavailable):
     """A TensorRT build (or its save) failed; the message names the shape and precision."""
 
-
-def _version_tuple(version: str) -> Tuple[int, ...]:
-    parts = re.findall(r"\d+", version.split("+")[0])[:3]
-    return tuple(int(p) for p in parts)
-
-
-def check_torch_tensorrt_version(version: str) -> None:
-    """Raises BackendUnavailable for a torch-tensorrt older than 2.8 (the grid_sample bug)."""
-    if _version_tuple(version)[:2] < MIN_TORCH_TENSORRT:
-        raise BackendUnavailable(
-            f"torch-tensorrt {version} is too old: >= {'.'.join(map(str, MIN_TORCH_TENSORRT))} is "
-            f"required (2.6/2.7 silently run bilinear grid_sample as nearest-neighbour, breaking "
-            f"MFARANet's flow alignment)")
-
-
-# ----------------------------------------------------------------------------- import
-
-def torch_tensorrt_installed() -> bool:
-    """Whether a ``torch_tensorrt`` package is present, without importing it (cheap)."""
-    try:
-        return importlib.util.find_spec("torch_tensorrt") is not None
-    except (ImportError, ValueError):  # a broken parent package or a module without a spec
-        return True
-
-
-def _import_failure(exc: BaseException) -> str:
-    """Why ``import torch_tensorrt`` failed, and what to do about it, in one sentence."""
-    what = f"{type(exc).__name__}: {exc}"
-    cuda = torch.version.cuda
-    if isinstance(exc, ModuleNotFoundError) and exc.name == "torch_tensorrt":
-        return f"torch_tensorrt is not installed ({exc}); {_INSTALL_HINT}"
-    if isinstance(exc, OSError) or re.search(r"lib\w*\.so", str(exc)):
-        return (f"torch_tensorrt cannot load the TensorRT / CUDA libraries ({what}); install the "
-                f"TensorRT release your torch-tensorrt was built against (pip: the tensorrt "
-                f"wheel it requires; Jetson: JetPack's TensorRT) and check LD_LIBRARY_PATH")
-    if isinstance(exc, ImportError):
-        return (f"torch_tensorrt is installed but does not import ({what}): it does not match "
-                f"torch {torch.__version__} (CUDA {cuda}); reinstall the torch-tensorrt release "
-                f"made for this torch")
-    if cuda is None:
-        return (f"torch_tensorrt cannot run on torch {torch.__version__}, a build without CUDA "
-                f"({what}); install a CUDA build of torch, then the matching torch-tensorrt")
-    return (f"torch_tensorrt failed to import ({what}); reinstall torch-tensorrt for torch "
-            f"{torch.__version__} (CUDA {cuda})")
-
-
-#: The reason of a failed import, kept: a second import of a half-initialised native
-#: package gives a different, misleading error (and costs seconds again).
-_import_failed: Optional[str] = None
-
-
-def _import_torch_tensorrt():
-    """``torch_tensorrt``, or BackendUnavailable saying why not and what to do.
-
-    Any exception is possible here: ImportError, OSError, a bare Exception ("Could not find
-    libnvinfer.so"), AssertionError (a CPU-only torch)... All of them mean "no TensorRT", and
-    ``backend: auto`` must be able to fall back.
-    """
-    global _import_failed
-    if _import_failed is not None:
-        raise BackendUnavailable(_import_failed)
-    try:
-        import torch_tensorrt
-    except Exception as exc:  # noqa: BLE001 - see the docstring; re-raised as one type
-        _import_failed = _import_failure(exc)
-        raise BackendUnavailable(_import_failed) from None
-    check_torch_tensorrt_version(getattr(torch_tensorrt, "__version__", "0"))
-    return torch_tensorrt
-
-
-def _tensorrt_version() -> Optional[str]:
-    try:
-        import tensorrt
-        return tensorrt.__version__
-    except ImportError:
-        return None
-
-
-# ----------------------------------------------------------------------------- versions
-
-def compile_settings(version: str, precision: str, device: str) -> Dict[str, Any]:
-    """Keyword arguments of ``torch_tensorrt.dynamo.compile`` for torch-tensorrt ``version``.
-
-    The graph is already in the compute dtype (fp16 weights and activations for ``fp16``).
-    """
-    v = _version_tuple(version)[:2]
-    settings: Dict[str, Any] = {"device": device, "min_block_size": 1}
-    if v < _STRONGLY_TYPED_FROM:
-        # Weakly typed: TensorRT may pick fp16 kernels only where enabled.
-        settings["enabled_precisions"] = ({torch.float16, torch.float32} if precision == "fp16"
-                                          else {torch.float32})
-    if v < _MERGED_RUNTIME_FROM:
-        # The C++ runtime: needed to save the result as an ExportedProgram.
-        settings["use_python_runtime"] = False
-    return settings
-
-
-def save_settings(version: str, example: torch.Tensor) -> Dict[str, Any]:
-    """Keyword arguments of ``torch_tensorrt.save`` (ExportedProgram) for ``version``."""
-    if _version_tuple(version)[:2] < _SAVE_RETRACES_FROM:
-        # The graph-surgery exporter; it needs no inputs (passing some only warns).
-        return {"output_format": "exported_program", "retrace": False}
-    return {"output_format": "exported_program", "retrace": True, "arg_inputs": [example]}
-
-
-def dry_run_settings(version: str, precision: str, device: str) -> Dict[str, Any]:
-    """:func:`compile_settings` plus what a dry run needs: no engine, every node reported."""
-    settings = compile_settings(version, precision, device)
-    # The global partitioner lists what is left to PyTorch (the fast one moves tensors to
-    # CUDA first); the weights stay on the host since no engine is built.
-    settings.update(dryrun=True, use_fast_partitioner=False, offload_module_to_cpu=True)
-    return settings
 
 
 # ----------------------------------------------------------------------------- one build
@@ -254,110 +123,6 @@ class EngineBuild:
         trt.save(module, str(path), **save_settings(trt.__version__, self.example()))
 
 
-# ----------------------------------------------------------------------------- dry run
-
-@dataclass
-class OpCoverage:
-    """Nodes of one ATen op that share a converter (``None``: no converter accepts them)."""
-
-    op: str
-    count: int
-    converter: Optional[str]
-
-
-@dataclass
-class ConversionReport:
-    """What a dry run found: the op coverage, the TensorRT engines, what PyTorch would run."""
-
-    ops: List[OpCoverage]
-    #: Number of ops in each TensorRT engine, in graph order.
-    engine_ops: List[int]
-    #: Nodes outside every engine: they would run in PyTorch, between engines.
-    left_to_torch: List[str] = field(default_factory=list)
-
-    @property
-    def total(self) -> int:
-        return sum(o.count for o in self.ops)
-
-    @property
-    def convertible(self) -> int:
-        return sum(o.count for o in self.ops if o.converter is not None)
-
-    @property
-    def engines(self) -> int:
-        return len(self.engine_ops)
-
-    @property
-    def fully_converted(self) -> bool:
-        """Every op convertible, one engine, nothing left to PyTorch."""
-        return self.convertible == self.total and self.engines == 1 and not self.left_to_torch
-
-    def summary(self) -> str:
-        pct = 100.0 * self.convertible / max(1, self.total)
-        return (f"{self.convertible}/{self.total} ops convertible ({pct:.1f} %), "
-                f"{self.engines} TensorRT engine{'s' if self.engines != 1 else ''}, "
-                f"{len(self.left_to_torch)} node{'s' if len(self.left_to_torch) != 1 else ''} "
-                f"left to PyTorch")
-
-    def table(self) -> str:
-        """``op | count | converter`` as a Markdown table, most frequent op first."""
-        rows = ["| op | count | converter |", "|---|---:|---|"]
-        for o in sorted(self.ops, key=lambda o: (-o.count, o.op, o.converter or "")):
-            rows.append(f"| `{o.op}` | {o.count} | {o.converter or '**none: runs in PyTorch**'} |")
-        return "\n".join(rows)
-
-    @classmethod
-    def from_partitioned(cls, trt, partitioned: torch.fx.GraphModule) -> "ConversionReport":
-        """Reads a dry run's result: ``_run_on_acc_N`` submodules become engines."""
-        registry = trt.dynamo.conversion._ConverterRegistry.DYNAMO_CONVERTERS
-        counts: Counter = Counter()  # (op, converter) -> nodes
-        engine_ops: List[int] = []
-        left: List[str] = []
-
-        def tally(node: torch.fx.Node) -> str:
-            name = _op_name(node.target)
-            counts[(name, _converter_name(registry, node))] += 1
-            return f"{name} ({node.name})"
-
-        for child_name, child in partitioned.named_children():
-            if not isinstance(child, torch.fx.GraphModule):
-                continue
-            nodes = _compute_nodes(child.graph)
-            if child_name.startswith("_run_on_acc"):
-                engine_ops.append(len(nodes))
-                for node in nodes:
-                    tally(node)
-            else:  # the fast partitioner's PyTorch submodules
-                left.extend(tally(node) for node in nodes)
-        top = [n for n in _compute_nodes(partitioned.graph)
-               if not (n.op == "call_module" or n.target is operator.getitem)]
-        left.extend(tally(node) for node in top)
-        ops = [OpCoverage(op, n, converter) for (op, converter), n in counts.items()]
-        return cls(ops, engine_ops, left)
-
-
-def _compute_nodes(graph: torch.fx.Graph) -> List[torch.fx.Node]:
-    return [n for n in graph.nodes if n.op in ("call_function", "call_method", "call_module")]
-
-
-def _op_name(target: Any) -> str:
-    """``aten.convolution.default`` for ``torch.ops.aten.convolution.default``."""
-    if isinstance(target, str):
-        return target
-    name = str(target) if isinstance(target, torch._ops.OpOverload) else getattr(
-        target, "__name__", str(target))
-    return name.removeprefix("torch.ops.")
-
-
-def _converter_name(registry, node: torch.fx.Node) -> Optional[str]:
-    """The converter TensorRT would use for ``node`` (validators applied), or None."""
-    try:
-        implementation = registry[node][0]
-    except KeyError:
-        return None
-    return getattr(implementation, "__name__", repr(implementation))
-
-
 def tensorrt_cache_key(source: ModelSource, batch: int, height: int, width: int, precision: str,
                        confidence: bool, *, torch_tensorrt_version: str,
                        tensorrt_version: Optional[str], gpu_name: str,
@@ -424,11 +189,11 @@ class TensorRTBackend(Backend):
         # "Not installed" is the more useful reason than "no GPU", and finding that out costs
         # no import. The import itself (seconds) is tried only where a GPU can use it.
         if not torch_tensorrt_installed():
-            raise BackendUnavailable(f"torch_tensorrt is not installed; {_INSTALL_HINT}")
+            raise BackendUnavailable(f"torch_tensorrt is not installed; {INSTALL_HINT}")
         if not str(device).startswith("cuda"):
             raise BackendUnavailable(f"TensorRT needs a CUDA device; got device {device!r}")
         device = resolve_device(device)
-        self._trt = _import_torch_tensorrt()
+        self._trt = import_torch_tensorrt()
         super().__init__(source, device, precision)
         self.cache = cache
         self.dtype = torch.float16 if precision == "fp16" else torch.float32
@@ -445,7 +210,7 @@ class TensorRTBackend(Backend):
     def key(self, batch: int, height: int, width: int, confidence: bool) -> Dict:
         return tensorrt_cache_key(
             self.source, batch, height, width, self.precision, confidence,
-            torch_tensorrt_version=self._trt.__version__, tensorrt_version=_tensorrt_version(),
+            torch_tensorrt_version=self._trt.__version__, tensorrt_version=tensorrt_version(),
             gpu_name=self.gpu_name, compute_capability=self.capability)
 
     def build(self, batch: int, height: int, width: int, confidence: bool) -> EngineBuild:
