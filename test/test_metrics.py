@@ -184,3 +184,28 @@ def test_training_validation_uses_the_same_metric():
     assert miou == pytest.approx(cm.miou(), abs=1e-15)
     np.testing.assert_array_equal(iou, cm.iou())
     assert counted.tolist() == [True, True, True, True, False] and iou[3] == 0.0
+
+
+def test_one_summary_of_times_serves_every_report():
+    """The node's window, eval-bag's stages and the benchmarks all summarize through one
+    function: the same numbers where their percentiles overlap."""
+    from mfaranet_ros.bench.stats import summarize
+    from mfaranet_ros.ros.stats import StageStats
+    from mfaranet_ros.timing import summarize_times
+
+    times = [5.0, 1.0, 3.0, 2.0, 4.0, 10.0, 7.0]
+    t = summarize_times(times)
+    assert t["count"] == 7 and t["min"] == 1.0 and t["max"] == 10.0
+    assert t["p50"] == 4.0 and t["p90"] == pytest.approx(np.percentile(times, 90))
+    bench = summarize(times, frames_per_sample=1)
+    assert (bench.median_ms, bench.p99_ms, bench.fps) == (4.0, t["p99"], 250.0)
+    stats = LatencyStats()
+    for v in times:
+        stats.add("total", v)
+    assert stats.summary()["total"]["p90"] == t["p90"]
+    window = StageStats()
+    for v in times:
+        window.add({"inference": v})
+    assert window.summary()["inference"] == (4.0, t["p95"], 10.0)
+    with pytest.raises(ValueError, match="no samples"):
+        summarize_times([])

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Dict, Optional, Sequence
 
-import numpy as np
+from ..timing import summarize_times
 
 __all__ = ["Summary", "summarize"]
 
@@ -32,12 +32,11 @@ def summarize(samples_ms: Sequence[float], frames_per_sample: Optional[int] = No
     Raises ValueError for an empty sequence: a benchmark that measured nothing must say so
     rather than report NaNs.
     """
-    a = np.asarray(samples_ms, np.float64)
-    if a.size == 0:
+    if len(samples_ms) == 0:
         raise ValueError("no samples to summarize (was the number of iterations 0?)")
-    median = float(np.median(a))
-    p90, p95, p99 = (float(v) for v in np.percentile(a, (90, 95, 99)))
+    t = summarize_times(samples_ms)
+    median = t["p50"]
     fps = None
     if frames_per_sample is not None:
         fps = 1e3 * frames_per_sample / median if median > 0 else float("inf")
-    return Summary(median, p90, p95, p99, float(a.max()), fps, int(a.size))
+    return Summary(median, t["p90"], t["p95"], t["p99"], t["max"], fps, int(t["count"]))

@@ -13,6 +13,8 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from ..timing import summarize_times
+
 __all__ = ["ConfusionMatrix", "iou_from_matrix", "LatencyStats"]
 
 
@@ -150,14 +152,5 @@ class LatencyStats:
 
     def summary(self) -> Dict[str, Dict[str, float]]:
         """``{stage: {count, mean, min, max, p50, p90, p99}}`` in milliseconds."""
-        out: Dict[str, Dict[str, float]] = {}
-        for stage, values in self.samples.items():
-            if not values:
-                continue
-            arr = np.asarray(values, dtype=np.float64)
-            entry = {"count": int(arr.size), "mean": float(arr.mean()),
-                     "min": float(arr.min()), "max": float(arr.max())}
-            for p in self.PERCENTILES:
-                entry[f"p{p}"] = float(np.percentile(arr, p))
-            out[stage] = entry
-        return out
+        return {stage: summarize_times(values, self.PERCENTILES)
+                for stage, values in self.samples.items() if values}

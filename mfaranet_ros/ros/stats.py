@@ -9,7 +9,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Deque, Dict, List, Optional, Tuple
 
-import numpy as np
+from ..timing import summarize_times
 
 __all__ = ["STAGES", "StageStats", "Window", "InputCounters", "QosEventCounters", "Health",
            "OK", "WARN", "ERROR", "assess"]
@@ -37,9 +37,12 @@ class StageStats:
     def summary(self) -> Dict[str, Tuple[float, float, float]]:
         """stage -> (p50, p95, max) for stages with samples."""
         with self._lock:
-            snap = {s: np.asarray(v) for s, v in self._samples.items() if v}
-        return {s: (float(np.percentile(a, 50)), float(np.percentile(a, 95)), float(a.max()))
-                for s, a in snap.items()}
+            snap = {s: list(v) for s, v in self._samples.items() if v}
+        out = {}
+        for stage, values in snap.items():
+            t = summarize_times(values, (50, 95))
+            out[stage] = (t["p50"], t["p95"], t["max"])
+        return out
 
 
 @dataclass
