@@ -279,3 +279,24 @@ def test_eval_weights_checks_the_data_folder_before_the_model(tmp_path, capsys):
     rc = main(["eval-weights", str(bogus), "--data", str(tmp_path / "nowhere")])
     err = capsys.readouterr().err
     assert rc == 2 and "no images in" in err and "checkpoint" not in err, err
+
+
+@pytest.mark.parametrize("frame_size", [(96, 128), (128, 128), (64, 128)])
+def test_validation_labels_are_the_segmenters_also_for_another_aspect_ratio(frame_size):
+    """Training's validation runs the Segmenter's letterbox, normalisation and restore: its
+    labels equal the Segmenter's on the same (demo) weights, exactly, for frames whose
+    aspect ratio is not the network input's (96x128 and 128x128 into 64x128) and for one
+    that is. (Stretching the frame instead, as validation once did, changes labels.)"""
+    from mfaranet_ros.inference import Segmenter
+    from mfaranet_ros.model import load_checkpoint
+    from mfaranet_ros.synthetic import generate_scene
+    from mfaranet_ros.training.metrics import predict_labels
+
+    model, meta = load_checkpoint(DEMO_WEIGHTS, return_metadata=True)
+    model.eval()
+    seg = Segmenter.from_checkpoint(DEMO_WEIGHTS, backend="torch", device="cpu",
+                                    input_size=(64, 128))
+    rgb, _ = generate_scene(7, size=frame_size)
+    ours = predict_labels(model, rgb, (64, 128), meta.mean, meta.std)
+    assert ours.shape == frame_size and len(np.unique(ours)) > 3
+    np.testing.assert_array_equal(ours, seg.segment(rgb).labels)

@@ -24,7 +24,7 @@ from typing import List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from .processing import letterbox_geometry, letterbox_into
+from .processing import letterbox_fill, letterbox_geometry, letterbox_into
 
 __all__ = ["FrameSet", "CalibrationSpec", "SYNTHETIC", "load_calibration", "scenes",
            "letterbox_fill",
@@ -80,11 +80,6 @@ class CalibrationSpec:
         if self.frames < 1 or self.held_out < 1:
             raise ValueError(f"calibration needs at least 1 frame and 1 held-out frame, got "
                              f"{self.frames} and {self.held_out}")
-
-
-def letterbox_fill(mean: Sequence[float]) -> np.ndarray:
-    """The letterbox padding the Segmenter uses: the normalisation mean as uint8 RGB."""
-    return np.clip(np.round(np.asarray(mean, np.float64)), 0, 255).astype(np.uint8)
 
 
 def scenes(seed: int, count: int, size: Tuple[int, int]) -> FrameSet:

@@ -34,6 +34,7 @@ __all__ = [
     "Processing",
     "HostProcessing",
     "check_frame",
+    "letterbox_fill",
     "letterbox_geometry",
     "letterbox_into",
     "palette_lut",
@@ -142,6 +143,12 @@ class Processing(abc.ABC):
     @abc.abstractmethod
     def download(self, array: Optional[Array]) -> Optional[np.ndarray]:
         """This implementation's array -> a host numpy array (None stays None)."""
+
+
+def letterbox_fill(mean: Sequence[float]) -> np.ndarray:
+    """The letterbox padding: the normalisation mean as ``(3,)`` uint8 (the graph maps it
+    to about 0, so the padding looks like "nothing" to the network)."""
+    return np.clip(np.round(np.asarray(mean, np.float64)), 0, 255).astype(np.uint8)
 
 
 def letterbox_into(frame: np.ndarray, out: np.ndarray, box: Letterbox, fill: np.ndarray) -> None:

@@ -28,6 +28,7 @@ from .processing import (
     Letterbox,
     Processing,
     check_frame,
+    letterbox_fill,
     letterbox_geometry,
     palette_lut,
 )
@@ -157,7 +158,7 @@ class Segmenter:
         self.input_size, self.input_size_reason = resolve_input_size(input_size, metadata)
         lut = palette_lut(metadata.palette)
         # Letterbox padding = the normalisation mean, which the graph maps to ~0.
-        fill = np.clip(np.round(np.asarray(metadata.mean, np.float64)), 0, 255).astype(np.uint8)
+        fill = letterbox_fill(metadata.mean)
         self._processing = choose_processing(backend, lut, fill, device_processing)
 
     @classmethod

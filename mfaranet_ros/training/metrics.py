@@ -9,12 +9,17 @@ from __future__ import annotations
 
 from typing import Optional, Sequence, Tuple
 
-import cv2
 import numpy as np
 import torch
 
 from ..evaluation.metrics import ConfusionMatrix, iou_from_matrix
-from .transforms import normalize, resize_pair
+from ..inference.graph import SegmentationGraph
+from ..inference.processing import (
+    letterbox_fill,
+    letterbox_geometry,
+    letterbox_into,
+    restore_labels,
+)
 
 __all__ = ["confusion_matrix", "iou_from_confusion", "predict_labels"]
 
@@ -47,16 +52,19 @@ def iou_from_confusion(conf: np.ndarray) -> Tuple[float, np.ndarray, np.ndarray]
 def predict_labels(model: torch.nn.Module, rgb: np.ndarray, input_size: Optional[Sequence[int]],
                    mean: Sequence[float], std: Sequence[float],
                    device: torch.device = torch.device("cpu")) -> np.ndarray:
-    """Resizes an RGB frame to ``input_size`` (``None``: as is), takes the argmax, and
-    resizes the prediction back to the frame size with nearest neighbour.
+    """The Segmenter's labels for an RGB frame, on the model being trained.
 
-    The validation path of the training loop, on the model being trained (the Segmenter
-    needs a checkpoint file).
+    The same steps as :class:`~mfaranet_ros.inference.Segmenter` (which needs a checkpoint
+    file): letterboxed into ``input_size`` (``None``: the frame as it is), aspect ratio kept
+    and padded with the mean; normalised and argmaxed by the graph every backend runs; the
+    valid region's labels back to the frame's size (nearest). So the validation mIoU of a
+    training run equals ``eval-weights``' on the same weights, also when the frame's
+    aspect ratio is not the input's.
     """
     h, w = rgb.shape[:2]
-    small = rgb if input_size is None else resize_pair(rgb, None, input_size)[0]
-    x = normalize(small, mean, std)[None].to(device)
-    pred = model(x).argmax(1)[0].to(torch.uint8).cpu().numpy()
-    if pred.shape != (h, w):
-        pred = cv2.resize(pred, (w, h), interpolation=cv2.INTER_NEAREST)
-    return pred
+    box = letterbox_geometry((h, w), (h, w) if input_size is None else tuple(input_size))
+    pixels = np.empty((1, *box.canvas, 3), np.uint8)
+    letterbox_into(np.ascontiguousarray(rgb), pixels[0], box, letterbox_fill(mean))
+    graph = SegmentationGraph(model, mean, std).to(device)
+    labels = graph(torch.from_numpy(pixels).to(device))[0].cpu().numpy()
+    return restore_labels(labels, box)
