@@ -11,7 +11,8 @@ once configure has succeeded. Arguments left empty keep the value from ``params_
 ``ros2 launch`` refuses ``name:=`` with nothing after it on the command line, while an
 including launch file may pass ``''``. The node's Fast DDS profile (a 64 MB shared-memory
 segment, so large best-effort outputs reach RViz on this host) is applied unless
-FASTDDS_DEFAULT_PROFILES_FILE is already set. ``use_rviz:=true`` without rviz2 installed
+FASTDDS_DEFAULT_PROFILES_FILE or FASTRTPS_DEFAULT_PROFILES_FILE (Fast DDS 2.x: Humble,
+Jazzy) is already set. ``use_rviz:=true`` without rviz2 installed
 logs why and starts the node alone.
 """
 import os
@@ -39,7 +40,8 @@ from launch_ros.events.lifecycle import ChangeState
 from launch import LaunchDescription
 
 PACKAGE = "mfaranet_ros"
-PROFILE_ENV = "FASTDDS_DEFAULT_PROFILES_FILE"
+#: Fast DDS 3.x (Kilted and later) reads the first, 2.x (Humble, Jazzy) the second.
+PROFILE_ENVS = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
 
 
 def _node_arguments(log_level):
@@ -94,9 +96,9 @@ def _launch_setup(context, *args, **kwargs):
     remappings = [] if cameras else [("image", image), ("image/compressed", image + "/compressed")]
 
     actions = []
-    if not os.environ.get(PROFILE_ENV):
-        from mfaranet_ros.ros.qos import profile_path
-        actions.append(SetEnvironmentVariable(PROFILE_ENV, profile_path()))
+    if not any(os.environ.get(name) for name in PROFILE_ENVS):
+        from mfaranet_ros.ros.qos import profile_envs, profile_path
+        actions.extend(SetEnvironmentVariable(name, profile_path()) for name in profile_envs())
 
     segmentation = dict(
         package=PACKAGE,

@@ -105,6 +105,7 @@ def test_launch_starts_the_console_script_as_mfaranet(launch_tree):
     assert [_kw(n, "executable").value for n in nodes].count("rviz2") == 1
     # the shared-memory profile is applied only when the user has not set one
     assert "FASTDDS_DEFAULT_PROFILES_FILE" in LAUNCH.read_text()
+    assert "FASTRTPS_DEFAULT_PROFILES_FILE" in LAUNCH.read_text()     # Fast DDS 2.x
     assert _calls(launch_tree, "SetEnvironmentVariable")
 
 

@@ -218,13 +218,27 @@ def test_output_qos_is_reliable_keep_last():
     assert q.reliability == R and q.depth == 2
 
 
-def test_profile_applied_unless_the_user_set_one():
-    env = {}
-    assert qos_tools.apply_fastdds_profile(env) == qos_tools.profile_path()
-    assert env[qos_tools.PROFILE_ENV].endswith("mfaranet_ros/ros/fastdds_shm.xml")
-    mine = {qos_tools.PROFILE_ENV: "/etc/my_profile.xml"}
-    assert qos_tools.apply_fastdds_profile(mine) is None
-    assert mine[qos_tools.PROFILE_ENV] == "/etc/my_profile.xml"
+def test_profile_applied_unless_the_user_set_one(tmp_path):
+    """The variable the installed Fast DDS reads, by its library on the library path: 3.x
+    (Kilted; libfastdds) FASTDDS_..., 2.x (Humble, Jazzy; libfastrtps) FASTRTPS_...; a
+    user's own profile in either is kept and nothing is added."""
+    for lib, var in (("libfastdds.so.3.2", "FASTDDS_DEFAULT_PROFILES_FILE"),
+                     ("libfastrtps.so.2.14", "FASTRTPS_DEFAULT_PROFILES_FILE")):
+        libdir = tmp_path / lib
+        libdir.mkdir()
+        (libdir / lib).write_bytes(b"")
+        env = {"LD_LIBRARY_PATH": f"/nonexistent:{libdir}"}
+        assert qos_tools.apply_fastdds_profile(env) == qos_tools.profile_path()
+        assert env.pop(var).endswith("mfaranet_ros/ros/fastdds_shm.xml")
+        assert env == {"LD_LIBRARY_PATH": f"/nonexistent:{libdir}"}
+    unknown = {"LD_LIBRARY_PATH": str(tmp_path / "empty"), "AMENT_PREFIX_PATH": ""}
+    assert set(qos_tools.profile_envs(unknown)) <= set(qos_tools.PROFILE_ENVS)
+    for name in qos_tools.PROFILE_ENVS:
+        mine = {name: "/etc/my_profile.xml"}
+        assert qos_tools.apply_fastdds_profile(mine) is None
+        assert mine == {name: "/etc/my_profile.xml"}
+    line = qos_tools.describe_profile(None, {"FASTRTPS_DEFAULT_PROFILES_FILE": "/etc/p.xml"})
+    assert "the user's, from FASTRTPS_DEFAULT_PROFILES_FILE" in line
 
 
 def test_the_log_says_which_profile_is_applied(tmp_path):

@@ -10,14 +10,48 @@ reliable, and the node's own participant gets the large segment.
 from __future__ import annotations
 
 import os
-from typing import Iterable, MutableMapping, Optional
+import sys
+from typing import Iterable, List, MutableMapping, Optional, Tuple
 
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-__all__ = ["PROFILE_ENV", "profile_path", "apply_fastdds_profile", "describe_profile",
-           "choose_reliability", "input_qos", "output_qos", "reliability_name"]
+__all__ = ["PROFILE_ENV", "PROFILE_ENVS", "profile_envs", "profile_path", "apply_fastdds_profile",
+           "describe_profile", "choose_reliability", "input_qos", "output_qos",
+           "reliability_name"]
 
-PROFILE_ENV = "FASTDDS_DEFAULT_PROFILES_FILE"
+#: Where Fast DDS looks for its default XML profile: 3.x (Kilted and later) reads
+#: FASTDDS_..., 2.x (Humble's 2.6, Jazzy's 2.14) FASTRTPS_... (checked in eProsima's
+#: sources, XMLParserCommon.cpp of 2.6.x, 2.14.x and 3.2.x). Each release ignores the other.
+PROFILE_ENVS = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
+PROFILE_ENV = PROFILE_ENVS[0]
+#: Fast DDS's library: renamed from libfastrtps (2.x) to libfastdds (3.x).
+_LIBRARIES = {"FASTDDS_DEFAULT_PROFILES_FILE": "libfastdds.so",
+              "FASTRTPS_DEFAULT_PROFILES_FILE": "libfastrtps.so"}
+
+
+def profile_envs(environ: Optional[MutableMapping[str, str]] = None) -> Tuple[str, ...]:
+    """The variable(s) the installed Fast DDS reads, found by its library's name on the
+    library path (a ROS install's ``setup.bash`` and the PyPI ROS wheels both put it
+    there): 3.x only the first, 2.x only the second (3.x warns that the old one is
+    deprecated). Both where neither library is found."""
+    env = os.environ if environ is None else environ
+    dirs = [d for d in env.get("LD_LIBRARY_PATH", "").split(os.pathsep) if d]
+    dirs += [os.path.join(p, "lib") for p in env.get("AMENT_PREFIX_PATH", "").split(os.pathsep)
+             if p]
+    return (_fastdds_variables(dirs) or _fastdds_variables([os.path.join(sys.prefix, "lib")])
+            or PROFILE_ENVS)
+
+
+def _fastdds_variables(dirs: List[str]) -> Tuple[str, ...]:
+    """The variables of the Fast DDS libraries found in ``dirs``."""
+    names = set()
+    for d in dirs:
+        try:
+            names.update(os.listdir(d))
+        except OSError:
+            continue
+    return tuple(var for var, lib in _LIBRARIES.items()
+                 if any(n == lib or n.startswith(lib + ".") for n in names))
 
 
 def profile_path() -> str:
@@ -29,13 +63,16 @@ def apply_fastdds_profile(environ: Optional[MutableMapping[str, str]] = None) ->
     """Point Fast DDS at the shipped profile unless the user chose their own.
 
     Must run before ``rclpy.init`` (Fast DDS reads the variable when its participant
-    factory starts). Returns the path applied, or None when the user's setting was kept.
+    factory starts). Sets the variable the installed Fast DDS reads (:func:`profile_envs`).
+    Returns the path applied, or None when the user set either variable (their choice is
+    kept).
     """
     env = os.environ if environ is None else environ
-    if env.get(PROFILE_ENV):
+    if any(env.get(name) for name in PROFILE_ENVS):
         return None
-    env[PROFILE_ENV] = profile_path()
-    return env[PROFILE_ENV]
+    for name in profile_envs(env):
+        env[name] = profile_path()
+    return profile_path()
 
 
 def _is_shipped_profile(path: str) -> bool:
@@ -60,13 +97,14 @@ def describe_profile(applied: Optional[str],
     env = os.environ if environ is None else environ
     if applied:
         return f"Fast DDS profile: {applied} (large shared-memory segment)"
-    path = env.get(PROFILE_ENV, "")
+    name = next((n for n in PROFILE_ENVS if env.get(n)), PROFILE_ENV)
+    path = env.get(name, "")
     if not path:
         return "Fast DDS profile: none (default transports)"
     if _is_shipped_profile(path):
         return (f"Fast DDS profile: {path} (large shared-memory segment; the shipped "
-                f"profile, set in {PROFILE_ENV})")
-    return (f"Fast DDS profile: {path} (the user's, from {PROFILE_ENV}; the shipped large "
+                f"profile, set in {name})")
+    return (f"Fast DDS profile: {path} (the user's, from {name}; the shipped large "
             f"shared-memory profile is not applied)")
 
 
