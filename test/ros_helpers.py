@@ -71,6 +71,14 @@ def node_command(*ros_args: str, executable: str = "segmentation_node") -> List[
     return [sys.executable, "-m", NODE_MODULES[executable], "--ros-args", *ros_args]
 
 
+def humble_emulation_env() -> Dict[str, str]:
+    """The environment that makes a node process's rclpy look like Humble's
+    (``test/humble_emulation/sitecustomize.py``)."""
+    shim = str(Path(__file__).resolve().parent / "humble_emulation")
+    path = os.pathsep.join(p for p in (shim, os.environ.get("PYTHONPATH", "")) if p)
+    return {"MFARANET_EMULATE_HUMBLE": "1", "PYTHONPATH": path}
+
+
 class NodeProcess:
     """The segmentation node in its own process, its output captured to a file."""
 
@@ -84,6 +92,9 @@ class NodeProcess:
         # An in-process test (the live replay) may have set the profile variable in this
         # process; the node starts with the user's choice only: what the test passes.
         full_env.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
+        full_env.pop("FASTRTPS_DEFAULT_PROFILES_FILE", None)
+        if os.environ.get("MFARANET_TEST_EMULATE") == "humble":   # every node, as on Humble
+            full_env.update(humble_emulation_env())
         full_env.update(env or {})
         argv = [*command, "--ros-args", *ros_args] if command else \
             node_command(*ros_args, executable=executable)

@@ -209,6 +209,18 @@ def test_starts_unconfigured_with_nothing_subscribed_or_published(managed, clien
     assert "model ready" not in managed.output()
 
 
+def test_a_transition_the_state_lacks_requested_by_id_is_refused_and_the_node_goes_on(
+        managed, client):
+    """A lifecycle manager asks for ``activate`` by id (no label) while unconfigured: the
+    answer is false, one line is logged, and the node keeps serving (Humble's and Jazzy's
+    LifecycleNode would let rcl's error end the spin)."""
+    lc = client.lifecycle
+    req = ChangeState.Request(transition=Transition(id=Transition.TRANSITION_ACTIVATE))
+    assert lc.call(ChangeState, "change_state", req).success is False
+    assert lc.state() == "unconfigured" and managed.proc.poll() is None
+    assert lc.transitions() == {"configure", "shutdown"}
+
+
 def test_failing_configure_names_the_reason_and_a_fixed_parameter_configures(managed,
                                                                             client):
     lc = client.lifecycle

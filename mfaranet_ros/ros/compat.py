@@ -21,7 +21,8 @@ except ImportError:  # Humble: the same classes in rclpy.qos_event
     _IRON_OR_LATER = False
 
 __all__ = ["PublisherEventCallbacks", "SubscriptionEventCallbacks", "try_shutdown",
-           "add_pre_set_parameters_callback", "publisher_count", "localhost_discovery_env"]
+           "add_pre_set_parameters_callback", "has_pre_set_parameters_callback",
+           "publisher_count", "localhost_discovery_env", "guard_change_state"]
 
 _TRY_SHUTDOWN_UNINSTALLS = "uninstall_handlers" in inspect.signature(rclpy.try_shutdown).parameters
 
@@ -35,12 +36,17 @@ def try_shutdown() -> None:
         rclpy.try_shutdown()
 
 
+def has_pre_set_parameters_callback(node: Node) -> bool:
+    """Whether rclpy can rewrite a parameter before it is set (Iron and later)."""
+    return hasattr(node, "add_pre_set_parameters_callback")
+
+
 def add_pre_set_parameters_callback(
         node: Node, callback: Callable[[List[Parameter]], List[Parameter]]) -> bool:
     """Registers ``callback`` to rewrite parameters before they are validated and set;
     False where rclpy has no such hook (Humble: such a parameter change is then refused
     for its type, as rclpy does by default)."""
-    if not hasattr(node, "add_pre_set_parameters_callback"):
+    if not has_pre_set_parameters_callback(node):
         return False
     node.add_pre_set_parameters_callback(callback)
     return True
@@ -61,3 +67,33 @@ def localhost_discovery_env() -> Dict[str, str]:
     if _IRON_OR_LATER:
         return {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
     return {"ROS_LOCALHOST_ONLY": "1"}
+
+
+def guard_change_state(node) -> None:
+    """A lifecycle manager's request for a transition the current state does not have,
+    given by id: Humble's and Jazzy's ``LifecycleNode`` let the ``RCLError`` escape the
+    ``~/change_state`` callback, which ends the executor's spin and the node with it (later
+    releases answer ``success: false``). Wrapped here so every release answers false, logs
+    one line, and goes on; where rclpy already catches it, the guard never fires."""
+    from rclpy.impl.implementation_singleton import rclpy_implementation
+
+    service = getattr(node, "_service_change_state", None)
+    if service is None:
+        service = next((s for s in node.services if s.srv_name.endswith("/change_state")),
+                       None)
+    if service is None:
+        return
+    inner = service.callback
+
+    def change_state(request, response):
+        try:
+            return inner(request, response)
+        except rclpy_implementation.RCLError as exc:
+            node.get_logger().error(
+                f"change_state refused: transition id {request.transition.id} "
+                f"{request.transition.label!r} is not possible from the current state "
+                f"({str(exc).splitlines()[0]})")
+            response.success = False
+            return response
+
+    service.callback = change_state

@@ -21,17 +21,14 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from typing import Iterator, List, Optional
+from typing import Iterator, Optional
 
-from rcl_interfaces.msg import SetParametersResult
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from rclpy.parameter import Parameter
 
-from .compat import add_pre_set_parameters_callback
+from .compat import guard_change_state
 from .core import NODE_NAME, RUNTIME_PARAMETERS, SegmentationCore, StartupError
 from .node import ShutdownSignals, run
-from .node_parameters import ParameterError, declare_parameters, integers_as_doubles
-from .parameters import validate_parameter
+from .node_parameters import ParameterError, accept_updates, declare_parameters
 
 __all__ = ["SegmentationLifecycleNode", "main"]
 
@@ -53,8 +50,8 @@ class SegmentationLifecycleNode(LifecycleNode):
         self.core = SegmentationCore(self, self.create_lifecycle_publisher,
                                      self.destroy_lifecycle_publisher, self.state_label)
         self.finished = False
-        add_pre_set_parameters_callback(self, integers_as_doubles)
-        self.add_on_set_parameters_callback(self._on_set_parameters)
+        accept_updates(self, self._refuse_update, self.core.set_runtime)
+        guard_change_state(self)
         self.get_logger().info("unconfigured: waiting for configure")
 
     def state_label(self) -> str:
@@ -63,17 +60,12 @@ class SegmentationLifecycleNode(LifecycleNode):
         # trigger_shutdown reads the state machine the same way
         return self._state_machine.current_state[1]
 
-    def _on_set_parameters(self, params: List[Parameter]) -> SetParametersResult:
-        for p in params:
-            reason = validate_parameter(p.name, p.value)
-            if not reason and p.name not in RUNTIME_PARAMETERS and self.core.configured:
-                reason = (f"{p.name} is applied at configure: run cleanup (back to "
-                          f"unconfigured), change it, then configure")
-            if reason:
-                return SetParametersResult(successful=False, reason=reason)
-        for p in params:
-            self.core.set_runtime(p.name, p.value)
-        return SetParametersResult(successful=True)
+    def _refuse_update(self, name: str, value) -> Optional[str]:
+        """A parameter applied at configure cannot change while configured."""
+        if name not in RUNTIME_PARAMETERS and self.core.configured:
+            return (f"{name} is applied at configure: run cleanup (back to unconfigured), "
+                    f"change it, then configure")
+        return None
 
     # ------------------------------------------------------------------ transitions
     @contextlib.contextmanager

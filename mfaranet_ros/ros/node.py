@@ -22,20 +22,18 @@ import signal
 import sys
 import threading
 import time
-from typing import Callable, Iterator, List, Optional
+from typing import Callable, Iterator, Optional
 
 import rclpy
-from rcl_interfaces.msg import SetParametersResult
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.parameter import Parameter
 from rclpy.signals import SignalHandlerOptions
 
 from . import qos as qos_tools
-from .compat import add_pre_set_parameters_callback, try_shutdown
+from .compat import try_shutdown
 from .core import NODE_NAME, SegmentationCore, StartupError, StartupInterrupted
-from .node_parameters import ParameterError, declare_parameters, integers_as_doubles
-from .parameters import NodeConfig, validate_parameter
+from .node_parameters import ParameterError, accept_updates, declare_parameters
+from .parameters import NodeConfig
 
 __all__ = ["SegmentationNode", "StartupError", "StartupInterrupted", "ShutdownSignals",
            "run", "main"]
@@ -127,18 +125,10 @@ class SegmentationNode(Node):
             cfg = declare_parameters(self)
         except ParameterError as exc:
             raise StartupError(f"invalid parameters: {exc}") from None
-        add_pre_set_parameters_callback(self, integers_as_doubles)
-        self.add_on_set_parameters_callback(self._on_set_parameters)
+        # restart-only parameters are read-only here: rclpy refuses them itself
+        accept_updates(self, lambda name, value: None,
+                       lambda name, value: self.core.set_runtime(name, value))
         return cfg
-
-    def _on_set_parameters(self, params: List[Parameter]) -> SetParametersResult:
-        for p in params:
-            reason = validate_parameter(p.name, p.value)
-            if reason:
-                return SetParametersResult(successful=False, reason=reason)
-        for p in params:
-            self.core.set_runtime(p.name, p.value)
-        return SetParametersResult(successful=True)
 
     def close(self) -> None:
         """Stops the worker (the frame in progress finishes, at most 5 s), releases the

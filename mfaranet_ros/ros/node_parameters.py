@@ -19,7 +19,7 @@ the reason until it is fixed.
 from __future__ import annotations
 
 import array
-from typing import Any, List
+from typing import Any, Callable, List, Optional
 
 from rcl_interfaces.msg import (
     FloatingPointRange,
@@ -27,14 +27,17 @@ from rcl_interfaces.msg import (
     ParameterDescriptor,
     ParameterType,
     ParameterValue,
+    SetParametersResult,
 )
 from rclpy.exceptions import InvalidParameterValueException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
+from .compat import add_pre_set_parameters_callback, has_pre_set_parameters_callback
 from .parameters import PARAMETERS, NodeConfig, ParamSpec, validate_parameter
 
-__all__ = ["ParameterError", "declare_parameters", "descriptor", "integers_as_doubles"]
+__all__ = ["ParameterError", "declare_parameters", "descriptor", "integers_as_doubles",
+           "accept_updates"]
 
 _PARAM_TYPES = {
     "string": ParameterType.PARAMETER_STRING,
@@ -59,15 +62,19 @@ class ParameterError(ValueError):
     """Parameters refused at start-up; the text is one line naming each one."""
 
 
-def descriptor(spec: ParamSpec, managed: bool = False) -> ParameterDescriptor:
+def descriptor(spec: ParamSpec, managed: bool = False,
+               dynamic_decimals: bool = False) -> ParameterDescriptor:
     """The descriptor ``ros2 param describe`` and rqt_reconfigure show for ``spec``.
 
     ``managed``: the lifecycle node, where a restart-only parameter is writable instead
     (its on-set callback refuses a change unless the node is unconfigured).
+    ``dynamic_decimals``: a decimal parameter stays dynamically typed, so that an integer
+    set later reaches the on-set callback (rclpy without a pre-set callback: Humble).
     """
     read_only = spec.read_only and not managed
     d = ParameterDescriptor(name=spec.name, type=_PARAM_TYPES[spec.kind],
-                            description=spec.description, read_only=read_only)
+                            description=spec.description, read_only=read_only,
+                            dynamic_typing=dynamic_decimals and spec.kind == "double")
     constraints = [spec.constraints] if spec.constraints else []
     if spec.choices:
         constraints.append("one of: " + ", ".join(spec.choices))
@@ -102,7 +109,8 @@ def _typed_value(spec: ParamSpec, value: Any) -> ParameterValue:
     return Parameter(spec.name, _ROS_TYPES[spec.kind], value).get_parameter_value()
 
 
-def _declare_one(node: Node, spec: ParamSpec, managed: bool = False) -> str:
+def _declare_one(node: Node, spec: ParamSpec, managed: bool = False,
+                 dynamic_decimals: bool = False) -> str:
     """Declares ``spec`` on ``node``; the reason it is refused, or '' when it is fine.
 
     Again on a node that has it: a parameter refused before (still dynamically typed, so
@@ -119,7 +127,8 @@ def _declare_one(node: Node, spec: ParamSpec, managed: bool = False) -> str:
     if reason or not node.describe_parameter(spec.name).dynamic_typing:
         return reason or ""
     try:
-        node.set_descriptor(spec.name, descriptor(spec, managed), _typed_value(spec, value))
+        node.set_descriptor(spec.name, descriptor(spec, managed, dynamic_decimals),
+                            _typed_value(spec, value))
     except InvalidParameterValueException as exc:  # a check of rclpy's the table lacks
         return f"{spec.name}: {exc}"
     return ""
@@ -133,7 +142,9 @@ def declare_parameters(node: Node, managed: bool = False) -> NodeConfig:
     ``configure`` after the user fixed a refused value). ``managed``: the lifecycle
     node's descriptors (see :func:`descriptor`).
     """
-    problems = [r for r in (_declare_one(node, spec, managed) for spec in PARAMETERS) if r]
+    dynamic_decimals = not has_pre_set_parameters_callback(node)
+    problems = [r for r in (_declare_one(node, spec, managed, dynamic_decimals)
+                            for spec in PARAMETERS) if r]
     if problems:
         raise ParameterError("; ".join(problems))
     return NodeConfig.from_values(
@@ -151,3 +162,29 @@ def integers_as_doubles(params: List[Parameter]) -> List[Parameter]:
             p = Parameter(p.name, Parameter.Type.DOUBLE, float(p.value))
         out.append(p)
     return out
+
+
+def accept_updates(node: Node, refuse: Callable[[str, Any], Optional[str]],
+                   apply: Callable[[str, Any], None]) -> None:
+    """``ros2 param set`` on ``node``: each value checked against the table, then by the
+    node's own rule ``refuse`` (the reason, or None), and only if all pass, ``apply``-ed.
+
+    An integer for a decimal parameter is taken as that number: rewritten before the set by
+    a pre-set callback where rclpy has one (Iron and later); on Humble the decimal
+    parameters stay dynamically typed (:func:`declare_parameters`), the integer is stored
+    as given (``ros2 param get`` shows an integer) and converted here.
+    """
+    add_pre_set_parameters_callback(node, integers_as_doubles)
+
+    def on_set(params: List[Parameter]) -> SetParametersResult:
+        values = [(p.name, _as_declared(_SPECS[p.name], p.value) if p.name in _SPECS
+                   else p.value) for p in params]
+        for name, value in values:
+            reason = validate_parameter(name, value) or refuse(name, value)
+            if reason:
+                return SetParametersResult(successful=False, reason=reason)
+        for name, value in values:
+            apply(name, value)
+        return SetParametersResult(successful=True)
+
+    node.add_on_set_parameters_callback(on_set)
