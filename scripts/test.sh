@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up the venv (scripts/setup.sh) and runs the test suite; arguments go to pytest, e.g.
 # `bash scripts/test.sh test/test_tensorrt_convert.py` runs one file.
-# No arguments (CI): ruff, vermin, all of test/. `--legs`: then also the Jazzy leg
+# No arguments (CI): ruff, vermin, all of test/, then the ROS test files with the node on a
+# Humble-like rclpy (`--humble` runs only that). `--legs`: then also the Jazzy leg
 # (scripts/leg_jazzy.sh) and the torch 2.8 leg (scripts/leg_torch28.sh), each in its own venv
 # built once and reused. `--fast`: the everyday lane, the main suite without `slow` tests.
 set -euo pipefail
@@ -9,6 +10,18 @@ cd "$(dirname "$0")/.."
 fast=0 legs=0
 if [ "${1:-}" = --fast ]; then fast=1; shift; fi
 if [ "${1:-}" = --legs ]; then legs=1; shift; fi
+# The ROS test files again, every node process on an rclpy made to look like Humble's
+# (test/humble_emulation/sitecustomize.py): `--humble [paths]`.
+HUMBLE_FILES=(test/test_node.py test/test_lifecycle_node.py test/test_node_startup.py
+              test/test_node_multicamera.py test/test_node_compressed.py
+              test/test_node_confidence.py test/test_node_label_info.py)
+if [ "${1:-}" = --humble ]; then
+  shift
+  bash scripts/setup.sh
+  export ROS_DOMAIN_ID=${ROS_DOMAIN_ID:-$(( (RANDOM % 100) + 100 ))}
+  [ $# -gt 0 ] || set -- "${HUMBLE_FILES[@]}"
+  MFARANET_TEST_EMULATE=humble exec .venv/bin/python -m pytest -ra --timeout=600 "$@"
+fi
 bash scripts/setup.sh
 PY=.venv/bin/python
 
@@ -63,11 +76,11 @@ fi
 # Each test run gets its own DDS domain so parallel runs on one host do not see each other.
 export ROS_DOMAIN_ID=${ROS_DOMAIN_ID:-$(( (RANDOM % 100) + 100 ))}
 if [ $fast = 1 ]; then exec "$PY" -m pytest -ra --timeout=600 -m "not slow" "$@"; fi
-# The Jazzy and torch 2.8 legs build venvs of their own (about 20 minutes from scratch) and are
-# not yet part of the default run (CI): `bash scripts/test.sh --legs` adds them.
-if [ $# -gt 0 ] || [ $legs = 0 ]; then exec "$PY" -m pytest -ra --timeout=600 "$@"; fi
-# No path given: pytest runs setup.cfg's testpaths (test/), then the extra legs; every part
-# runs, and the run fails if any failed. Each part's time is printed (CI must stay < 30 min).
+if [ $# -gt 0 ]; then exec "$PY" -m pytest -ra --timeout=600 "$@"; fi
+# No path given: pytest runs setup.cfg's testpaths (test/), then the Humble emulation leg (the
+# ROS test files again, a few minutes), and with --legs the Jazzy and torch 2.8 legs, which
+# build venvs of their own (about 20 minutes from scratch, so not in the default run). Every
+# part runs; the run fails if any failed. Each part's time is printed (CI: < 30 min).
 failed=()
 run_part() {
   local name=$1 start=$SECONDS
@@ -76,6 +89,10 @@ run_part() {
   echo "== $name: $((SECONDS - start)) s"
 }
 run_part "main suite" "$PY" -m pytest -ra --timeout=600
-run_part "Jazzy leg" bash scripts/leg_jazzy.sh
-run_part "torch 2.8 leg" bash scripts/leg_torch28.sh
+run_part "Humble emulation leg" env MFARANET_TEST_EMULATE=humble "$PY" -m pytest -ra \
+  --timeout=600 "${HUMBLE_FILES[@]}"
+if [ $legs = 1 ]; then
+  run_part "Jazzy leg" bash scripts/leg_jazzy.sh
+  run_part "torch 2.8 leg" bash scripts/leg_torch28.sh
+fi
 if [ ${#failed[@]} -gt 0 ]; then echo "failed: ${failed[*]}" >&2; exit 1; fi
