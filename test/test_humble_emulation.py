@@ -118,3 +118,5 @@ def test_plain_node_on_humbles_rclpy(tmp_path):
         assert "Traceback" not in node.output()
     finally:
         client.close()
+        if node.proc.poll() is None:
+            node.interrupt()
