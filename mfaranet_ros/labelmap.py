@@ -147,7 +147,9 @@ def _output_classes(path: str, entries: Any) -> Tuple[Dict[int, str],
 
 
 def _lookup_table(path: str, doc: Dict[str, Any], names: Dict[int, str],
-                  model_classes: Sequence[str]) -> np.ndarray:
+                  model_classes: Optional[Sequence[str]]) -> np.ndarray:
+    """Model id -> output id; ``model_classes`` None: the file's own checks only (the
+    model's class names are checked once a model is known)."""
     ids_by_name = {name: class_id for class_id, name in names.items()}
     default = _int_in(doc.get("default"), 0, UNLABELED_ID)
     if default is None or (default != UNLABELED_ID and default not in names):
@@ -156,25 +158,28 @@ def _lookup_table(path: str, doc: Dict[str, Any], names: Dict[int, str],
     mapping = doc.get("mapping") or {}
     if not isinstance(mapping, dict):
         raise _fail(path, "'mapping' must map model class names to output class names")
-    model_ids = {name: i for i, name in enumerate(model_classes)}
+    model_ids = {name: i for i, name in enumerate(model_classes or ())}
     lut = np.full(256, UNLABELED_ID, dtype=np.uint8)
-    lut[: len(model_classes)] = default
+    lut[: len(model_ids)] = default
     for model_name, output_name in mapping.items():
-        if model_name not in model_ids:
+        if model_classes is not None and model_name not in model_ids:
             raise _fail(path, f"unknown model class {model_name!r} (the model has: "
                               f"{', '.join(model_classes)})")
         if output_name not in ids_by_name:
             raise _fail(path, f"{model_name!r} maps to {output_name!r}, which is not in "
                               f"'classes'")
-        lut[model_ids[model_name]] = ids_by_name[output_name]
+        if model_name in model_ids:
+            lut[model_ids[model_name]] = ids_by_name[output_name]
     return lut
 
 
-def load_label_map(path: str, model_classes: Sequence[str]) -> LabelMap:
+def load_label_map(path: str, model_classes: Optional[Sequence[str]]) -> LabelMap:
     """Reads and checks the label map at ``path`` for a model with ``model_classes``.
 
     Raises :class:`LabelMapError` (one line: file and problem) for an unreadable file, an
     unknown model or output class name, a duplicate or out-of-range id, a bad colour.
+    ``model_classes`` None checks the file alone (no model known yet); the map it returns
+    is then not for applying.
     """
     doc = _read_yaml(path)
     names, colours = _output_classes(path, doc.get("classes"))
@@ -182,13 +187,16 @@ def load_label_map(path: str, model_classes: Sequence[str]) -> LabelMap:
     return LabelMap(names, colours, lut, source=path)
 
 
-def label_map_for(path: str, class_names: Sequence[str], palette: Sequence[Sequence[int]],
-                  config_dir: str) -> LabelMap:
+def label_map_for(path: str, class_names: Optional[Sequence[str]],
+                  palette: Sequence[Sequence[int]], config_dir: str) -> LabelMap:
     """The map a ``label_map`` setting names, for a model with these classes.
 
     Empty: the model's own classes. A relative path is resolved against ``config_dir``
-    (the package's ``config/``). Raises :class:`LabelMapError` (one line).
+    (the package's ``config/``). ``class_names`` None: the file's own checks only. Raises
+    :class:`LabelMapError` (one line).
     """
     if not path.strip():
+        if class_names is None:
+            return identity_label_map([], [])
         return identity_label_map(class_names, palette)
     return load_label_map(resolve_label_map_path(path, config_dir), class_names)

@@ -137,3 +137,18 @@ def test_camera_info_scaled_to_network_resolution():
 def test_confidence_to_mono8_is_rounded_probability_times_255():
     out = confidence_to_mono8(np.array([[0.0, 0.5, 1.0, 1.2]], np.float32))
     assert out.dtype == np.uint8 and out.tolist() == [[0, 128, 255, 255]]
+
+
+def test_a_map_checked_without_a_model_finds_the_files_own_faults(tmp_path):
+    """Before configure (``ros2 param set`` on the unconfigured managed node) only the file
+    can be checked; the model's class names are checked at configure."""
+    good = tmp_path / "good.yaml"
+    good.write_text("default: 0\nclasses: [{id: 0, name: a}, {id: 1, name: b}]\n"
+                    "mapping: {no_such_model_class: b}\n")
+    load_label_map(str(good), None)                       # fine without a model ...
+    with pytest.raises(LabelMapError, match="unknown model class 'no_such_model_class'"):
+        load_label_map(str(good), CITYSCAPES_CLASSES)     # ... refused with one
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("default: 0\nclasses: [{id: 0, name: a}]\nmapping: {road: b}\n")
+    with pytest.raises(LabelMapError, match="'road' maps to 'b', which is not in 'classes'"):
+        load_label_map(str(bad), None)

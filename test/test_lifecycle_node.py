@@ -239,6 +239,9 @@ def test_failing_configure_names_the_reason_and_a_fixed_parameter_configures(man
     assert "configure failed: invalid parameters: " in status.message
 
     assert lc.set("input_size", [64, 128]).successful
+    refused = lc.set("label_map", "/nonexistent/map.yaml")          # refused at once
+    assert not refused.successful and "/nonexistent/map.yaml" in refused.reason
+    assert "cannot be read" in refused.reason
     assert not lc.set("overlay_alpha", 1.5).successful
     assert lc.set("overlay_alpha", 1).successful  # an integer for a decimal: that number
     assert lc.change("configure") is False  # now the checkpoint

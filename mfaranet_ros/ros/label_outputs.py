@@ -74,9 +74,12 @@ def autoware_rle_image(header: Any, labels: Any) -> Image:
 
 
 def node_label_map(path: str, metadata: Any) -> LabelMap:
-    """The ``label_map`` parameter's map for the checkpoint ``metadata`` (identity if empty).
+    """The ``label_map`` parameter's map for the checkpoint ``metadata`` (identity if empty;
+    ``metadata`` None: the file's own checks only, for a ``ros2 param set`` before configure).
 
     Raises :class:`~mfaranet_ros.labelmap.LabelMapError` (one line: file and problem).
     """
     config_dir = os.path.join(os.path.dirname(package_models_dir()), "config")
+    if metadata is None:             # no model yet: what the file alone can tell
+        return label_map_for(path, None, [], config_dir)
     return label_map_for(path, metadata.class_names, metadata.palette, config_dir)

@@ -25,8 +25,10 @@ from typing import Iterator, Optional
 
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
+from ..labelmap import LabelMapError
 from .compat import guard_change_state
 from .core import NODE_NAME, RUNTIME_PARAMETERS, SegmentationCore, StartupError
+from .label_outputs import node_label_map
 from .node import ShutdownSignals, run
 from .node_parameters import ParameterError, accept_updates, declare_parameters
 
@@ -61,10 +63,17 @@ class SegmentationLifecycleNode(LifecycleNode):
         return self._state_machine.current_state[1]
 
     def _refuse_update(self, name: str, value) -> Optional[str]:
-        """A parameter applied at configure cannot change while configured."""
+        """A parameter applied at configure cannot change while configured; a label map
+        file that cannot be used is refused at once (its model classes are checked at
+        configure, when the model is known)."""
         if name not in RUNTIME_PARAMETERS and self.core.configured:
             return (f"{name} is applied at configure: run cleanup (back to unconfigured), "
                     f"change it, then configure")
+        if name == "label_map":
+            try:
+                node_label_map(value, None)
+            except LabelMapError as exc:
+                return str(exc)
         return None
 
     # ------------------------------------------------------------------ transitions
