@@ -1,11 +1,13 @@
-"""The managed node with a Segmenter that can be held inside a batch, for the tests of
-what the node does while inference is in flight (the node is under test, not the model).
+"""A node whose Segmenter can be held inside a batch, for the tests of what the node does
+while inference (or the warm-up) is in flight: the node is under test, not the model.
 
-    python test/gated_segmenter_node.py ARM GATE ENTERED --ros-args ...
+    python test/gated_segmenter_node.py ARM GATE ENTERED NODE --ros-args ...
 
-Once the file ARM exists, ``segment`` / ``segment_batch`` write ENTERED and wait until
-the file GATE exists, then run the real Segmenter. Before ARM (configure's warm-up) they
-run at once. Files, not signals: the node's own signal handling stays as shipped.
+NODE: ``segmentation_node`` or ``segmentation_lifecycle_node``. Once the file ARM exists,
+``segment`` / ``segment_batch`` (the warm-up's too) write ENTERED and wait until the file
+GATE exists, then run the real Segmenter; before ARM they run at once. So a test can hold
+the node inside its warm-up or a batch for as long as it needs, whatever the machine's
+speed. Files, not signals: the node's own signal handling stays as shipped.
 """
 from __future__ import annotations
 
@@ -26,15 +28,19 @@ def held(method, arm: str, gate: str, entered: str):
     return wrapper
 
 
+NODES = {"segmentation_node": "mfaranet_ros.ros.node",
+         "segmentation_lifecycle_node": "mfaranet_ros.ros.lifecycle_node"}
+
+
 def main() -> int:
-    arm, gate, entered = sys.argv[1:4]
+    arm, gate, entered, node = sys.argv[1:5]
+    import importlib
+
     from mfaranet_ros.inference.segmenter import Segmenter
 
     for name in ("segment", "segment_batch"):
         setattr(Segmenter, name, held(getattr(Segmenter, name), arm, gate, entered))
-    from mfaranet_ros.ros.lifecycle_node import main as node_main
-
-    return node_main([sys.argv[0], *sys.argv[4:]])
+    return importlib.import_module(NODES[node]).main([sys.argv[0], *sys.argv[5:]])
 
 
 if __name__ == "__main__":

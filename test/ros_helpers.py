@@ -71,6 +71,13 @@ def node_command(*ros_args: str, executable: str = "segmentation_node") -> List[
     return [sys.executable, "-m", NODE_MODULES[executable], "--ros-args", *ros_args]
 
 
+def gated_node_command(arm: Path, gate: Path, entered: Path, node: str) -> List[str]:
+    """The node ``node`` with a Segmenter held inside ``segment`` once ``arm`` exists, until
+    ``gate`` exists (``test/gated_segmenter_node.py``); ``entered`` appears when it is."""
+    return [sys.executable, str(Path(__file__).with_name("gated_segmenter_node.py")),
+            str(arm), str(gate), str(entered), node]
+
+
 def humble_emulation_env() -> Dict[str, str]:
     """The environment that makes a node process's rclpy look like Humble's
     (``test/humble_emulation/sitecustomize.py``)."""

@@ -9,6 +9,8 @@ test files this way too (``bash scripts/test.sh --humble``).
 """
 from __future__ import annotations
 
+import signal
+
 import numpy as np
 import pytest
 
@@ -114,7 +116,9 @@ def test_plain_node_on_humbles_rclpy(tmp_path):
             for m in client.messages("diag") for s in m.status), 15.0,
             "the incompatible-QoS count in /diagnostics")
         client.node.destroy_subscription(sub)
-        assert node.interrupt() == 0, node.output()
+        node.proc.send_signal(signal.SIGINT)           # a terminal's Ctrl-C ...
+        node.proc.send_signal(signal.SIGINT)           # ... and launch's, at once
+        assert node.proc.wait(30) == 0, node.output()
         assert "Traceback" not in node.output()
     finally:
         client.close()

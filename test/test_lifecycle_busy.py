@@ -9,9 +9,7 @@ fast this machine runs the model.
 """
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,6 +24,7 @@ from ros_helpers import (  # noqa: E402
     Client,
     NodeProcess,
     constant_checkpoint,
+    gated_node_command,
     image_msg,
     kv,
     reliable,
@@ -53,8 +52,7 @@ def test_services_answer_and_deactivate_returns_while_a_batch_is_held(tmp_path):
         tmp_path, "--params-file", str(REPO / "config" / "segment.yaml"), "-p",
         "backend:=torch", "-p", f"weights:={weights}", "-p", "input_size:=[64, 128]", "-p",
         "device:=cpu",
-        command=[sys.executable, str(Path(__file__).with_name("gated_segmenter_node.py")),
-                 str(arm), str(gate), str(entered)])
+        command=gated_node_command(arm, gate, entered, "segmentation_lifecycle_node"))
     client = Client("mfaranet_busy_test")
     try:
         client.collect(DiagnosticArray, "/diagnostics", reliable(50), "diag")

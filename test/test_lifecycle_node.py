@@ -26,6 +26,7 @@ from ros_helpers import (  # noqa: E402
     Client,
     NodeProcess,
     constant_checkpoint,
+    gated_node_command,
     image_msg,
     kv,
     reliable,
@@ -42,9 +43,10 @@ STARTUP_S = 60.0
 OUTPUTS = ("labels", "color", "overlay", "latency")
 
 
-def start_managed(tmp, *ros_args) -> NodeProcess:
+def start_managed(tmp, *ros_args, command=None) -> NodeProcess:
     return NodeProcess(tmp, "--params-file", str(REPO / "config" / "segment.yaml"),
-                       "-p", "backend:=torch", *ros_args, executable=EXECUTABLE)
+                       "-p", "backend:=torch", *ros_args, executable=EXECUTABLE,
+                       command=command)
 
 
 class Lifecycle:
@@ -97,11 +99,15 @@ def spares(tmp_path_factory, checkpoint):
     the main one (start-up is the slow part) and out of its way: node ``/spares/<key>``,
     camera ``/spares/image``."""
     tmp = tmp_path_factory.mktemp("lifecycle_spares")
-    sizes = {"unconfigured": "[64, 128]", "inactive": "[64, 128]", "active": "[64, 128]",
-             "configuring": "[384, 768]"}  # large enough for a signal to land in the load
+    # "configuring" holds its warm-up until the test is done with it (gated_segmenter_node)
+    (tmp / "arm").touch()
+    held = gated_node_command(tmp / "arm", tmp / "gate", tmp / "entered",
+                              "segmentation_lifecycle_node")
     procs = {key: start_managed(tmp, "-r", "__ns:=/spares", "-r", f"__node:={key}",
-                                "-p", f"weights:={checkpoint}", "-p", f"input_size:={size}")
-             for key, size in sizes.items()}
+                                "-p", f"weights:={checkpoint}", "-p", "input_size:=[64, 128]",
+                                command=held if key == "configuring" else None)
+             for key in ("unconfigured", "inactive", "active", "configuring")}
+    procs["configuring"].entered = tmp / "entered"
     yield procs
     for proc in procs.values():
         if proc.proc.poll() is None:
@@ -415,9 +421,8 @@ def test_sigint_during_configure_exits_cleanly(client, spares):
         ChangeState, "/spares/configuring/change_state")
     assert cli.wait_for_service(timeout_sec=10.0)
     cli.call_async(ChangeState.Request(transition=Transition(label="configure")))
-    assert proc.wait_for_log("loading", 30.0), proc.output()
-    time.sleep(0.5)  # inside the Segmenter's load / warm-up
-    assert proc.interrupt() == 0, proc.output()
+    client.wait_until(proc.entered.exists, 60.0, "configure to reach the warm-up")
+    assert proc.interrupt() == 0, proc.output()   # held there: the signal lands inside
     out = proc.output()
     assert "Traceback" not in out and "model ready" not in out
 

@@ -84,13 +84,18 @@ def test_signal_during_start_up_exits_cleanly(tmp_path, sig):
     import signal
     import time
 
-    from ros_helpers import NodeProcess, constant_checkpoint
+    from ros_helpers import NodeProcess, constant_checkpoint, gated_node_command
 
     ckpt = constant_checkpoint(tmp_path / "car.pth")
+    (tmp_path / "arm").touch()       # the warm-up is held until the test is done
     node = NodeProcess(tmp_path, "-p", f"weights:={ckpt}", "-p", "backend:=torch",
-                       "-p", "input_size:=[384, 768]")
-    assert node.wait_for_log("loading", 30.0), node.output()
-    time.sleep(0.5)  # inside the Segmenter's load / warm-up
+                       "-p", "input_size:=[64, 128]",
+                       command=gated_node_command(tmp_path / "arm", tmp_path / "gate",
+                                                  tmp_path / "entered", "segmentation_node"))
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "entered").exists():
+        assert node.proc.poll() is None and time.monotonic() < deadline, node.output()
+        time.sleep(0.02)
     node.proc.send_signal(getattr(signal, sig))
     time.sleep(0.1)
     if node.proc.poll() is None:
