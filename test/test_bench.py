@@ -68,7 +68,7 @@ def test_backend_pairs():
 
 def test_backend_pairs_follow_the_inference_package(monkeypatch):
     """A backend or precision added to the inference package is accepted without edits."""
-    from mfaranet_ros.inference import backends
+    from mfaranet_ros import names as backends
 
     assert "newrt" not in backends.BACKENDS and "fp4" not in backends.PRECISIONS
     for pair in ("newrt:fp32", "torch:fp4"):

@@ -116,3 +116,42 @@ def test_repository_stands_alone():
     for path in [REPO / "README.md", *(REPO / "docs").glob("*.md")]:
         for target in re.findall(r"\bdocs/([\w-]+\.md)", path.read_text()):
             assert (REPO / "docs" / target).is_file(), f"{path.name} points to docs/{target}"
+
+
+HEAVY = ("torch", "onnxruntime", "openvino", "nncf", "ray", "cv2", "rclpy", "matplotlib",
+         "rosbags", "onnx", "tensorrt", "torch_tensorrt")
+
+
+def test_help_of_every_command_imports_no_torch():
+    """``mfaranet --help`` and ``mfaranet COMMAND --help`` for every command, in a fresh
+    interpreter: none of the heavy packages is imported (the parsers take their choices
+    from ``mfaranet_ros.names``; the packages' names load on first use)."""
+    script = (
+        "import sys, contextlib, io\n"
+        "from mfaranet_ros.cli import build_parser, main\n"
+        "parser = build_parser()\n"
+        "sub = next(a for a in parser._actions if a.dest == 'command')\n"
+        "for argv in [['--help']] + [[c, '--help'] for c in sub.choices]:\n"
+        "    with contextlib.redirect_stdout(io.StringIO()):\n"
+        "        try:\n"
+        "            main(argv)\n"
+        "        except SystemExit as e:\n"
+        "            assert e.code == 0, (argv, e.code)\n"
+        f"heavy = {HEAVY!r}\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & set(heavy)))\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_readme_lists_every_command_once():
+    """The README's table of ``mfaranet`` subcommands is complete and lists no old one."""
+    from mfaranet_ros.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    text = (REPO / "README.md").read_text()
+    table = text[text.index("## The `mfaranet` command"):]
+    table = table[:table.index("\n## ")]
+    listed = [line.split("`")[1] for line in table.splitlines() if line.startswith("| `")]
+    assert sorted(listed) == sorted(sub.choices)

@@ -4,10 +4,10 @@ from __future__ import annotations
 import argparse
 from typing import List, NamedTuple
 
-__all__ = ["BackendPrecision", "parse_backend", "parse_backends", "DEFAULT_PRECISION"]
+# the precision of a pair that names none: the node's default
+from ..names import DEFAULT_PRECISION
 
-#: The precision of a pair that names none: the node's default.
-DEFAULT_PRECISION = "fp32"
+__all__ = ["BackendPrecision", "parse_backend", "parse_backends", "DEFAULT_PRECISION"]
 
 
 class BackendPrecision(NamedTuple):
@@ -23,12 +23,13 @@ class BackendPrecision(NamedTuple):
 def parse_backend(text: str) -> BackendPrecision:
     """``"onnxruntime"`` -> ``("onnxruntime", "fp32")``; ``"tensorrt:fp16"`` -> as written.
 
-    Validated against the backends and precisions the inference package defines, read
-    at call time so that a backend or precision added there is accepted here unchanged.
-    Raises :class:`argparse.ArgumentTypeError` naming what is wrong and the choices.
+    Validated against the one list of backends and precisions (:mod:`mfaranet_ros.names`),
+    read at call time so that a name added there is accepted here unchanged. Raises
+    :class:`argparse.ArgumentTypeError` naming what is wrong and the choices.
     """
-    from ..inference.backends import BACKENDS, PRECISIONS
+    from .. import names
 
+    BACKENDS, PRECISIONS = names.BACKENDS, names.PRECISIONS
     name, sep, precision = text.strip().partition(":")
     name, precision = name.strip(), precision.strip()
     if name not in BACKENDS:
@@ -41,7 +42,7 @@ def parse_backend(text: str) -> BackendPrecision:
 
 
 def parse_backends(text: str) -> List[BackendPrecision]:
-    """A comma-separated list of pairs, e.g. ``torch,onnxruntime,onnxruntime:fp16``.
+    """A comma-separated list of pairs, e.g. ``torch,onnxruntime,onnxruntime:int8``.
 
     Duplicates are an error (they would be measured twice under one label).
     """

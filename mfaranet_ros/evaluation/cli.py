@@ -13,7 +13,7 @@ import sys
 from typing import Callable, Dict
 
 from ..cli_args import parse_size
-from ..inference.backends import BACKENDS, PRECISIONS
+from ..names import BACKENDS, PRECISIONS
 from .fleet.cli import register as register_fleet
 from .model_args import add_input_size_option, add_label_map_option, add_segmenter_options
 

@@ -12,9 +12,8 @@ import os
 from typing import Optional
 
 from ..cli_args import parse_size
-from ..inference.backends import BACKENDS, PRECISIONS
-from ..inference.segmenter import CHECKPOINT_SIZE, InputSize
 from ..model.weights import DEFAULT_WEIGHTS, resolve_weights
+from ..names import BACKENDS, CHECKPOINT_SIZE, PRECISIONS, InputSize
 
 __all__ = ["parse_input_size", "add_segmenter_options", "existing_weights", "load_segmenter",
            "add_label_map_option", "load_cli_label_map"]

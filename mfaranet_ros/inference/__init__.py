@@ -3,20 +3,14 @@
     from mfaranet_ros.inference import Segmenter
     seg = Segmenter.from_checkpoint("model.pth", backend="auto")  # at the checkpoint's size
     result = seg.segment(rgb_frame)        # labels / color / overlay at the frame's size
-"""
-from .backends import BACKENDS, Backend, BackendUnavailable, create_backend
-from .cache import default_cache_dir, resolve_cache_dir
-from .segmenter import CHECKPOINT_SIZE, SegmentationResult, Segmenter, resolve_input_size
 
-__all__ = [
-    "Segmenter",
-    "SegmentationResult",
-    "CHECKPOINT_SIZE",
-    "resolve_input_size",
-    "BackendUnavailable",
-    "Backend",
-    "BACKENDS",
-    "create_backend",
-    "default_cache_dir",
-    "resolve_cache_dir",
-]
+Its names load on first use (the command's parser in ``cli`` needs no torch).
+"""
+from ..lazy import lazy_exports
+
+__all__, __getattr__ = lazy_exports(__name__, {
+    ".segmenter": ("Segmenter", "SegmentationResult", "resolve_input_size"),
+    "..names": ("CHECKPOINT_SIZE", "BACKENDS"),
+    ".backends": ("BackendUnavailable", "Backend", "create_backend"),
+    ".cache": ("default_cache_dir", "resolve_cache_dir"),
+})

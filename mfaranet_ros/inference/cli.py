@@ -8,7 +8,7 @@ import tempfile
 from ..bench.arguments import add_run_arguments, add_weights_argument, network_size
 from ..bench.backends import parse_backends
 from ..cli_args import parse_size
-from .backends.base import DEFAULT_PRECISION, PRECISIONS
+from ..names import DEFAULT_PRECISION, PRECISIONS
 
 #: What ``mfaranet bench`` compares with the baseline unless told otherwise.
 DEFAULT_BENCH_BACKENDS = "torch,onnxruntime"
@@ -185,7 +185,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backends", type=parse_backends, default=DEFAULT_BENCH_BACKENDS,
                    metavar="B[:P],...",
                    help="comma-separated backend[:precision] pairs, e.g. "
-                        "torch,onnxruntime,onnxruntime:fp16 (precision default fp32; default: "
+                        "torch,onnxruntime,onnxruntime:int8 (precision default fp32; default: "
                         f"{DEFAULT_BENCH_BACKENDS})")
     p.add_argument("--input-size", type=network_size, nargs="+", default=[(512, 1024)],
                    metavar="HxW", help="network input size(s), or full (default: 512x1024)")

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from ..model import ModelMetadata
+from ..names import CHECKPOINT_SIZE, InputSize
 from .backends import (
     ARRAY_TYPES,
     BACKENDS,
@@ -37,10 +38,6 @@ __all__ = ["Segmenter", "SegmentationResult", "CHECKPOINT_SIZE", "resolve_input_
 
 log = logging.getLogger(__name__)
 
-#: ``input_size`` value meaning "the size the checkpoint's metadata records".
-CHECKPOINT_SIZE = "checkpoint"
-
-InputSize = Union[str, Sequence[int], None]
 
 
 @dataclass

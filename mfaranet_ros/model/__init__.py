@@ -1,28 +1,14 @@
-"""MFARANet model, its metadata and checkpoint formats."""
-from .checkpoint import (
-    CheckpointError,
-    import_official,
-    load_backbone,
-    load_checkpoint,
-    load_init_weights,
-    read_checkpoint,
-    save_checkpoint,
-)
-from .metadata import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE, ModelMetadata, cityscapes_metadata
-from .mfaranet import MFARANet
+"""MFARANet model, its metadata and checkpoint formats.
 
-__all__ = [
-    "MFARANet",
-    "ModelMetadata",
-    "CheckpointError",
-    "CITYSCAPES_CLASSES",
-    "CITYSCAPES_PALETTE",
-    "cityscapes_metadata",
-    "load_checkpoint",
-    "save_checkpoint",
-    "read_checkpoint",
-    "import_official",
-    "load_backbone",
-    "load_init_weights",
-]
+Its names load on first use, so a module of this package (``weights``, ``metadata``) can
+be imported without torch.
+"""
+from ..lazy import lazy_exports
 
+__all__, __getattr__ = lazy_exports(__name__, {
+    ".checkpoint": ("CheckpointError", "import_official", "load_backbone", "load_checkpoint",
+                    "load_init_weights", "read_checkpoint", "save_checkpoint"),
+    ".metadata": ("CITYSCAPES_CLASSES", "CITYSCAPES_PALETTE", "ModelMetadata",
+                  "cityscapes_metadata"),
+    ".mfaranet": ("MFARANet",),
+})

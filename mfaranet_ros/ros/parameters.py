@@ -11,11 +11,9 @@ import array
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from ..inference.backends import BACKENDS, PRECISIONS
-from ..inference.backends.base import DEFAULT_PRECISION
-from ..inference.segmenter import CHECKPOINT_SIZE, InputSize
 from ..label_formats import LABEL_FORMATS
 from ..model.weights import DEFAULT_WEIGHTS, package_models_dir, resolve_weights
+from ..names import BACKENDS, CHECKPOINT_SIZE, DEFAULT_PRECISION, PRECISIONS, InputSize
 
 __all__ = [
     "ParamSpec",

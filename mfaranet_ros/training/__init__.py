@@ -1,24 +1,16 @@
-"""Training MFARANet: typed recipes, datasets, transforms, MJS losses and the training loop."""
-from .config import ConfigError, TrainConfig, apply_overrides, config_from_dict, load_config
-from .datasets import (
-                       CamVidDataset,
-                       CityscapesDataset,
-                       FolderDataset,
-                       GeneratedDataset,
-                       SeededBatches,
-                       build_dataset,
-                       camvid_metadata,
-)
-from .engine import build_optimizer, poly_lr, train
-from .losses import MJSLoss, balanced_bce, edge_gated_cross_entropy, ohem_cross_entropy
-from .metrics import confusion_matrix, iou_from_confusion, predict_labels
-from .transforms import TrainTransform, boundary_target
+"""Training MFARANet: typed recipes, datasets, transforms, MJS losses and the training loop.
 
-__all__ = [
-    "ConfigError", "TrainConfig", "apply_overrides", "config_from_dict", "load_config",
-    "CamVidDataset", "CityscapesDataset", "FolderDataset", "GeneratedDataset", "SeededBatches",
-    "build_dataset", "camvid_metadata", "build_optimizer", "poly_lr", "train", "MJSLoss",
-    "balanced_bce", "edge_gated_cross_entropy", "ohem_cross_entropy", "confusion_matrix",
-    "iou_from_confusion", "predict_labels", "TrainTransform",
-    "boundary_target",
-]
+Its names load on first use (the command's parser in ``cli`` needs no torch).
+"""
+from ..lazy import lazy_exports
+
+__all__, __getattr__ = lazy_exports(__name__, {
+    ".config": ("ConfigError", "TrainConfig", "apply_overrides", "config_from_dict",
+                "load_config"),
+    ".datasets": ("CamVidDataset", "CityscapesDataset", "FolderDataset", "GeneratedDataset",
+                  "SeededBatches", "build_dataset", "camvid_metadata"),
+    ".engine": ("build_optimizer", "poly_lr", "train"),
+    ".losses": ("MJSLoss", "balanced_bce", "edge_gated_cross_entropy", "ohem_cross_entropy"),
+    ".metrics": ("confusion_matrix", "iou_from_confusion", "predict_labels"),
+    ".transforms": ("TrainTransform", "boundary_target"),
+})

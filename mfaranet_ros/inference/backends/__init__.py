@@ -6,6 +6,7 @@ from typing import List, Optional, Tuple
 
 import torch
 
+from ...names import BACKENDS
 from ..cache import CacheDir
 from .base import (
     ARRAY_TYPES,
@@ -25,8 +26,6 @@ __all__ = ["ARRAY_TYPES", "BACKENDS", "BACKEND_PRECISIONS", "Backend", "BackendU
 
 log = logging.getLogger(__name__)
 
-#: Every backend name, in the order `auto` tries them.
-BACKENDS = ("auto", "tensorrt", "torch", "onnxruntime", "openvino")
 
 
 def _create_one(name: str, source: ModelSource, device: Optional[str], precision: str,

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ...model import ModelMetadata, load_checkpoint, read_checkpoint
+from ...names import BACKEND_PRECISIONS, DEFAULT_PRECISION, PRECISIONS  # noqa: F401 (re-export)
 from ..cache import checkpoint_sha256
 
 __all__ = ["ARRAY_TYPES", "Backend", "BackendUnavailable", "ModelSource", "Outputs", "PRECISIONS",
@@ -17,18 +18,6 @@ __all__ = ["ARRAY_TYPES", "Backend", "BackendUnavailable", "ModelSource", "Outpu
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("fp32", "fp16", "bf16", "int8")
-#: the precision the node runs and ``build-engine`` builds when none is given (one default,
-#: so a pre-built artifact is the one the node loads)
-DEFAULT_PRECISION = "fp32"
-#: What each backend can run. int8 needs a calibrated artifact (``mfaranet build-engine
-#: --precision int8 --calibration ...``); bf16 needs a CPU with bf16 instructions.
-BACKEND_PRECISIONS: Dict[str, Tuple[str, ...]] = {
-    "tensorrt": ("fp32", "fp16"),
-    "torch": ("fp32", "fp16"),
-    "onnxruntime": ("fp32", "int8"),
-    "openvino": ("fp32", "bf16", "int8"),
-}
 
 
 def check_precision(backend: str, precision: str) -> None:

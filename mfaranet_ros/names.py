@@ -1,0 +1,32 @@
+"""The names every layer and every command line shares, without importing torch.
+
+Backends, precisions and which backend runs which precision; the ``input_size`` word for
+"the size the checkpoint records". The parsers of ``mfaranet`` and the node's parameter
+table take their choices from here, so ``mfaranet --help`` needs no torch, and a name added
+here is offered everywhere at once.
+"""
+from __future__ import annotations
+
+from typing import Dict, Sequence, Tuple, Union
+
+__all__ = ["BACKENDS", "PRECISIONS", "DEFAULT_PRECISION", "BACKEND_PRECISIONS",
+           "CHECKPOINT_SIZE", "InputSize"]
+
+#: Every backend name, ``auto`` first (its order of trial is ``inference.backends``').
+BACKENDS: Tuple[str, ...] = ("auto", "tensorrt", "torch", "onnxruntime", "openvino")
+PRECISIONS: Tuple[str, ...] = ("fp32", "fp16", "bf16", "int8")
+#: the precision the node runs and ``build-engine`` builds when none is given (one default,
+#: so a pre-built artifact is the one the node loads)
+DEFAULT_PRECISION = "fp32"
+#: What each backend can run. int8 needs a calibrated artifact (``mfaranet build-engine
+#: --precision int8 --calibration ...``); bf16 needs a CPU with bf16 instructions.
+BACKEND_PRECISIONS: Dict[str, Tuple[str, ...]] = {
+    "tensorrt": ("fp32", "fp16"),
+    "torch": ("fp32", "fp16"),
+    "onnxruntime": ("fp32", "int8"),
+    "openvino": ("fp32", "bf16", "int8"),
+}
+#: ``input_size`` value meaning "the size the checkpoint's metadata records".
+CHECKPOINT_SIZE = "checkpoint"
+#: an ``input_size``: :data:`CHECKPOINT_SIZE`, ``(H, W)``, or None (full resolution)
+InputSize = Union[str, Sequence[int], None]
