@@ -25,6 +25,7 @@ import numpy as np
 
 __all__ = [
     "LABEL_FORMATS",
+    "LABEL_RESOLUTIONS",
     "AUTOWARE_RLE_RECORD",
     "autoware_rle_encode",
     "autoware_rle_decode",
@@ -34,6 +35,8 @@ __all__ = [
 
 #: Values of the ``label_format`` parameter.
 LABEL_FORMATS = ("mono8", "autoware_rle")
+#: Values of the ``label_resolution`` parameter: the camera's size, or the network's scale.
+LABEL_RESOLUTIONS = ("camera", "network")
 #: One record: uint8 class id + little-endian int32 run length.
 AUTOWARE_RLE_RECORD = np.dtype([("class_id", "u1"), ("length", "<i4")])
 

@@ -73,6 +73,12 @@ class LabelMap:
         size = max(self.names) + 1
         return [list(self.colours.get(i, (0, 0, 0))) for i in range(size)]
 
+    def model_palette(self, num_model_classes: int) -> List[List[int]]:
+        """By model id, the colour of the output class the map sends it to: the palette
+        that colours the model's labels as the mapped ones (black for no class)."""
+        return [list(self.colours.get(int(self.lut[i]), (0, 0, 0)))
+                for i in range(num_model_classes)]
+
     def class_map(self) -> List[Tuple[int, str]]:
         """``(id, name)`` pairs, sorted, ending with ``(255, "unlabeled")``: LabelInfo's map."""
         return sorted(self.names.items()) + [(UNLABELED_ID, UNLABELED_NAME)]

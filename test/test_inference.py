@@ -329,3 +329,33 @@ def test_run_network_is_the_backend_alone(seg, device_processing):
     for frame, lab in zip(pixels, labels):
         np.testing.assert_array_equal(lab, seg.segment(frame).labels)
     assert s.run_network(pixels)[1] is None
+
+
+@pytest.mark.parametrize("device_processing", [False, True])
+def test_network_resolution_results_are_the_frames_region_at_network_scale(
+        varied_checkpoint, inference_cache_dir, device_processing):
+    """``network_resolution``: labels, colour, overlay and confidence at the network's scale,
+    the letterbox padding cut off: 96x128 into 64x128 (s = 2/3) gives 64x85; upscaled with
+    nearest they are the camera-resolution labels; a frame of the input's aspect ratio
+    gives the whole input."""
+    import cv2
+
+    seg = Segmenter.from_checkpoint(varied_checkpoint, backend="torch", device="cpu",
+                                    input_size=(64, 128), cache_dir=inference_cache_dir,
+                                    device_processing=device_processing)
+    frame = scene(96, 128, 31)
+    full = seg.segment(frame, confidence=True)
+    net = seg.segment(frame, confidence=True, network_resolution=True)
+    assert net.labels.shape == (64, 85) and net.color.shape == net.overlay.shape == (64, 85, 3)
+    assert net.confidence.shape == (64, 85) and len(np.unique(net.labels)) >= 3
+    np.testing.assert_array_equal(
+        cv2.resize(net.labels, (128, 96), interpolation=cv2.INTER_NEAREST), full.labels)
+    np.testing.assert_array_equal(net.color, seg_palette(seg)[net.labels])
+    small = cv2.resize(frame, (85, 64), interpolation=cv2.INTER_AREA)
+    want = cv2.addWeighted(small, 0.5, net.color, 0.5, 0.0)
+    assert np.abs(net.overlay.astype(int) - want).mean() < (1.5 if device_processing else 0.01)
+    assert seg.segment(scene(128, 256, 32), network_resolution=True).labels.shape == (64, 128)
+
+
+def seg_palette(seg):
+    return palette_lut(seg.metadata.palette)

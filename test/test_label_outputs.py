@@ -152,3 +152,24 @@ def test_a_map_checked_without_a_model_finds_the_files_own_faults(tmp_path):
     bad.write_text("default: 0\nclasses: [{id: 0, name: a}]\nmapping: {road: b}\n")
     with pytest.raises(LabelMapError, match="'road' maps to 'b', which is not in 'classes'"):
         load_label_map(str(bad), None)
+
+
+def test_camera_info_topic_and_its_copy_for_the_labels():
+    from sensor_msgs.msg import CameraInfo
+    from std_msgs.msg import Header
+
+    from mfaranet_ros.ros.camera_info import camera_info_topic, for_labels, size_mismatch
+
+    assert camera_info_topic("/cam/image_raw") == "/cam/camera_info"
+    assert camera_info_topic("/front/cam/image_raw/compressed") == "/front/cam/camera_info"
+    assert camera_info_topic("/image") == "/camera_info"
+    info = CameraInfo(height=480, width=640, k=[500.0, 0, 320, 0, 500, 240, 0, 0, 1],
+                      p=[500.0, 0, 320, 0, 0, 500, 240, 0, 0, 0, 1, 0])
+    assert size_mismatch(info, (480, 640)) == ""
+    assert "640x480 but the image is 320x240" in size_mismatch(info, (240, 320))
+    header = Header(frame_id="x")
+    same = for_labels(info, header, (480, 640))
+    assert same.header.frame_id == "x" and list(same.k) == list(info.k)
+    half = for_labels(info, header, (240, 320))
+    assert (half.height, half.width) == (240, 320)
+    assert list(half.k) == [250.0, 0, 160, 0, 250, 120, 0, 0, 1]

@@ -16,6 +16,7 @@ from ros_helpers import (  # noqa: E402
     constant_checkpoint,
     image_msg,
     reliable,
+    to_array,
 )
 from sensor_msgs.msg import Image  # noqa: E402
 
@@ -71,3 +72,35 @@ def test_bad_label_map_stops_startup_in_one_line_naming_file_and_problem(tmp_pat
     assert node.proc.wait(timeout=120) != 0
     assert f"label map {bad}: unknown model class 'roads'" in node.output()
     assert "Traceback" not in node.output()
+
+
+def test_colour_and_overlay_follow_the_label_map(tmp_path):
+    """Under a label map the colour mask and the overlay use the map's colours: the
+    checkpoint's "car" goes to a class coloured (10, 200, 30) here."""
+    ckpt = constant_checkpoint(tmp_path / "car.pth")
+    lmap = tmp_path / "map.yaml"
+    lmap.write_text("default: 0\nclasses: [{id: 0, name: other, colour: [0, 0, 0]},\n"
+                    "          {id: 1, name: thing, colour: [10, 200, 30]}]\n"
+                    "mapping: {car: thing}\n")
+    node = NodeProcess(tmp_path, "--params-file", str(REPO / "config" / "segment.yaml"),
+                       "-p", f"weights:={ckpt}", "-p", "backend:=torch", "-p", "device:=cpu",
+                       "-p", "input_size:=[64, 128]", "-p", f"label_map:={lmap}")
+    client = Client("mfaranet_label_map_colour_test")
+    try:
+        for name in ("labels", "color", "overlay"):
+            client.collect(Image, f"/mfaranet/{name}", reliable(5), name)
+        pub = client.node.create_publisher(Image, "/image", reliable(1))
+        client.wait_for_node(pub, node, 120.0)
+        frame = np.full((48, 96, 3), 90, np.uint8)
+        pub.publish(image_msg(frame, "rgb8", stamp=(4, 0)))
+        client.wait_until(lambda: all(client.messages(k) for k in ("labels", "color",
+                                                                   "overlay")), 60.0,
+                          "labels, colour and overlay")
+        assert np.all(to_array(client.messages("labels")[0]) == 1)
+        assert np.all(to_array(client.messages("color")[0]) == [10, 200, 30])
+        overlay = to_array(client.messages("overlay")[0]).astype(int)
+        assert np.abs(overlay - np.array([50, 145, 60])).max() <= 1   # 0.5 * frame + 0.5 * colour
+    finally:
+        client.close()
+        if node.proc.poll() is None:
+            node.interrupt()

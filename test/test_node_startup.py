@@ -51,8 +51,9 @@ def test_mismatched_weights(tmp_path):
 
 
 @pytest.mark.parametrize("overrides,needles", [
-    (["overlay_alpha:=2.0", "qos_depth:=0"],  # outside the descriptors' ranges
-     ["overlay_alpha: 2.0 is outside [0.0, 1.0]", "qos_depth: 0 is outside [1, 100]"]),
+    (["overlay_alpha:=2.0", "qos_depth:=0", "label_resolution:=4k"],  # ranges, choices
+     ["overlay_alpha: 2.0 is outside [0.0, 1.0]", "qos_depth: 0 is outside [1, 100]",
+      "label_resolution: '4k' is not one of camera, network"]),
     (["overlay_alpha:=half", "publish_color:=3", "backend:=tensorflow", "input_size:=[8, 8]"],
      ["overlay_alpha: expected a number, got 'half'",
       "publish_color: expected true or false, got 3",

@@ -76,6 +76,12 @@ class DeviceProcessing(Processing):
         return F.interpolate(valid[None, None], size=box.source, mode="bilinear",
                              align_corners=False)[0, 0]
 
+    def shrink(self, image: torch.Tensor, box: Letterbox) -> torch.Tensor:
+        return image if box.valid == box.source else _resize(image, box)
+
+    def set_lut(self, lut: np.ndarray) -> None:
+        self.lut = torch.from_numpy(np.ascontiguousarray(lut, dtype=np.uint8)).to(self.device)
+
     def colorize(self, labels: torch.Tensor) -> torch.Tensor:
         return self.lut[labels.long()]
 

@@ -103,6 +103,10 @@ class Processing(abc.ABC):
         """Waits for queued asynchronous work, so that stage timings mean something."""
         return None  # host work is synchronous: nothing to wait for
 
+    def set_lut(self, lut: np.ndarray) -> None:
+        """A new ``(256, 3)`` uint8 palette table for :meth:`colorize`."""
+        self.lut = np.ascontiguousarray(lut, dtype=np.uint8)
+
     @abc.abstractmethod
     def upload(self, frames: Sequence[np.ndarray]) -> List[Array]:
         """Host numpy arrays (any shape) -> this implementation's arrays, one per frame."""
@@ -131,6 +135,23 @@ class Processing(abc.ABC):
     @abc.abstractmethod
     def restore_confidence(self, conf: Array, box: Letterbox) -> Array:
         """Network-size confidence ``(H, W)`` -> source size ``(h, w)`` float32 (bilinear)."""
+
+    def valid_labels(self, labels: Array, box: Letterbox) -> Array:
+        """Network-size labels -> the frame's region of them, at network scale
+        ``(valid_h, valid_w)``: the letterbox padding cut off, nothing resized."""
+        vh, vw = box.valid
+        return labels[:vh, :vw]
+
+    def valid_confidence(self, conf: Array, box: Letterbox) -> Array:
+        """As :meth:`valid_labels`, for the confidence (float32)."""
+        vh, vw = box.valid
+        return conf[:vh, :vw].astype(np.float32) if isinstance(conf, np.ndarray) \
+            else conf[:vh, :vw].float()
+
+    @abc.abstractmethod
+    def shrink(self, image: Array, box: Letterbox) -> Array:
+        """The source image at network scale ``(valid_h, valid_w, 3)``, resized as the
+        letterbox resizes it (for an overlay at network resolution)."""
 
     @abc.abstractmethod
     def colorize(self, labels: Array) -> Array:
@@ -254,6 +275,16 @@ class HostProcessing(Processing):
 
     def restore_confidence(self, conf: np.ndarray, box: Letterbox) -> np.ndarray:
         return restore_confidence(conf, box)
+
+    def valid_labels(self, labels: np.ndarray, box: Letterbox) -> np.ndarray:
+        return np.ascontiguousarray(super().valid_labels(labels, box))
+
+    def shrink(self, image: np.ndarray, box: Letterbox) -> np.ndarray:
+        if box.valid == box.source:
+            return image
+        out = np.empty((*box.valid, 3), np.uint8)
+        letterbox_into(image, out, box, self.fill)   # the valid region is all of ``out``
+        return out
 
     def colorize(self, labels: np.ndarray) -> np.ndarray:
         return colorize(labels, self.lut)

@@ -245,18 +245,32 @@ class Segmenter:
         self.segment_batch(frames, color=True, overlay=True, confidence=confidence)
         return time.perf_counter() - t0
 
+    def set_palette(self, palette: Sequence[Sequence[int]]) -> None:
+        """The colours of the colour mask and the overlay, by label id (the checkpoint's
+        palette until set): e.g. each model class in the colour of the class a label map
+        sends it to."""
+        self._processing.set_lut(palette_lut(palette))
+
     def segment(self, frame: np.ndarray, *, color: bool = True, overlay: bool = True,
-                confidence: bool = False, overlay_alpha: float = 0.5) -> SegmentationResult:
-        """Segments one ``(H, W, 3)`` uint8 RGB frame."""
+                confidence: bool = False, overlay_alpha: float = 0.5,
+                network_resolution: bool = False) -> SegmentationResult:
+        """Segments one ``(H, W, 3)`` uint8 RGB frame (see :meth:`segment_batch`)."""
         result = self.segment_batch([frame], color=color, overlay=overlay, confidence=confidence,
-                                    overlay_alpha=overlay_alpha)[0]
+                                    overlay_alpha=overlay_alpha,
+                                    network_resolution=network_resolution)[0]
         result.timings.pop("batch_size", None)
         return result
 
     def segment_batch(self, frames: Sequence[np.ndarray], *, color: bool = True,
                       overlay: bool = True, confidence: bool = False,
-                      overlay_alpha: float = 0.5) -> List[SegmentationResult]:
+                      overlay_alpha: float = 0.5,
+                      network_resolution: bool = False) -> List[SegmentationResult]:
         """Segments several frames (e.g. one per camera) in as few backend calls as possible.
+
+        The results are at each frame's own size; ``network_resolution``: at the network's
+        scale instead, nothing upscaled: the frame's region of the network input (the
+        letterbox padding cut off), ``(round(h * s), round(w * s))`` for the letterbox
+        scale ``s``; the overlay is drawn on the frame shrunk the same way.
 
         With a fixed ``input_size`` all frames, whatever their sizes, run as one batch; at
         full resolution frames of the same size are batched together.
@@ -281,7 +295,8 @@ class Segmenter:
             outputs = self._infer(batches, len(frames), confidence)
             proc.sync()
             t2 = time.perf_counter()
-            results = [self._finish(image, box, labels, conf, color, overlay, overlay_alpha)
+            results = [self._finish(image, box, labels, conf, color, overlay, overlay_alpha,
+                                    network_resolution)
                        for image, box, (labels, conf) in zip(images, boxes, outputs)]
         t3 = time.perf_counter()
         return _with_timings(results, t0, t1, t2, t3)
@@ -326,15 +341,23 @@ class Segmenter:
         return outputs
 
     def _finish(self, image: Array, box: Letterbox, labels: Array, conf: Optional[Array],
-                color: bool, overlay: bool, alpha: float) -> SegmentationResult:
-        """One frame's network outputs -> its result at the source size, in host memory."""
+                color: bool, overlay: bool, alpha: float,
+                network_resolution: bool = False) -> SegmentationResult:
+        """One frame's network outputs -> its result at the source size (or the network's
+        scale), in host memory."""
         proc = self._processing
-        labels = proc.restore_labels(labels, box)
+        if network_resolution:
+            labels = proc.valid_labels(labels, box)
+            conf = None if conf is None else proc.valid_confidence(conf, box)
+            image = proc.shrink(image, box) if overlay else image
+        else:
+            labels = proc.restore_labels(labels, box)
+            conf = None if conf is None else proc.restore_confidence(conf, box)
         col = proc.colorize(labels) if (color or overlay) else None
         ov = proc.blend(image, col, alpha) if overlay else None
         return SegmentationResult(
             labels=proc.download(labels),
             color=proc.download(col) if color else None,
             overlay=proc.download(ov),
-            confidence=None if conf is None else proc.download(proc.restore_confidence(conf, box)),
+            confidence=proc.download(conf),
         )

@@ -29,11 +29,12 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.node import Node
 from rclpy.qos import QoSPolicyKind, ReliabilityPolicy
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
 from ..label_formats import confidence_to_mono8
 from ..labelmap import LabelMapError
+from . import camera_info as info_tools
 from . import diagnostics, label_outputs
 from . import qos as qos_tools
 from .compat import PublisherEventCallbacks, SubscriptionEventCallbacks
@@ -95,6 +96,9 @@ class CameraInput:
         self.publisher_count = 0
         self.pubs: Dict[str, Any] = {}
         self.label_info = None  # latched vision_msgs/LabelInfo publisher, when available
+        self.info_subscription = None   # the camera's camera_info, beside its image
+        self.camera_info = None         # the newest one received
+        self.frame_shape: Size = None   # (H, W) of the frame being processed
         self.counters = InputCounters()
         self.stages = StageStats()
         self.last_shape: Size = None  # network (H, W) of its latest frame
@@ -175,6 +179,9 @@ class SegmentationCore:
                                                               self.segmenter.metadata)
             except LabelMapError as exc:
                 raise StartupError(str(exc)) from None
+            if not self.label_map.is_identity:   # colour and overlay in the map's colours
+                self.segmenter.set_palette(self.label_map.model_palette(
+                    len(self.segmenter.metadata.class_names)))
             self._warm_up()
             self._create_outputs(cfg)
             with self._lock:
@@ -199,6 +206,8 @@ class SegmentationCore:
                 cam.pubs[name] = self._create_output(Image, cam.prefix + name, out_qos)
             cam.pubs["latency"] = self._create_output(DiagnosticArray, cam.prefix + "latency",
                                                       out_qos)
+            cam.pubs["camera_info"] = self._create_output(CameraInfo, cam.prefix + "camera_info",
+                                                          out_qos)
             # A plain publisher even on the managed node: the latched map goes out on
             # activate, before the lifecycle publishers are enabled.
             cam.label_info = label_outputs.create_label_info_output(
@@ -223,6 +232,9 @@ class SegmentationCore:
             self._wait_for_publishers(DISCOVERY_WAIT_S)
         for cam in self.cameras:
             self._adapt_input(cam)
+            cam.info_subscription = self.node.create_subscription(
+                CameraInfo, info_tools.camera_info_topic(cam.resolved_topic),
+                lambda msg, c=cam: setattr(c, "camera_info", msg), info_tools.camera_info_qos())
         self._qos_timer = self.node.create_timer(0.5, self._adapt_all_inputs)
         topics = ", ".join(f"{c.resolved_topic} ({qos_tools.reliability_name(c.reliability)}, "
                            f"{_count(c.publisher_count, 'publisher')})" for c in self.cameras)
@@ -271,6 +283,9 @@ class SegmentationCore:
             if cam.subscription is not None:
                 self.node.destroy_subscription(cam.subscription)
                 cam.subscription, cam.reliability, cam.publisher_count = None, None, 0
+            if cam.info_subscription is not None:
+                self.node.destroy_subscription(cam.info_subscription)
+                cam.info_subscription, cam.camera_info = None, None
 
     def cleanup(self) -> None:
         """Stop the worker, destroy the outputs, release the model and its memory.
@@ -497,7 +512,8 @@ class SegmentationCore:
         wanted = {name: self.enabled[name] and cam.pubs[name].get_subscription_count() > 0
                   for name in ("labels", "color", "overlay")}
         # computed only while someone subscribes (it costs a softmax)
-        wanted["confidence"] = cam.pubs["confidence"].get_subscription_count() > 0
+        for name in ("confidence", "camera_info"):
+            wanted[name] = cam.pubs[name].get_subscription_count() > 0
         return wanted
 
     def _decode(self, batch, account) -> Tuple[List[Any], List[tuple]]:
@@ -511,6 +527,7 @@ class SegmentationCore:
                 self._reject(cam, str(exc), account)
                 continue
             frames.append(frame)
+            cam.frame_shape = frame.shape[:2]
             items.append((cam, msg, t_recv, (time.perf_counter() - t0) * 1000.0,
                           self._wanted(cam)))
         return frames, items
@@ -526,7 +543,8 @@ class SegmentationCore:
             return
         kwargs = dict(color=any(w["color"] for *_, w in items),
                       overlay=any(w["overlay"] for *_, w in items), overlay_alpha=self.alpha,
-                      confidence=any(w["confidence"] for *_, w in items))
+                      confidence=any(w["confidence"] for *_, w in items),
+                      network_resolution=self.cfg.label_resolution == "network")
         results = self._segment(seg, frames, items, kwargs, account)
         with self._lock:
             self._failures = 0
@@ -577,6 +595,8 @@ class SegmentationCore:
             cam.pubs["confidence"].publish(
                 serialize_image(header, confidence_to_mono8(result.confidence), "mono8"))
             sent.append("confidence")
+        if self._camera_info(cam, header, result.labels.shape[:2], wanted["camera_info"]):
+            sent.append("camera_info")
         t_done = time.perf_counter()
         times = {"decode": decode_ms,
                  "preprocess": float(result.timings.get("preprocess", 0.0)),
@@ -592,6 +612,26 @@ class SegmentationCore:
             + (f"/{cam.key}" if cam.key else ""), str(seg.device), times,
             (t_start - t_recv) * 1000.0, batch_size, sent)
         cam.pubs["latency"].publish(report)
+
+    def _camera_info(self, cam: CameraInput, header, labels_hw, wanted: bool) -> bool:
+        """``~/camera_info`` for this label image, from the camera's newest camera_info;
+        a camera_info of another size than the frame is counted and warned about, and
+        none goes out with this frame. True when one was published."""
+        info = cam.camera_info
+        if info is None:
+            return False
+        mismatch = info_tools.size_mismatch(info, cam.frame_shape)
+        if mismatch:
+            with self._lock:
+                cam.counters.camera_info_mismatched += 1
+            self.node.get_logger().warning(
+                f"{cam.resolved_topic}: {mismatch}; the frame is segmented, its camera_info "
+                f"is not published", throttle_duration_sec=5.0)
+            return False
+        if not wanted:
+            return False
+        cam.pubs["camera_info"].publish(info_tools.for_labels(info, header, labels_hw))
+        return True
 
     # -------------------------------------------------------------- diagnostics
     def _publish_diagnostics(self) -> None:

@@ -52,6 +52,7 @@ def counter_values(counters: Iterable[InputCounters], now: float) -> Dict[str, s
         "frames_dropped": str(sum(c.dropped for c in counters)),
         "frames_rejected": str(sum(c.rejected for c in counters)),
         "last_reject_reason": reasons[-1] if reasons else "",
+        "camera_info_mismatched": str(sum(c.camera_info_mismatched for c in counters)),
         "input_rate_hz": f"{sum(w.rate_in for w in windows):.2f}",
         "output_rate_hz": f"{sum(w.rate_out for w in windows):.2f}",
     }

@@ -11,7 +11,7 @@ import array
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from ..label_formats import LABEL_FORMATS
+from ..label_formats import LABEL_FORMATS, LABEL_RESOLUTIONS
 from ..model.weights import DEFAULT_WEIGHTS, package_models_dir, resolve_weights
 from ..names import BACKENDS, CHECKPOINT_SIZE, DEFAULT_PRECISION, PRECISIONS, InputSize
 
@@ -86,6 +86,11 @@ PARAMETERS: Tuple[ParamSpec, ...] = (
               "Format of the labels output: mono8 (one class id per pixel) or autoware_rle "
               "(Autoware's run-length records: uint8 id + little-endian int32 length).",
               choices=LABEL_FORMATS),
+    ParamSpec("label_resolution", "string", "camera",
+              "Size of labels, color, overlay, confidence and camera_info: camera (the "
+              "camera image's) or network (the network's scale, nothing upscaled: the "
+              "camera image's region of the letterboxed input; cheaper).",
+              choices=LABEL_RESOLUTIONS),
     ParamSpec("overlay_alpha", "double", 0.5, "Weight of the mask in the overlay.",
               read_only=False, float_range=(0.0, 1.0)),
     ParamSpec("qos_reliability", "string", "auto",
@@ -208,6 +213,7 @@ class NodeConfig:
     publish_overlay: bool = True
     label_map: str = ""
     label_format: str = "mono8"
+    label_resolution: str = "camera"
     overlay_alpha: float = 0.5
     qos_reliability: str = "auto"
     qos_depth: int = 1

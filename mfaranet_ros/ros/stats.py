@@ -64,6 +64,8 @@ class InputCounters:
     dropped: int = 0
     rejected: int = 0
     last_reject_reason: str = ""
+    #: frames whose camera_info had another size (still segmented; no camera_info out)
+    camera_info_mismatched: int = 0
     _marks: Deque[Tuple[float, int, int, int, int]] = field(
         default_factory=lambda: collections.deque(maxlen=64))
 
