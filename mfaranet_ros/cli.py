@@ -17,7 +17,8 @@ COMMAND_MODULES = [
     "mfaranet_ros.demo",
     "mfaranet_ros.evaluation.cli",
     "mfaranet_ros.training.cli",
-    "mfaranet_ros.inference.cli",
+    "mfaranet_ros.evaluation.build_engine",
+    "mfaranet_ros.bench.cli",
     "mfaranet_ros.ros.cli",
 ]
 

@@ -10,6 +10,7 @@ import pytest
 ov = pytest.importorskip("openvino", reason="needs openvino (requirements-test.txt)")
 pytest.importorskip("nncf", reason="needs nncf (requirements-test.txt)")
 
+from mfaranet_ros.evaluation.build_engine import calibration_spec  # noqa: E402
 from mfaranet_ros.inference.backends import (  # noqa: E402
     BackendUnavailable,
     ModelSource,
@@ -17,7 +18,7 @@ from mfaranet_ros.inference.backends import (  # noqa: E402
 )
 from mfaranet_ros.inference.backends.openvino_backend import OV_INT8_ARTIFACT  # noqa: E402
 from mfaranet_ros.inference.cache import resolve_cache_dir  # noqa: E402
-from mfaranet_ros.inference.calibration import CalibrationSpec, scenes  # noqa: E402
+from mfaranet_ros.inference.calibration import scenes  # noqa: E402
 
 H, W = 64, 128
 HAS_BF16 = "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
@@ -73,7 +74,7 @@ def test_int8_refuses_without_an_artifact(source, tmp_path):
 
 
 def test_int8_artifact_with_accuracy_then_loaded_by_node_settings(source, cache, frames):
-    spec = CalibrationSpec("synthetic", frames=4, held_out=4)
+    spec = calibration_spec("synthetic", frames=4, held_out=4)
     built = create_backend("openvino", source, precision="int8", cache=cache, calibration=spec)
     built.prepare(1, H, W)
     (path,) = [p for p in built.artifacts().values() if OV_INT8_ARTIFACT in p]
@@ -99,7 +100,7 @@ def test_bench_rows_carry_precision_and_agreement(source, cache):
     pytest.importorskip("onnxruntime.quantization")
     if not list(cache.path.glob("mfaranet-onnx-int8-*.onnx")):
         create_backend("onnxruntime", source, precision="int8", cache=cache,
-                       calibration=CalibrationSpec("synthetic", frames=4, held_out=4)
+                       calibration=calibration_spec("synthetic", frames=4, held_out=4)
                        ).prepare(1, H, W)
     pairs = parse_backends("onnxruntime:int8,openvino,openvino:int8,torch:int8")
     rows = bench_segmenter(source.path, pairs, [(H, W)], iterations=1, warmup=0,

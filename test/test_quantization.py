@@ -13,6 +13,7 @@ import pytest
 
 pytest.importorskip("onnxruntime.quantization", reason="needs onnxruntime")
 
+from mfaranet_ros.evaluation.build_engine import calibration_spec  # noqa: E402
 from mfaranet_ros.inference.backends import (  # noqa: E402
     BackendUnavailable,
     ModelSource,
@@ -30,7 +31,7 @@ from mfaranet_ros.inference.calibration import (  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 DEMO_WEIGHTS = REPO / "models" / "mfaranet_synthetic.pth"
 H, W = 64, 128
-SYNTHETIC = CalibrationSpec("synthetic", frames=4, held_out=4)
+SYNTHETIC = calibration_spec("synthetic", frames=4, held_out=4)
 FILL = np.array([124, 116, 104], np.uint8)
 
 
@@ -111,7 +112,7 @@ def test_another_calibration_set_is_another_artifact(source, int8_cache, tmp_pat
     folder.mkdir()
     for i, frame in enumerate(scenes(5, 6, (96, 192)).frames):
         cv2.imwrite(str(folder / f"{i:03d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-    spec = CalibrationSpec(str(folder), frames=3, held_out=2)
+    spec = calibration_spec(str(folder), frames=3, held_out=2)
     before = set(_artifacts(int8_cache))
     backend = create_backend("onnxruntime", source, precision="int8",
                              cache=resolve_cache_dir(int8_cache), calibration=spec)
@@ -134,12 +135,14 @@ def test_calibration_from_a_bag_needs_its_image_topic(tmp_path):
     bag = tmp_path / "bag"
     make_synthetic_bag(bag, SyntheticBagSpec(frames=4, size=(48, 96), seed=3))
     with pytest.raises(ValueError, match="2 image topics .* --calibration-topic"):
-        load_calibration(CalibrationSpec(str(bag), frames=2, held_out=2), (H, W), FILL)
+        load_calibration(calibration_spec(str(bag), frames=2, held_out=2), (H, W), FILL)
     calib, (held, generated) = load_calibration(
-        CalibrationSpec(str(bag), "/camera/image_raw", frames=2, held_out=2), (H, W), FILL)
+        calibration_spec(str(bag), "/camera/image_raw", frames=2, held_out=2), (H, W), FILL)
     assert calib.frames.shape == (2, H, W, 3) and held.frames.shape == (2, H, W, 3)
     assert calib.sha256 != held.sha256 and held.labels is None and generated.labels is not None
     assert "topic /camera/image_raw" in calib.source
+    with pytest.raises(ValueError, match="gave no bag reader"):    # inference reads no bag
+        load_calibration(CalibrationSpec(str(bag), "/camera/image_raw"), (H, W), FILL)
 
 
 def test_bad_calibration_sources_are_named(tmp_path):

@@ -17,10 +17,10 @@ import pytest
 import torch
 from tensorrt_cpu import import_torch_tensorrt, on_cpu
 
+from mfaranet_ros.evaluation.build_engine import print_conversion_report
 from mfaranet_ros.inference.backends import ModelSource
 from mfaranet_ros.inference.backends.tensorrt_backend import EngineBuild
 from mfaranet_ros.inference.backends.tensorrt_report import OpCoverage
-from mfaranet_ros.inference.cli import print_conversion_report
 
 # (pruned, precision, batch, confidence, (height, width)). Pairwise: the two full-model
 # cases take opposite values of every other setting; the four pruned ones make up the other

@@ -24,6 +24,7 @@ __all__ = [
     "ImageFrame",
     "BagReader",
     "BagWriter",
+    "calibration_images",
     "decode_image",
     "read_errors",
     "stamp_to_ns",
@@ -382,3 +383,23 @@ class BagWriter:
         if not self.closed:
             self.closed = True
             self._writer.close()
+
+
+def calibration_images(path, topic: Optional[str], count: int) -> Tuple[List[np.ndarray], str]:
+    """The first ``count`` RGB frames of a bag's image topic (None: its only one) and where
+    they came from: int8 calibration frames (given to the inference layer, which reads no
+    bags itself). Raises ValueError naming the topics where the choice is not clear."""
+    with BagReader(path) as bag:
+        if topic is None:
+            topics = bag.image_topics()
+            if len(topics) != 1:
+                raise ValueError(f"bag {str(path)!r} has {len(topics)} image topics "
+                                 f"({', '.join(topics) or 'none'}); pick one with "
+                                 f"--calibration-topic")
+            topic = topics[0]
+        images = []
+        for frame in bag.images(topic):
+            images.append(frame.image)
+            if len(images) == count:
+                break
+    return images, f"bag {Path(path).name}, topic {topic}"

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..timing import summarize_times
 
-__all__ = ["ConfusionMatrix", "iou_from_matrix", "LatencyStats"]
+__all__ = ["ConfusionMatrix", "iou_from_matrix", "LatencyStats", "predictions_miou"]
 
 
 def iou_from_matrix(matrix: np.ndarray) -> np.ndarray:
@@ -154,3 +154,12 @@ class LatencyStats:
         """``{stage: {count, mean, min, max, p50, p90, p99}}`` in milliseconds."""
         return {stage: summarize_times(values, self.PERCENTILES)
                 for stage, values in self.samples.items() if values}
+
+
+def predictions_miou(predictions: np.ndarray, truth: np.ndarray, num_classes: int) -> float:
+    """mIoU (0..1) of ``(N, H, W)`` predicted against true ids by the one rule (255
+    ignored): the int8 accuracy check's metric, given to the inference layer."""
+    cm = ConfusionMatrix(num_classes)
+    for pred, gt in zip(predictions, truth):
+        cm.update(pred, gt)
+    return cm.miou()

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -65,16 +65,30 @@ class FrameSet:
         return h.hexdigest()
 
 
+#: ``(bag path, image topic or None, count)`` -> the first ``count`` RGB frames and where
+#: they came from: how a bag is read (this layer reads no bags itself)
+BagImages = Callable[[Path, Optional[str], int], Tuple[List[np.ndarray], str]]
+#: ``(predictions (N, H, W), truth (N, H, W), num_classes)`` -> mIoU 0..1: the metric
+Miou = Callable[[np.ndarray, np.ndarray, int], float]
+
+
 @dataclass(frozen=True)
 class CalibrationSpec:
     """What ``--calibration`` names: ``source`` (``synthetic``, a bag or an image folder),
     the bag's ``image_topic`` (None: its only image topic), ``frames`` for calibration and
-    ``held_out`` frames for the accuracy check."""
+    ``held_out`` frames for the accuracy check.
+
+    Given by the caller, from the layers above this one: ``read_bag`` reads a bag's frames
+    (a bag source needs it), ``miou`` scores the held-out frames that have ground truth
+    (without it the accuracy check reports the label agreement only).
+    """
 
     source: str = SYNTHETIC
     image_topic: Optional[str] = None
     frames: int = 16
     held_out: int = 8
+    read_bag: Optional[BagImages] = field(default=None, compare=False, repr=False)
+    miou: Optional[Miou] = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.frames < 1 or self.held_out < 1:
@@ -106,25 +120,6 @@ def _is_bag(path: Path) -> bool:
         p.suffix.lower() in BAG_SUFFIXES for p in path.iterdir())
 
 
-def _bag_images(path: Path, topic: Optional[str], count: int) -> Tuple[List[np.ndarray], str]:
-    from ..evaluation.bags import BagReader
-
-    with BagReader(path) as bag:
-        if topic is None:
-            topics = bag.image_topics()
-            if len(topics) != 1:
-                raise ValueError(f"bag {str(path)!r} has {len(topics)} image topics "
-                                 f"({', '.join(topics) or 'none'}); pick one with "
-                                 f"--calibration-topic")
-            topic = topics[0]
-        images = []
-        for frame in bag.images(topic):
-            images.append(frame.image)
-            if len(images) == count:
-                break
-    return images, f"bag {path.name}, topic {topic}"
-
-
 def _folder_images(path: Path, count: int) -> Tuple[List[np.ndarray], str]:
     files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     images = []
@@ -145,7 +140,10 @@ def _recorded(spec: CalibrationSpec, size: Tuple[int, int],
                          f"folder of images or {SYNTHETIC!r}")
     wanted = 2 * max(spec.frames, spec.held_out)
     if _is_bag(path):
-        images, where = _bag_images(path, spec.image_topic, wanted)
+        if spec.read_bag is None:
+            raise ValueError(f"calibration source {spec.source!r} is a bag: this caller gave "
+                             f"no bag reader (mfaranet build-engine reads bags)")
+        images, where = spec.read_bag(path, spec.image_topic, wanted)
     else:
         images, where = _folder_images(path, wanted)
     if len(images) < 2:

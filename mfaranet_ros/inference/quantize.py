@@ -32,7 +32,7 @@ from .cache import lookup, store
 from .calibration import FrameSet
 
 __all__ = ["RECIPE", "int8_nodes", "quantize_onnx", "accuracy_report", "describe_accuracy",
-           "confusion_miou", "find_calibrated", "missing_artifact_message"]
+           "find_calibrated", "missing_artifact_message"]
 
 log = logging.getLogger(__name__)
 
@@ -102,23 +102,16 @@ def quantize_onnx(model_path: str, calibration: FrameSet, num_classes: int,
         return onnx.load(out)
 
 
-def confusion_miou(predictions: np.ndarray, truth: np.ndarray, num_classes: int) -> float:
-    """mIoU (0..1) by the package's one rule (Cityscapes': a class counts unless it is
-    absent from both the ground truth and the prediction; 255 ignored)."""
-    from ..evaluation.metrics import ConfusionMatrix
-
-    cm = ConfusionMatrix(num_classes)
-    for pred, gt in zip(predictions, truth):
-        cm.update(pred, gt)
-    return cm.miou()
-
-
 def accuracy_report(reference: Callable[[np.ndarray], np.ndarray],
                     candidate: Callable[[np.ndarray], np.ndarray],
-                    held_out: Sequence[FrameSet], num_classes: int) -> Dict:
+                    held_out: Sequence[FrameSet], num_classes: int,
+                    miou: Optional[Callable[[np.ndarray, np.ndarray, int], float]] = None
+                    ) -> Dict:
     """Label agreement with ``reference`` (fp32) and the mIoU difference on held-out frames.
 
     ``reference`` / ``candidate``: ``(1, H, W, 3)`` uint8 -> ``(1, H, W)`` uint8 labels.
+    ``miou``: the metric, given by the caller (the calibration spec's); without it only the
+    label agreement is measured.
     Returns the figures for the artifact's metadata: per held-out set, and at the top the
     worst over the sets (agreement as a fraction, mIoU difference in points).
     """
@@ -128,9 +121,9 @@ def accuracy_report(reference: Callable[[np.ndarray], np.ndarray],
         cand = np.concatenate([candidate(f[None]) for f in fs.frames])
         entry = {"source": fs.source, "frames": len(fs),
                  "label_agreement": float(np.mean(ref == cand))}
-        if fs.labels is not None:
-            m_ref = confusion_miou(ref, fs.labels, num_classes)
-            m_cand = confusion_miou(cand, fs.labels, num_classes)
+        if fs.labels is not None and miou is not None:
+            m_ref = miou(ref, fs.labels, num_classes)
+            m_cand = miou(cand, fs.labels, num_classes)
             entry.update(miou_fp32=100 * m_ref, miou=100 * m_cand,
                          miou_delta_points=100 * (m_cand - m_ref))
         sets.append(entry)

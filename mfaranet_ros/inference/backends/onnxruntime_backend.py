@@ -382,7 +382,7 @@ def _calibrate_int8(backend: "OnnxRuntimeBackend", height: int, width: int, conf
                                               providers=backend.providers)
     accuracy = accuracy_report(lambda x: reference.run([LABELS], {INPUT: x})[0],
                                lambda x: candidate.run([LABELS], {INPUT: x})[0],
-                               held, meta.num_classes)
+                               held, meta.num_classes, backend.calibration.miou)
     log.info("int8 calibrated in %.1f s: %s", time.perf_counter() - t0,
              describe_accuracy(accuracy))
     model, path = store_int8_artifact(proto, key, accuracy, calib.source, backend.cache.path,

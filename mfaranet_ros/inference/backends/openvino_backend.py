@@ -281,7 +281,7 @@ def _accuracy(backend: OpenVinoBackend, fp32_model: object, int8_proto, held, he
         return run
 
     return accuracy_report(runner(fp32_model), runner(int8_proto.SerializeToString()), held,
-                           backend.source.metadata.num_classes)
+                           backend.source.metadata.num_classes, backend.calibration.miou)
 
 
 def nncf_quantize_onnx(model, calibration, num_classes: int, input_name: str = INPUT):

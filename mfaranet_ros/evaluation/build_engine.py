@@ -1,72 +1,32 @@
-"""``mfaranet bench`` and ``mfaranet build-engine``."""
+"""``mfaranet build-engine``: compile and cache a backend's artifact, without ROS.
+
+It sits above ``inference/`` and gives it what ``inference/`` may not import itself: for an
+int8 build, the bag reader for calibration frames and the metric for the accuracy check.
+"""
 from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 
-from ..bench.arguments import add_run_arguments, add_weights_argument, network_size
-from ..bench.backends import parse_backends
 from ..cli_args import parse_size
 from ..names import DEFAULT_PRECISION, PRECISIONS
 
-#: What ``mfaranet bench`` compares with the baseline unless told otherwise.
-DEFAULT_BENCH_BACKENDS = "torch,onnxruntime"
+__all__ = ["register", "calibration_spec", "print_conversion_report", "print_dry_run"]
 
 
-def _bench_single(args: argparse.Namespace, weights: str) -> list:
-    from ..bench.segmenter import bench_segmenter, format_table
+def calibration_spec(source: str, image_topic=None, frames: int = 16, held_out: int = 8):
+    """An int8 calibration spec whose bag frames are read by :mod:`.bags` and whose
+    held-out accuracy is scored by :mod:`.metrics` (the one mIoU)."""
+    from ..inference.calibration import CalibrationSpec
+    from .bags import calibration_images
+    from .metrics import predictions_miou
 
-    rows = bench_segmenter(weights, args.backends, args.input_size, frame_size=args.frame_size,
-                           iterations=args.iterations, warmup=args.warmup, pruned=args.pruned,
-                           device=args.device, cache_dir=args.cache_dir)
-    print()
-    print(f"{'pruned' if args.pruned else 'full'} model, {args.iterations} iterations after "
-          f"{args.warmup} warm-up; baseline = torch fp32 eager, NCHW, inference_mode, CPU; "
-          f"labels = pixels labelled as the baseline labels them")
-    print(format_table(rows))
-    return [r.as_dict() for r in rows]
-
-
-def _bench_cameras(args: argparse.Namespace, weights: str) -> list:
-    from ..bench.cameras import bench_cameras, format_camera_table
-
-    results = [bench_cameras(weights, n, pair, input_size=size, frame_size=args.frame_size,
-                             iterations=args.iterations, warmup=args.warmup,
-                             pruned=args.pruned, device=args.device, cache_dir=args.cache_dir)
-               for pair in args.backends for size in args.input_size for n in args.cameras]
-    print()
-    print(f"multi-camera, {args.iterations} iterations per camera after {args.warmup} warm-up")
-    print(format_camera_table(results))
-    return results
-
-
-def _bench(args: argparse.Namespace) -> int:
-    from ..bench import WorkerError, machine_info, weights_or_random, write_json
-
-    if args.frame_size is None and None in args.input_size:
-        print("error: --input-size full needs --frame-size HxW", file=sys.stderr)
-        return 2
-    report = machine_info()
-    with tempfile.TemporaryDirectory() as tmp:
-        weights = weights_or_random(args.weights, tmp)
-        if args.cameras:
-            try:
-                report["cameras"] = _bench_cameras(args, weights)
-            except WorkerError as exc:
-                print(f"error: {exc}", file=sys.stderr)
-                return 1
-        else:
-            report["single"] = _bench_single(args, weights)
-    if write_json(args.json, report):
-        print(f"wrote {args.json}")
-    return 0
+    return CalibrationSpec(source, image_topic, frames, held_out,
+                           read_bag=calibration_images, miou=predictions_miou)
 
 
 def _calibration(args: argparse.Namespace, precision: str):
     """The ``--calibration`` source for an int8 build (None for other precisions)."""
-    from .calibration import CalibrationSpec
-
     if precision != "int8":
         if args.calibration is not None:
             raise ValueError(f"--calibration is for --precision int8, not {precision}")
@@ -74,15 +34,15 @@ def _calibration(args: argparse.Namespace, precision: str):
     if args.calibration is None:
         raise ValueError("--precision int8 needs --calibration BAG|IMAGE_FOLDER|synthetic "
                          "(the frames whose activation ranges set the int8 scales)")
-    return CalibrationSpec(args.calibration, args.calibration_topic, args.calibration_frames,
-                           args.held_out_frames)
+    return calibration_spec(args.calibration, args.calibration_topic, args.calibration_frames,
+                            args.held_out_frames)
 
 
 def _build_engine(args: argparse.Namespace) -> int:
     import time
 
-    from .backends import BackendUnavailable, ModelSource, create_backend
-    from .cache import resolve_cache_dir
+    from ..inference.backends import BackendUnavailable, ModelSource, create_backend
+    from ..inference.cache import resolve_cache_dir
 
     if args.dry_run:
         return _tensorrt_dry_run(args)
@@ -119,9 +79,9 @@ def _tensorrt_dry_run(args: argparse.Namespace) -> int:
     """``build-engine --backend tensorrt --dry-run``: op coverage, engines, nothing built."""
     import torch
 
-    from .backends import BackendUnavailable, ModelSource
-    from .backends.tensorrt_backend import EngineBuild
-    from .backends.tensorrt_compat import import_torch_tensorrt
+    from ..inference.backends import BackendUnavailable, ModelSource
+    from ..inference.backends.tensorrt_backend import EngineBuild
+    from ..inference.backends.tensorrt_compat import import_torch_tensorrt
 
     if args.backend != "tensorrt":
         print("error: --dry-run checks the TensorRT conversion: use it with --backend tensorrt",
@@ -175,29 +135,6 @@ def print_conversion_report(report) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "bench", help="latency per backend[:precision] against torch fp32 eager (or --cameras N)",
-        description="Median/p90/p99 of the bare model and of the whole Segmenter call per "
-                    "backend and network input size, the ratio to torch fp32 eager and the "
-                    "label agreement with it, all measured interleaved in the same run. With "
-                    "--cameras: N cameras batched in one process vs N processes, per backend.")
-    add_weights_argument(p)
-    # A string default goes through `type` when the flag is absent: validated like input.
-    p.add_argument("--backends", type=parse_backends, default=DEFAULT_BENCH_BACKENDS,
-                   metavar="B[:P],...",
-                   help="comma-separated backend[:precision] pairs, e.g. "
-                        "torch,onnxruntime,onnxruntime:int8 (precision default fp32; default: "
-                        f"{DEFAULT_BENCH_BACKENDS})")
-    p.add_argument("--input-size", type=network_size, nargs="+", default=[(512, 1024)],
-                   metavar="HxW", help="network input size(s), or full (default: 512x1024)")
-    add_run_arguments(p, process="process", iterations=10, warmup=2,
-                      iterations_note="per backend, interleaved (per process with --cameras)",
-                      frame_default="the input size")
-    p.add_argument("--pruned", action="store_true", help="MFARANet-Pruned (branch 2)")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: auto)")
-    p.add_argument("--cache-dir", default=None, help="artifact cache (default: user cache dir)")
-    p.set_defaults(func=_bench)
-
-    p = sub.add_parser(
         "build-engine", help="compile and cache a backend artifact (ONNX file, TensorRT engine)",
         description="Builds the artifact the node would build on first use, without ROS, and "
                     "prints where it is cached (for install scripts and Dockerfiles). With "
@@ -232,6 +169,3 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "if anything would run in PyTorch (needs a GPU; without one: "
                         f"{DRY_RUN_TEST})")
     p.set_defaults(func=_build_engine)
-
-
-__all__ = ["register"]
