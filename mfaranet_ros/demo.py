@@ -149,7 +149,7 @@ def _print_summary(report: Dict, bag: Dict, args: argparse.Namespace, wall: floa
 
 def register(sub: argparse._SubParsersAction) -> None:
     from mfaranet_ros.cli_args import parse_size
-    from mfaranet_ros.evaluation.cli import one_line_errors
+    from mfaranet_ros.evaluation.errors import one_line_errors
     from mfaranet_ros.evaluation.model_args import add_segmenter_options
 
     p = sub.add_parser(

@@ -10,24 +10,15 @@ import argparse
 import json
 import logging
 import sys
-from typing import Callable, Dict
+from typing import Dict
 
 from ..cli_args import parse_size
 from ..names import BACKENDS, PRECISIONS
+from .errors import one_line_errors
 from .fleet.cli import register as register_fleet
 from .model_args import add_input_size_option, add_label_map_option, add_segmenter_options
 
 log = logging.getLogger(__name__)
-
-
-def _input_errors() -> tuple:
-    """What a bad bag, ground truth, data folder or checkpoint raises: one line, rc 2."""
-    from mfaranet_ros.labelmap import LabelMapError
-    from mfaranet_ros.model import CheckpointError
-
-    from .bags import BagError
-
-    return (BagError, CheckpointError, FileNotFoundError, LabelMapError)
 
 
 def _positive_int(text: str) -> int:
@@ -35,18 +26,6 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
-
-
-def one_line_errors(command: Callable[[argparse.Namespace], int]):
-    """Runs a command; a bad input prints ``error: ...`` and returns 2 (no traceback)."""
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return command(args)
-        except _input_errors() as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-    run.__doc__ = command.__doc__
-    return run
 
 
 # --------------------------------------------------------------------------- eval-bag
@@ -66,15 +45,11 @@ def _live_metadata(weights_arg):
 
 
 def _eval_live(args: argparse.Namespace) -> Dict:
-    from mfaranet_ros.ros.live_eval import LiveOptions, evaluate_live, prepare_live
+    """``--live``: the ROS layer's evaluation (registered by ``ros/cli.py``, which is
+    where rclpy is imported); this layer imports no ROS."""
+    from .live import live_evaluation
 
-    options = LiveOptions(
-        image_topic=args.image_topic, label_topic=args.label_topic,
-        gt_folder=args.gt_folder, gt_match=args.gt_match, gt_ids=args.gt_ids,
-        node=args.node, duration_s=args.duration, idle_s=args.idle,
-        max_frames=args.max_frames, startup_timeout_s=args.startup_timeout)
-    prepare_live(args.bag, options)          # the bag first: cheap, and fails fast
-    return evaluate_live(args.bag, args.out, options, metadata=_live_metadata(args.weights))
+    return live_evaluation()(args, lambda: _live_metadata(args.weights))
 
 
 def _eval_offline(args: argparse.Namespace) -> Dict:
@@ -152,47 +127,6 @@ def _register_eval(sub) -> None:
     live.add_argument("--startup-timeout", type=float, default=60.0,
                       help="give up if no frame arrives within this many seconds")
     p.set_defaults(func=one_line_errors(_eval_bag))
-
-
-# --------------------------------------------------------------------------- play-bag
-
-def _play_bag(args: argparse.Namespace) -> int:
-    from mfaranet_ros.ros.player import PlayOptions, play_bag
-
-    options = PlayOptions(image_topic=args.image_topic, topic=args.topic, rate=args.rate,
-                          loop=args.loop, wait_for_subscribers=args.wait_subscribers,
-                          wait_timeout_s=args.wait_timeout, start_delay_s=args.delay,
-                          reliability=args.qos)
-    stats = play_bag(args.bag, options)
-    print(f"played {stats['published']} frames on {stats['topic']} in "
-          f"{stats['wall_s']:.1f} s ({stats['fps']:.1f} FPS)"
-          + (" (interrupted)" if stats["interrupted"] else ""))
-    return 130 if stats["interrupted"] else 0
-
-
-def _register_play(sub) -> None:
-    p = sub.add_parser(
-        "play-bag", help="publish a bag's image topic at its recorded rate (ROS 2)",
-        description="Publishes BAG's image topic (sensor_msgs/Image or CompressedImage) with "
-                    "the recorded header stamps, at the recorded rate times --rate, so a "
-                    "running node sees a real-time camera. Needs rclpy.")
-    p.add_argument("bag")
-    p.add_argument("--image-topic", default=None,
-                   help="topic to read from the bag (default: the only image topic not "
-                        "named .../label*)")
-    p.add_argument("--topic", default=None,
-                   help="topic to publish on (default: the same name as in the bag)")
-    p.add_argument("--rate", type=float, default=1.0, help="speed factor (default: 1.0)")
-    p.add_argument("--loop", action="store_true", help="start over at the end")
-    p.add_argument("--wait-subscribers", type=int, default=0, metavar="N",
-                   help="wait until N subscribers are matched before publishing")
-    p.add_argument("--wait-timeout", type=float, default=30.0,
-                   help="how long to wait for them (seconds)")
-    p.add_argument("--delay", type=float, default=0.0,
-                   help="seconds to wait before the first frame")
-    p.add_argument("--qos", default="reliable", choices=("reliable", "best_effort"),
-                   help="publisher reliability (default: reliable, matches any subscriber)")
-    p.set_defaults(func=one_line_errors(_play_bag))
 
 
 # ------------------------------------------------------------------------ eval-weights
@@ -316,6 +250,5 @@ def _register_make(sub) -> None:
 def register(sub) -> None:
     _register_eval(sub)
     _register_eval_weights(sub)
-    _register_play(sub)
     _register_make(sub)
     register_fleet(sub)

@@ -33,10 +33,10 @@ def folder_pairs(root: str, limit: Optional[int] = None) -> Iterator[Pair]:
     The folder is listed at once (a missing image or label raises FileNotFoundError
     here, before any model is loaded); the PNGs are read one by one.
     """
-    from mfaranet_ros.training.datasets import FolderDataset
+    from .folders import folder_files, read_label, read_rgb
 
-    data = FolderDataset(root, limit=limit)
-    return (data.load(i) for i in range(len(data)))
+    pairs = folder_files(root, limit)
+    return ((read_rgb(image), read_label(label)) for image, label in pairs)
 
 
 def confusion_over_pairs(segmenter, pairs: Iterable[Pair], *, bgr: bool = False,

@@ -1,18 +1,77 @@
-"""``mfaranet bench-node``: the ROS node's own overhead, measured across processes."""
+"""The commands that need ROS: ``bench-node`` (the node's own overhead, across
+processes), ``play-bag``, and the live half of ``eval-bag --live``."""
 from __future__ import annotations
 
 import argparse
 import sys
+from typing import Callable
 
 from ..bench.arguments import add_run_arguments, add_weights_argument, network_size, positive_float
 from ..bench.backends import parse_backend
+from ..evaluation.errors import one_line_errors
+from ..evaluation.live import register_live_evaluation
 
 #: Frame sizes when --frame-size is not given: a 2 MP camera alone, VGA when several.
 OVERHEAD_FRAME = (1024, 2048)
 CAMERAS_FRAME = (480, 640)
 
 
+def _play_bag(args: argparse.Namespace) -> int:
+    from .player import PlayOptions, play_bag
+
+    options = PlayOptions(image_topic=args.image_topic, topic=args.topic, rate=args.rate,
+                          loop=args.loop, wait_for_subscribers=args.wait_subscribers,
+                          wait_timeout_s=args.wait_timeout, start_delay_s=args.delay,
+                          reliability=args.qos)
+    stats = play_bag(args.bag, options)
+    print(f"played {stats['published']} frames on {stats['topic']} in "
+          f"{stats['wall_s']:.1f} s ({stats['fps']:.1f} FPS)"
+          + (" (interrupted)" if stats["interrupted"] else ""))
+    return 130 if stats["interrupted"] else 0
+
+
+def _register_play(sub) -> None:
+    p = sub.add_parser(
+        "play-bag", help="publish a bag's image topic at its recorded rate (ROS 2)",
+        description="Publishes BAG's image topic (sensor_msgs/Image or CompressedImage) with "
+                    "the recorded header stamps, at the recorded rate times --rate, so a "
+                    "running node sees a real-time camera. Needs rclpy.")
+    p.add_argument("bag")
+    p.add_argument("--image-topic", default=None,
+                   help="topic to read from the bag (default: the only image topic not "
+                        "named .../label*)")
+    p.add_argument("--topic", default=None,
+                   help="topic to publish on (default: the same name as in the bag)")
+    p.add_argument("--rate", type=float, default=1.0, help="speed factor (default: 1.0)")
+    p.add_argument("--loop", action="store_true", help="start over at the end")
+    p.add_argument("--wait-subscribers", type=int, default=0, metavar="N",
+                   help="wait until N subscribers are matched before publishing")
+    p.add_argument("--wait-timeout", type=float, default=30.0,
+                   help="how long to wait for them (seconds)")
+    p.add_argument("--delay", type=float, default=0.0,
+                   help="seconds to wait before the first frame")
+    p.add_argument("--qos", default="reliable", choices=("reliable", "best_effort"),
+                   help="publisher reliability (default: reliable, matches any subscriber)")
+    p.set_defaults(func=one_line_errors(_play_bag))
+
+
+def _eval_live(args: argparse.Namespace, metadata: Callable[[], object]):
+    """eval-bag --live: the running node's outputs against the bag (``live_eval``);
+    ``metadata()`` reads the checkpoint's classes, once the bag has been checked."""
+    from .live_eval import LiveOptions, evaluate_live, prepare_live
+
+    options = LiveOptions(
+        image_topic=args.image_topic, label_topic=args.label_topic,
+        gt_folder=args.gt_folder, gt_match=args.gt_match, gt_ids=args.gt_ids,
+        node=args.node, duration_s=args.duration, idle_s=args.idle,
+        max_frames=args.max_frames, startup_timeout_s=args.startup_timeout)
+    prepare_live(args.bag, options)          # the bag first: cheap, and fails fast
+    return evaluate_live(args.bag, args.out, options, metadata=metadata())
+
+
 def register(sub: argparse._SubParsersAction) -> None:
+    register_live_evaluation(_eval_live)
+    _register_play(sub)
     p = sub.add_parser(
         "bench-node",
         help="the segmentation node's overhead across processes (or --cameras N)",

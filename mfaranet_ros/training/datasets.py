@@ -11,11 +11,11 @@ import glob
 import os
 from typing import Iterator, List, Optional, Sequence, Tuple, Union
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..evaluation.folders import folder_files, read_label, read_rgb
 from ..model.metadata import ModelMetadata
 from .config import ConfigError, DataConfig, GeneratedSplit
 from .transforms import TrainTransform, normalize
@@ -40,22 +40,6 @@ def camvid_metadata(source: str = "unknown", input_size: Optional[Sequence[int]]
                          palette=[list(c) for c in CAMVID_PALETTE],
                          input_size=list(input_size) if input_size is not None else None,
                          source=source, dataset="camvid", **extra)
-
-
-def read_rgb(path: str) -> np.ndarray:
-    img = cv2.imread(path, cv2.IMREAD_COLOR)
-    if img is None:
-        raise OSError(f"cannot read image {path!r}")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-
-
-def read_label(path: str) -> np.ndarray:
-    lab = cv2.imread(path, cv2.IMREAD_UNCHANGED)
-    if lab is None:
-        raise OSError(f"cannot read label {path!r}")
-    if lab.ndim != 2:
-        raise ValueError(f"label {path!r} must be single-channel, got shape {lab.shape}")
-    return lab
 
 
 class SegmentationDataset(Dataset):
@@ -154,15 +138,9 @@ class FolderDataset(SegmentationDataset):
 
     def __init__(self, root: str, limit: Optional[int] = None, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.images = sorted(glob.glob(os.path.join(root, "images", "*.png")))
-        if limit is not None:
-            self.images = self.images[:limit]
-        if not self.images:
-            raise FileNotFoundError(f"no images in {os.path.join(root, 'images')!r}")
-        self.labels = [os.path.join(root, "labels", os.path.basename(p)) for p in self.images]
-        for lab in self.labels:
-            if not os.path.isfile(lab):
-                raise FileNotFoundError(f"missing label {lab!r}")
+        pairs = folder_files(root, limit)
+        self.images = [image for image, _ in pairs]
+        self.labels = [label for _, label in pairs]
 
     def __len__(self) -> int:
         return len(self.images)
