@@ -24,10 +24,9 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from .processing import letterbox_fill, letterbox_geometry, letterbox_into
+from .processing import letterbox_geometry, letterbox_into
 
 __all__ = ["FrameSet", "CalibrationSpec", "SYNTHETIC", "load_calibration", "scenes",
-           "letterbox_fill",
            "CALIBRATION_SEED", "HELD_OUT_SEED"]
 
 log = logging.getLogger(__name__)

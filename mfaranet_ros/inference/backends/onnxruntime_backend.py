@@ -355,7 +355,8 @@ def _calibrate_int8(backend: "OnnxRuntimeBackend", height: int, width: int, conf
                     rebuild: str) -> Tuple[object, Optional[Path], Dict]:
     import tempfile
 
-    from ..calibration import letterbox_fill, load_calibration
+    from ..calibration import load_calibration
+    from ..processing import letterbox_fill
     from ..quantize import accuracy_report, describe_accuracy, quantize_onnx, store_int8_artifact
 
     meta = backend.source.metadata

@@ -243,7 +243,8 @@ def _calibrate(backend: OpenVinoBackend, height: int, width: int,
                confidence: bool) -> Tuple[object, Optional[Path]]:
     import onnx
 
-    from ..calibration import letterbox_fill, load_calibration
+    from ..calibration import load_calibration
+    from ..processing import letterbox_fill
     from ..quantize import describe_accuracy, store_int8_artifact
 
     meta = backend.source.metadata
