@@ -77,3 +77,28 @@ def test_bench_node_cameras(tmp_path, capsys):
     assert row["memory_ratio"] == pytest.approx(
         row["batched"]["peak_rss_mb"] / row["separate"]["peak_rss_mb"])
     assert row["memory_ratio"] < 0.8
+
+
+def test_bench_node_outputs_measures_the_variants_in_one_run(tmp_path, capsys):
+    """--outputs: three outputs, every output (the camera also receives confidence and
+    camera_info, and sends camera_info), and every output at network resolution, each
+    with its own node, and the differences of the medians."""
+    ckpt = constant_checkpoint(tmp_path / "car.pth")
+    out_json = tmp_path / "outputs.json"
+    assert main(["bench-node", "--outputs", "--weights", str(ckpt), "--input-size", "64x128",
+                 "--frame-size", "128x256", "--iterations", "3", "--warmup", "1",
+                 "--json", str(out_json)]) == 0
+    printed = capsys.readouterr().out
+    r = json.loads(out_json.read_text())
+    names = list(r["variants"])
+    assert names == ["three outputs", "every output",
+                     "every output, label_resolution network"]
+    for name in names:
+        assert name in printed
+        run = r["variants"][name]
+        assert set(run) == OVERHEAD_KEYS | {"conditions"} and run["node_overhead_ms"]["n"] == 3
+    assert r["variants"]["every output"]["conditions"]["outputs"] == [
+        "labels", "color", "overlay", "confidence", "camera_info"]
+    assert r["variants"][names[2]]["conditions"]["label_resolution"] == "network"
+    deltas = r["median_delta_vs_three_outputs_ms"]
+    assert deltas["three outputs"] == {"node_overhead_ms": 0.0, "end_to_end_ms": 0.0}

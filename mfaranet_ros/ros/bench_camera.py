@@ -18,15 +18,15 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.context import Context
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CameraInfo, Image
 
 from ..bench.frames import street_frame
+from .bench_node import ALL_OUTPUTS, OUTPUTS
 from .compat import publisher_count
 
-__all__ = ["OUTPUTS", "overhead_camera", "multi_camera"]
+__all__ = ["OUTPUTS", "ALL_OUTPUTS", "overhead_camera", "multi_camera"]
 
-#: The node's image outputs, all enabled while benchmarking.
-OUTPUTS = ("labels", "color", "overlay")
+
 #: How long one frame may take to come back before the run is abandoned.
 FRAME_TIMEOUT_S = 30.0
 
@@ -114,15 +114,15 @@ class _Arrivals:
             time.sleep(0.001)
 
 
-def _frame_timings(got: Dict[str, Tuple[float, object]], t_sent: float, stamp: int
-                   ) -> Dict[str, float]:
+def _frame_timings(got: Dict[str, Tuple[float, object]], t_sent: float, stamp: int,
+                   outputs: Sequence[str] = OUTPUTS) -> Dict[str, float]:
     """One frame's figures (ms) from its latency report and the arrival times."""
     report = _report_values(got["latency"][1])
-    if report.get("outputs") != ",".join(OUTPUTS):
+    if report.get("outputs") != ",".join(outputs):
         raise RuntimeError(f"frame {stamp}: the node published {report.get('outputs')}")
     ms = {k[:-3]: float(v) for k, v in report.items() if k.endswith("_ms")}
     segmenter = ms["preprocess"] + ms["inference"] + ms["postprocess"]
-    last_output = max(got[name][0] for name in OUTPUTS)
+    last_output = max(got[name][0] for name in outputs)
     return {"end_to_end": ms["end_to_end"], "segmenter": segmenter,
             "overhead": ms["end_to_end"] - segmenter, "decode": ms["decode"],
             "publish": ms["publish"], "queue": ms["queue"],
@@ -133,24 +133,36 @@ def overhead_camera(spec: Dict, ready: Callable[[], None]) -> Dict:
     """Worker: one frame at a time to the node in namespace ``spec["ns"]``; each frame is
     sent once all outputs and the latency report of the previous one are back."""
     ns, size = spec["ns"], spec["frame_size"]
+    outputs = tuple(spec.get("outputs", OUTPUTS))
     cam = _Participant("mfaranet_bench_camera")
     try:
         qos = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
         arrivals = _Arrivals()
-        subs = [cam.node.create_subscription(Image, f"{ns}/mfaranet/{name}",
-                                             arrivals.callback(name), qos) for name in OUTPUTS]
+        subs = [cam.node.create_subscription(
+            CameraInfo if name == "camera_info" else Image, f"{ns}/mfaranet/{name}",
+            arrivals.callback(name), qos) for name in outputs]
         subs.append(cam.node.create_subscription(DiagnosticArray, f"{ns}/mfaranet/latency",
                                                  arrivals.callback("latency"), qos))
         pub = cam.node.create_publisher(Image, f"{ns}/image", qos)
-        cam.wait_matched([pub], subs, spec["timeout"])
+        info_pub = cam.node.create_publisher(CameraInfo, f"{ns}/camera_info", qos) \
+            if "camera_info" in outputs else None
+        cam.wait_matched([pub] + ([info_pub] if info_pub else []), subs, spec["timeout"])
         ready()
         data, frames = _rgb_payload(size), []
+        h, w = int(size[0]), int(size[1])
+        info = CameraInfo(height=h, width=w, k=[w, 0.0, w / 2, 0.0, w, h / 2, 0.0, 0.0, 1.0])
+        if info_pub is not None:       # the node has one before the first frame
+            info_pub.publish(info)
+            time.sleep(0.2)
         for stamp in range(1, spec["warmup"] + spec["iterations"] + 1):
+            if info_pub is not None:   # the camera's calibration with each frame, as drivers do
+                info.header.stamp.sec = stamp
+                info_pub.publish(info)
             t_sent = time.perf_counter()
             pub.publish(_image(data, size, stamp, "bench"))
-            got = arrivals.wait(stamp, len(OUTPUTS) + 1)
+            got = arrivals.wait(stamp, len(outputs) + 1)
             if stamp > spec["warmup"]:
-                frames.append(_frame_timings(got, t_sent, stamp))
+                frames.append(_frame_timings(got, t_sent, stamp, outputs))
             time.sleep(0.05)   # let the node go idle: one frame in flight at a time
         return {"frames": frames}
     finally:

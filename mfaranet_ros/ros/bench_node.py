@@ -26,12 +26,17 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from ..bench import BackendPrecision, child_env, run_workers, summarize, weights_or_random
 from ..bench.processes import peak_rss_mb, python_command, start_logged, stop_processes
 
-__all__ = ["bench_node", "bench_node_cameras", "format_report", "format_multicamera",
-           "ros_envs", "node_command"]
+__all__ = ["bench_node", "bench_node_cameras", "bench_node_outputs", "format_report",
+           "format_multicamera", "format_outputs", "ros_envs", "node_command"]
 
 log = logging.getLogger(__name__)
 
 TORCH_FP32 = BackendPrecision("torch", "fp32")
+#: The node's image outputs, all enabled while benchmarking.
+OUTPUTS = ("labels", "color", "overlay")
+#: Every output: the three above, the confidence and camera_info (the camera publishing
+#: its camera_info beside each frame).
+ALL_OUTPUTS = OUTPUTS + ("confidence", "camera_info")
 OVERHEAD_WORKER = "mfaranet_ros.ros.bench_camera:overhead_camera"
 CAMERAS_WORKER = "mfaranet_ros.ros.bench_camera:multi_camera"
 
@@ -55,7 +60,8 @@ def ros_envs(camera_profile: bool = True) -> Tuple[Dict[str, str], Dict[str, str
 
 
 def node_command(ns: str, weights: str, pair: BackendPrecision,
-                 input_size: Optional[Sequence[int]], cameras: Sequence[str] = ()) -> List[str]:
+                 input_size: Optional[Sequence[int]], cameras: Sequence[str] = (),
+                 parameters: Sequence[str] = ()) -> List[str]:
     """The node's entry point under namespace ``ns``; ``input_size`` None: full resolution
     (``input_size:=[0, 0]``; the node's empty default would take the checkpoint's size)."""
     cmd = python_command("mfaranet_ros.ros.node", "--ros-args", "-r", f"__ns:={ns}",
@@ -65,6 +71,8 @@ def node_command(ns: str, weights: str, pair: BackendPrecision,
     cmd += ["-p", f"input_size:=[{h}, {w}]"]
     if cameras:
         cmd += ["-p", f"cameras:=[{', '.join(cameras)}]"]
+    for parameter in parameters:
+        cmd += ["-p", parameter]
     return cmd
 
 
@@ -107,16 +115,22 @@ def bench_node(weights: Optional[str] = None, *, pair: BackendPrecision = TORCH_
                input_size: Optional[Tuple[int, int]] = (256, 512),
                frame_size: Tuple[int, int] = (1024, 2048), iterations: int = 30,
                warmup: int = 5, camera_profile: bool = True,
-               timeout: float = 120.0) -> Dict[str, object]:
-    """The node's overhead per frame; returns the figures (ms) and the conditions."""
+               timeout: float = 120.0, outputs: Sequence[str] = OUTPUTS,
+               label_resolution: str = "camera") -> Dict[str, object]:
+    """The node's overhead per frame; returns the figures (ms) and the conditions.
+
+    ``outputs``: what the camera subscribes to (:data:`ALL_OUTPUTS` adds the confidence and
+    camera_info, the camera then publishing its camera_info with each frame)."""
     ns = f"/mfaranet_bench_{os.getpid()}"
     given = weights
     node_env, camera_env = ros_envs(camera_profile)
     spec = {"ns": ns, "frame_size": list(frame_size), "iterations": iterations,
-            "warmup": warmup, "timeout": timeout}
+            "warmup": warmup, "timeout": timeout, "outputs": list(outputs)}
+    parameters = [f"label_resolution:={label_resolution}"]
     with tempfile.TemporaryDirectory(prefix="mfaranet_bench_") as tmp:
         weights = weights_or_random(weights, tmp)
-        with _Nodes([node_command(ns, weights, pair, input_size)], node_env, tmp) as nodes:
+        with _Nodes([node_command(ns, weights, pair, input_size, parameters=parameters)],
+                    node_env, tmp) as nodes:
             log.info("node starting; then %d + %d frames of %dx%d rgb8", warmup, iterations,
                      *frame_size)
             # The camera gives up on a frame after 30 s; this bounds set-up and run each.
@@ -127,9 +141,44 @@ def bench_node(weights: Optional[str] = None, *, pair: BackendPrecision = TORCH_
                   "input_size": list(input_size) if input_size else None,
                   "frame_size": list(frame_size), "encoding": "rgb8", "iterations": iterations,
                   "warmup": warmup, "camera_profile": camera_profile,
+                  "outputs": list(outputs), "label_resolution": label_resolution,
                   "cpu_count": os.cpu_count(), "ros_domain_id": int(node_env["ROS_DOMAIN_ID"]),
                   "transport": "node in its own process, reliable KEEP_LAST"}
     return _overhead_report(report["frames"], conditions)
+
+
+#: ``bench-node --outputs``: the variants measured one after another in one run
+OUTPUT_VARIANTS = (("three outputs", OUTPUTS, "camera"),
+                   ("every output", ALL_OUTPUTS, "camera"),
+                   ("every output, label_resolution network", ALL_OUTPUTS, "network"))
+
+
+def bench_node_outputs(weights: Optional[str] = None, **kwargs) -> Dict[str, object]:
+    """:func:`bench_node` for each of :data:`OUTPUT_VARIANTS`, one after another (a node
+    process each), and the differences of their medians to the first."""
+    runs = {name: bench_node(weights, outputs=outputs, label_resolution=resolution, **kwargs)
+            for name, outputs, resolution in OUTPUT_VARIANTS}
+    base = runs[OUTPUT_VARIANTS[0][0]]
+
+    def median(run, key):
+        return run[key]["median_ms"]
+
+    deltas = {name: {key: median(run, key) - median(base, key)
+                     for key in ("node_overhead_ms", "end_to_end_ms")}
+              for name, run in runs.items()}
+    return {"variants": runs, "median_delta_vs_three_outputs_ms": deltas}
+
+
+def format_outputs(r: Dict[str, object]) -> str:
+    lines = [f"{'variant':<42}{'overhead':>10}{'end-to-end':>12}{'publish':>10}"
+             f"{'d overhead':>12}{'d e2e':>9}   (medians, ms)"]
+    for name, run in r["variants"].items():
+        d = r["median_delta_vs_three_outputs_ms"][name]
+        lines.append(f"{name:<42}{run['node_overhead_ms']['median_ms']:>10.2f}"
+                     f"{run['end_to_end_ms']['median_ms']:>12.2f}"
+                     f"{run['publish_ms']['median_ms']:>10.2f}"
+                     f"{d['node_overhead_ms']:>+12.2f}{d['end_to_end_ms']:>+9.2f}")
+    return "\n".join(lines)
 
 
 def _layout(ns: str, names: Sequence[str], batched: bool) -> List[Tuple[str, str, str]]:

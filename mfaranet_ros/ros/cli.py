@@ -90,6 +90,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                       iterations_note="one at a time (--cameras measures for --seconds)",
                       frame_default=f"{OVERHEAD_FRAME[0]}x{OVERHEAD_FRAME[1]}, "
                                     f"{CAMERAS_FRAME[0]}x{CAMERAS_FRAME[1]} with --cameras")
+    p.add_argument("--outputs", action="store_true",
+                   help="measure, one after another in this run, the node with three outputs, "
+                        "with every output (+ confidence, camera_info) and with every output "
+                        "at label_resolution network; print the differences of the medians")
     p.add_argument("--no-camera-profile", action="store_true",
                    help="do not give the camera process the large shared-memory profile")
     p.add_argument("--rate", type=positive_float, default=15.0, metavar="HZ",
@@ -111,9 +115,22 @@ def _bench_node(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from ..bench import write_json
-    from .bench_node import bench_node, bench_node_cameras, format_multicamera, format_report
+    from .bench_node import (
+        bench_node,
+        bench_node_cameras,
+        bench_node_outputs,
+        format_multicamera,
+        format_outputs,
+        format_report,
+    )
 
-    if args.cameras:
+    if args.outputs:
+        result = bench_node_outputs(args.weights, pair=args.backend, input_size=args.input_size,
+                                    frame_size=args.frame_size or OVERHEAD_FRAME,
+                                    iterations=args.iterations, warmup=args.warmup,
+                                    camera_profile=not args.no_camera_profile)
+        print(format_outputs(result))
+    elif args.cameras:
         result = bench_node_cameras(args.cameras, args.weights, pair=args.backend,
                                     input_size=args.input_size,
                                     frame_size=args.frame_size or CAMERAS_FRAME,
