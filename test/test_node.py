@@ -265,8 +265,10 @@ def test_diagnostics_every_second(client):
     for key in ("input_rate_hz", "output_rate_hz", "frames_dropped", "frames_rejected",
                 "last_reject_reason", "input_reliability"):
         assert key in values
+    # About 1 Hz: three intervals span about 3 s. One timer callback delayed by a busy
+    # host is followed by a catch-up one, so single gaps vary; their sum does not.
     t = [stamp for stamp, m in client.received["diag"][-4:]]
-    assert all(0.5 < b - a < 2.5 for a, b in zip(t, t[1:])), t  # 1 Hz, loaded host
+    assert 1.5 < t[-1] - t[0] < 7.5, t
 
 
 def test_outputs_nobody_subscribes_to_are_not_computed(client):

@@ -28,8 +28,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.node import Node
-from rclpy.qos import QoSPolicyKind, ReliabilityPolicy
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from rclpy.qos import QoSPolicyKind
+from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
 from ..label_formats import confidence_to_mono8
@@ -37,10 +37,11 @@ from ..labelmap import LabelMapError
 from . import camera_info as info_tools
 from . import diagnostics, label_outputs
 from . import qos as qos_tools
-from .compat import PublisherEventCallbacks, SubscriptionEventCallbacks
+from .compat import PublisherEventCallbacks
 from .conversions import ImageFormatError, compressed_to_rgb, image_to_rgb, serialize_image
+from .inputs import CameraInput, Inputs
 from .parameters import PARAMETERS, NodeConfig, input_size_request, resolve_weights, topic_layout
-from .stats import ERROR, OK, InputCounters, QosEventCounters, StageStats, assess
+from .stats import ERROR, OK, QosEventCounters, StageStats, assess
 from .worker import FrameWorker
 
 __all__ = ["NODE_NAME", "SegmentationCore", "StartupError", "StartupInterrupted",
@@ -75,33 +76,8 @@ class StartupInterrupted(BaseException):
     """
 
 
-def _count(n: int, what: str) -> str:
-    return f"{n} {what}" + ("" if n == 1 else "s")
-
-
 def _size_text(size: Size) -> str:
     return "x".join(str(v) for v in size) if size else "full resolution"
-
-
-class CameraInput:
-    """One camera: its subscription, its four publishers, its newest pending frame."""
-
-    def __init__(self, key: str, input_topic: str, prefix: str):
-        self.key = key
-        self.input_topic = input_topic
-        self.prefix = prefix
-        self.resolved_topic = ""
-        self.subscription = None
-        self.reliability: Optional[ReliabilityPolicy] = None
-        self.publisher_count = 0
-        self.pubs: Dict[str, Any] = {}
-        self.label_info = None  # latched vision_msgs/LabelInfo publisher, when available
-        self.info_subscription = None   # the camera's camera_info, beside its image
-        self.camera_info = None         # the newest one received
-        self.frame_shape: Size = None   # (H, W) of the frame being processed
-        self.counters = InputCounters()
-        self.stages = StageStats()
-        self.last_shape: Size = None  # network (H, W) of its latest frame
 
 
 class SegmentationCore:
@@ -130,7 +106,7 @@ class SegmentationCore:
 
         self.worker = FrameWorker(self._fail)
         self._lock = self.worker.lock
-        self._qos_timer = None
+        self.inputs: Optional[Inputs] = None   # the subscriptions, while active
         self._is_compressed = False
         self._input_size_text = ""
         self._prepared: set = set()
@@ -228,18 +204,12 @@ class SegmentationCore:
         """
         self.worker.activate()
         self._publish_label_info()
-        if self.cfg.qos_reliability == "auto":
-            self._wait_for_publishers(DISCOVERY_WAIT_S)
-        for cam in self.cameras:
-            self._adapt_input(cam)
-            cam.info_subscription = self.node.create_subscription(
-                CameraInfo, info_tools.camera_info_topic(cam.resolved_topic),
-                lambda msg, c=cam: setattr(c, "camera_info", msg), info_tools.camera_info_qos())
-        self._qos_timer = self.node.create_timer(0.5, self._adapt_all_inputs)
-        topics = ", ".join(f"{c.resolved_topic} ({qos_tools.reliability_name(c.reliability)}, "
-                           f"{_count(c.publisher_count, 'publisher')})" for c in self.cameras)
-        self.node.get_logger().info(f"subscribed to {topics}; publishing labels, color, "
-                                    f"overlay and latency")
+        self.inputs = Inputs(self.node, self.cameras, compressed=self._is_compressed,
+                             reliability=self.cfg.qos_reliability, depth=self.cfg.qos_depth,
+                             on_image=self._on_image, on_qos_event=self._qos_event)
+        self.inputs.subscribe(DISCOVERY_WAIT_S)
+        self.node.get_logger().info(f"subscribed to {self.inputs.describe()}; publishing "
+                                    f"labels, color, overlay and latency")
 
     def _publish_label_info(self) -> None:
         """The class map on each camera's latched ~/label_info (when vision_msgs is there)."""
@@ -249,26 +219,6 @@ class SegmentationCore:
                 header = Header(stamp=self.node.get_clock().now().to_msg())
                 cam.label_info.publish(label_outputs.label_info_message(header, class_map))
 
-    def _wait_for_publishers(self, timeout: float) -> None:
-        node = self.node
-
-        def missing():
-            return [c.resolved_topic for c in self.cameras
-                    if not node.count_publishers(c.resolved_topic)]
-        waiting = missing()
-        if not waiting:
-            return
-        node.get_logger().info(f"waiting up to {timeout:.1f} s for publishers on "
-                               f"{', '.join(waiting)} (qos_reliability auto)")
-        deadline = time.monotonic() + timeout
-        while waiting and time.monotonic() < deadline and node.context.ok():
-            time.sleep(0.05)
-            waiting = missing()
-        if waiting:
-            node.get_logger().info(
-                f"no publisher yet on {', '.join(waiting)}: subscribing best effort (it "
-                f"matches any camera) and adapting when one appears")
-
     def deactivate(self) -> None:
         """Unsubscribe and drop the pending frames; returns at once (the batch in flight
         finishes unpublished)."""
@@ -276,16 +226,9 @@ class SegmentationCore:
         self._unsubscribe()
 
     def _unsubscribe(self) -> None:
-        if self._qos_timer is not None:
-            self.node.destroy_timer(self._qos_timer)
-            self._qos_timer = None
-        for cam in self.cameras:
-            if cam.subscription is not None:
-                self.node.destroy_subscription(cam.subscription)
-                cam.subscription, cam.reliability, cam.publisher_count = None, None, 0
-            if cam.info_subscription is not None:
-                self.node.destroy_subscription(cam.info_subscription)
-                cam.info_subscription, cam.camera_info = None, None
+        if self.inputs is not None:
+            self.inputs.unsubscribe()
+            self.inputs = None
 
     def cleanup(self) -> None:
         """Stop the worker, destroy the outputs, release the model and its memory.
@@ -461,35 +404,6 @@ class SegmentationCore:
         self.node.get_logger().warning(
             f"QoS event on {topic}: {what} (policy {policy_name or '-'}, {change} new)",
             throttle_duration_sec=5.0)
-
-    def _adapt_all_inputs(self) -> None:
-        for cam in self.cameras:
-            self._adapt_input(cam)
-
-    def _adapt_input(self, cam: CameraInput) -> None:
-        """(Re)create the camera subscription with the reliability its publishers need."""
-        node = self.node
-        infos = node.get_publishers_info_by_topic(cam.resolved_topic)
-        cam.publisher_count = len(infos)
-        want = qos_tools.choose_reliability(
-            self.cfg.qos_reliability, [i.qos_profile.reliability for i in infos],
-            cam.reliability)
-        if cam.subscription is not None and want == cam.reliability:
-            return
-        if cam.subscription is not None:
-            node.destroy_subscription(cam.subscription)
-            node.get_logger().info(
-                f"{cam.resolved_topic}: input QoS {qos_tools.reliability_name(cam.reliability)}"
-                f" -> {qos_tools.reliability_name(want)} ({_count(len(infos), 'publisher')})")
-        topic = cam.resolved_topic
-        callbacks = SubscriptionEventCallbacks(
-            incompatible_qos=lambda e, t=topic: self._qos_event("incompatible_requested", e, t),
-            message_lost=lambda e, t=topic: self._qos_event("messages_lost", e, t))
-        cam.subscription = node.create_subscription(
-            CompressedImage if self._is_compressed else Image, cam.input_topic,
-            lambda msg, c=cam: self._on_image(c, msg),
-            qos_tools.input_qos(want, self.cfg.qos_depth), event_callbacks=callbacks)
-        cam.reliability = want
 
     # ------------------------------------------------------------ executor side
     def _on_image(self, cam: CameraInput, msg) -> None:
