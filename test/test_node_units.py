@@ -288,3 +288,14 @@ def test_health_verdict():
     assert h.level == WARN and "no frames received" in h.message and "RELIABILITY" in h.message
     assert assess(failing=None, inputs={"": fresh}, now=30.0, qos=qos,
                   publishers={}).level == OK  # old events age out
+
+
+def test_node_config_has_a_field_per_parameter_with_the_tables_default():
+    import dataclasses
+
+    fields = {f.name: f for f in dataclasses.fields(NodeConfig)}
+    assert list(fields) == [p.name for p in PARAMETERS]
+    cfg = NodeConfig()
+    for spec in PARAMETERS:
+        default = list(spec.default) if isinstance(spec.default, tuple) else spec.default
+        assert getattr(cfg, spec.name) == default, spec.name

@@ -196,28 +196,38 @@ def input_size_request(size: Sequence[int]) -> InputSize:
     return size[0], size[1]
 
 
+def _default(name: str):
+    """A :class:`NodeConfig` field whose default is the table's (one definition): a list
+    parameter's ``()`` becomes a fresh empty list."""
+    value = _SPECS[name].default
+    if isinstance(value, tuple):
+        return field(default_factory=list)
+    return field(default=value)
+
+
 @dataclass
 class NodeConfig:
-    """The validated parameter values the node starts with."""
+    """The validated parameter values the node starts with; the defaults are
+    :data:`PARAMETERS`' (a test checks that every parameter has its field)."""
 
-    weights: str = DEFAULT_WEIGHTS
-    backend: str = "auto"
-    device: str = ""
-    precision: str = DEFAULT_PRECISION
-    input_size: List[int] = field(default_factory=list)  # [] checkpoint, [0, 0] full
-    pruned: bool = False
-    input_transport: str = "raw"
-    cameras: List[str] = field(default_factory=list)
-    publish_labels: bool = True
-    publish_color: bool = True
-    publish_overlay: bool = True
-    label_map: str = ""
-    label_format: str = "mono8"
-    label_resolution: str = "camera"
-    overlay_alpha: float = 0.5
-    qos_reliability: str = "auto"
-    qos_depth: int = 1
-    engine_cache_dir: str = ""
+    weights: str = _default("weights")
+    backend: str = _default("backend")
+    device: str = _default("device")
+    precision: str = _default("precision")
+    input_size: List[int] = _default("input_size")   # [] checkpoint, [0, 0] full
+    pruned: bool = _default("pruned")
+    input_transport: str = _default("input_transport")
+    cameras: List[str] = _default("cameras")
+    publish_labels: bool = _default("publish_labels")
+    publish_color: bool = _default("publish_color")
+    publish_overlay: bool = _default("publish_overlay")
+    label_map: str = _default("label_map")
+    label_format: str = _default("label_format")
+    label_resolution: str = _default("label_resolution")
+    overlay_alpha: float = _default("overlay_alpha")
+    qos_reliability: str = _default("qos_reliability")
+    qos_depth: int = _default("qos_depth")
+    engine_cache_dir: str = _default("engine_cache_dir")
 
     @classmethod
     def from_values(cls, values: Dict[str, Any]) -> "NodeConfig":
