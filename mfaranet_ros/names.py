@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Dict, Sequence, Tuple, Union
 
 __all__ = ["BACKENDS", "PRECISIONS", "DEFAULT_PRECISION", "BACKEND_PRECISIONS",
-           "CHECKPOINT_SIZE", "InputSize"]
+           "CHECKPOINT_SIZE", "InputSize", "check_precision_name"]
 
 #: Every backend name, ``auto`` first (its order of trial is ``inference.backends``').
 BACKENDS: Tuple[str, ...] = ("auto", "tensorrt", "torch", "onnxruntime", "openvino")
@@ -26,6 +26,15 @@ BACKEND_PRECISIONS: Dict[str, Tuple[str, ...]] = {
     "onnxruntime": ("fp32", "int8"),
     "openvino": ("fp32", "bf16", "int8"),
 }
+
+
+def check_precision_name(precision: str) -> None:
+    """ValueError unless ``precision`` is one of :data:`PRECISIONS` (whether a backend runs
+    it is ``inference.backends.check_precision``'s question)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+
+
 #: ``input_size`` value meaning "the size the checkpoint's metadata records".
 CHECKPOINT_SIZE = "checkpoint"
 #: an ``input_size``: :data:`CHECKPOINT_SIZE`, ``(H, W)``, or None (full resolution)

@@ -11,11 +11,10 @@ import numpy as np
 import torch
 
 from ..model import ModelMetadata
-from ..names import CHECKPOINT_SIZE, InputSize
+from ..names import CHECKPOINT_SIZE, InputSize, check_precision_name
 from .backends import (
     ARRAY_TYPES,
     BACKENDS,
-    PRECISIONS,
     Backend,
     ModelSource,
     create_backend,
@@ -182,8 +181,7 @@ class Segmenter:
             _check_input_size(input_size)  # a bad size fails before the checkpoint is read
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        check_precision_name(precision)
         if device is not None:
             resolve_device(device)  # a malformed or unavailable device fails before any loading
         source = ModelSource(weights, pruned=pruned)

@@ -6,7 +6,7 @@ from typing import List, Optional, Tuple
 
 import torch
 
-from ...names import BACKENDS
+from ...names import BACKENDS, check_precision_name
 from ..cache import CacheDir
 from .base import (
     ARRAY_TYPES,
@@ -85,8 +85,7 @@ def create_backend(name: str, source: ModelSource, *, device: Optional[str] = No
     :class:`~..calibration.CalibrationSpec` to build an int8 artifact from (None: int8
     loads one built before, or refuses saying how to build it).
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    check_precision_name(precision)
     if name != "auto":
         return _create_one(name, source, device, precision, cache, compile, calibration)
     reasons = []

@@ -10,7 +10,12 @@ import numpy as np
 import torch
 
 from ...model import ModelMetadata, load_checkpoint, read_checkpoint
-from ...names import BACKEND_PRECISIONS, DEFAULT_PRECISION, PRECISIONS  # noqa: F401 (re-export)
+from ...names import (  # noqa: F401 (PRECISIONS and DEFAULT_PRECISION: re-exported)
+    BACKEND_PRECISIONS,
+    DEFAULT_PRECISION,
+    PRECISIONS,
+    check_precision_name,
+)
 from ..cache import checkpoint_sha256
 
 __all__ = ["ARRAY_TYPES", "Backend", "BackendUnavailable", "ModelSource", "Outputs", "PRECISIONS",
@@ -23,8 +28,7 @@ log = logging.getLogger(__name__)
 def check_precision(backend: str, precision: str) -> None:
     """Raises ValueError for an unknown precision and :class:`BackendUnavailable` when
     ``backend`` cannot run ``precision``, naming what it can and who runs that precision."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    check_precision_name(precision)
     supported = BACKEND_PRECISIONS.get(backend)
     if supported is not None and precision not in supported:
         users = [b for b, precs in BACKEND_PRECISIONS.items() if precision in precs]
@@ -98,8 +102,7 @@ class Backend(abc.ABC):
     array_type: str = "numpy"
 
     def __init__(self, source: ModelSource, device: str, precision: str) -> None:
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        check_precision_name(precision)
         self.source = source
         self.device = device
         self.precision = precision
