@@ -7,7 +7,9 @@ NODE: ``segmentation_node`` or ``segmentation_lifecycle_node``. Once the file AR
 ``segment`` / ``segment_batch`` (the warm-up's too) write ENTERED and wait until the file
 GATE exists, then run the real Segmenter; before ARM they run at once. So a test can hold
 the node inside its warm-up or a batch for as long as it needs, whatever the machine's
-speed. Files, not signals: the node's own signal handling stays as shipped.
+speed. Where ARM holds a number of seconds instead, every call waits that long (a model
+made slow on purpose) and GATE is not used. Files, not signals: the node's own signal
+handling stays as shipped.
 """
 from __future__ import annotations
 
@@ -20,10 +22,14 @@ import time
 def held(method, arm: str, gate: str, entered: str):
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
-        if os.path.exists(arm) and not os.path.exists(gate):
+        if os.path.exists(arm):
+            delay = open(arm).read().strip()
             open(entered, "w").close()
-            while not os.path.exists(gate):
-                time.sleep(0.01)
+            if delay:
+                time.sleep(float(delay))
+            else:
+                while not os.path.exists(gate):
+                    time.sleep(0.01)
         return method(self, *args, **kwargs)
     return wrapper
 

@@ -225,9 +225,26 @@ class Client:
         raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
     def wait_for_node(self, pub, node: "NodeProcess", timeout: float = 60.0) -> None:
-        """Waits until the node process subscribes to ``pub``; fails with its log if it died."""
-        self.wait_until(lambda: pub.get_subscription_count() > 0 or node.proc.poll() is not None,
-                        timeout, "the node to subscribe")
+        """Waits until the node process subscribes to ``pub``, and for a reliable ``pub``
+        until that subscription is reliable too: a camera that appears after the node's
+        discovery wait is first subscribed best effort and re-subscribed reliable half a
+        second later, and a frame sent in between can be lost. Fails with the node's log
+        if it died."""
+        from rclpy.qos import ReliabilityPolicy
+
+        topic = pub.topic_name
+
+        def ready():
+            if node.proc.poll() is not None:
+                return True
+            if pub.get_subscription_count() == 0:
+                return False
+            if pub.qos_profile.reliability != ReliabilityPolicy.RELIABLE:
+                return True
+            subs = self.node.get_subscriptions_info_by_topic(topic)
+            return bool(subs) and all(
+                s.qos_profile.reliability == ReliabilityPolicy.RELIABLE for s in subs)
+        self.wait_until(ready, timeout, "the node to subscribe")
         assert node.proc.poll() is None, node.output()
 
     def close(self):

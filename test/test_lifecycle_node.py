@@ -119,7 +119,7 @@ def managed(tmp_path_factory, spares):
     """Started with a missing checkpoint, an invalid input size and an overlay_alpha out of
     its range: configure must fail until all are fixed through the parameter service."""
     tmp = tmp_path_factory.mktemp("lifecycle")
-    proc = start_managed(tmp, "-p", f"weights:={tmp / 'missing.pth'}",
+    proc = start_managed(tmp, "-p", f"weights:={tmp / 'missing.pth'}", "-p", "device:=cpu",
                          "-p", "input_size:=[8, 8]", "-p", "overlay_alpha:=2.0")
     yield proc
     if proc.proc.poll() is None:

@@ -43,7 +43,7 @@ def node(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("node")
     ckpt = constant_checkpoint(tmp / "car.pth")
     proc = NodeProcess(tmp, "--params-file", str(REPO / "config" / "segment.yaml"),
-                       "-p", f"weights:={ckpt}", "-p", "backend:=torch",
+                       "-p", f"weights:={ckpt}", "-p", "backend:=torch", "-p", "device:=cpu",
                        "-p", "input_size:=[64, 128]")
     yield proc
     if proc.proc.poll() is None:
@@ -267,6 +267,7 @@ def test_diagnostics_every_second(client):
         assert key in values
     # About 1 Hz: three intervals span about 3 s. One timer callback delayed by a busy
     # host is followed by a catch-up one, so single gaps vary; their sum does not.
+    client.wait_until(lambda: len(client.messages("diag")) >= 4, 10.0, "four statuses")
     t = [stamp for stamp, m in client.received["diag"][-4:]]
     assert 1.5 < t[-1] - t[0] < 7.5, t
 

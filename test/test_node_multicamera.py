@@ -171,6 +171,15 @@ def test_qos_incompatible_subscriber_shows_in_diagnostics(node, client):
         client.node.destroy_subscription(sub)
 
 
+def test_a_cameras_camera_info_that_is_the_nodes_own_output_is_not_read(node, client):
+    """Cameras front/left/rear with the node in the root namespace: /front/camera_info is
+    both the camera's (beside /front/image) and the node's output for it; the node says
+    so and does not subscribe to its own output."""
+    assert node.wait_for_log("/front/camera_info is both /front/image's camera_info and "
+                             "this node's camera_info output", 5.0), node.output()
+    assert client.node.count_subscribers("/front/camera_info") == 0
+
+
 def test_sigint_exits_cleanly(node, client):
     assert node.interrupt() == 0, node.output()
     assert "Traceback" not in node.output()

@@ -76,9 +76,18 @@ class Inputs:
             self._wait_for_publishers(discovery_wait_s)
         for cam in self.cameras:
             self.adapt(cam)
+            topic = info_tools.camera_info_topic(cam.resolved_topic)
+            if topic == self.node.resolve_topic_name(cam.prefix + "camera_info"):
+                # e.g. camera "front" on /front/image with the node in the root namespace:
+                # its camera_info is the node's own output; remap the camera's topics
+                self.node.get_logger().warning(
+                    f"{topic} is both {cam.resolved_topic}'s camera_info and this node's "
+                    f"camera_info output for it: that camera runs without camera_info "
+                    f"(remap its image, or start the node in a namespace)")
+                continue
             cam.info_subscription = self.node.create_subscription(
-                CameraInfo, info_tools.camera_info_topic(cam.resolved_topic),
-                lambda msg, c=cam: setattr(c, "camera_info", msg), info_tools.camera_info_qos())
+                CameraInfo, topic, lambda msg, c=cam: setattr(c, "camera_info", msg),
+                info_tools.camera_info_qos())
         self._timer = self.node.create_timer(0.5, self.adapt_all)
 
     def describe(self) -> str:
