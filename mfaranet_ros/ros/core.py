@@ -13,6 +13,11 @@ lifecycle transition:
 - :meth:`SegmentationCore.cleanup`: stop the worker, destroy the outputs, release the
   model and its memory (the CUDA cache too).
 
+Each concern has its module; this one coordinates them: the camera inputs and their QoS
+(:mod:`.inputs`), the worker thread (:mod:`.worker`), the ``/diagnostics`` statuses and the
+latency report (:mod:`.diagnostics`), ``~/label_info`` and label maps
+(:mod:`.label_outputs`), ``~/camera_info`` (:mod:`.camera_info`).
+
 The executor thread only stores the newest frame of each camera; the one worker thread
 (:class:`~.worker.FrameWorker`) decodes, runs the model (all cameras with a new frame as
 one batch) and publishes. A frame replaced before the worker took it is counted as
@@ -41,7 +46,7 @@ from .compat import PublisherEventCallbacks
 from .conversions import ImageFormatError, compressed_to_rgb, image_to_rgb, serialize_image
 from .inputs import CameraInput, Inputs
 from .parameters import PARAMETERS, NodeConfig, input_size_request, resolve_weights, topic_layout
-from .stats import ERROR, OK, QosEventCounters, StageStats, assess
+from .stats import QosEventCounters, StageStats, assess
 from .worker import FrameWorker
 
 __all__ = ["NODE_NAME", "SegmentationCore", "StartupError", "StartupInterrupted",
@@ -577,41 +582,23 @@ class SegmentationCore:
         return {"lifecycle_state": self._state_label()} if self._state_label else {}
 
     def _unconfigured_status(self) -> DiagnosticStatus:
-        """Managed node before configure (or after cleanup): no model, why if it failed."""
-        values = self._lifecycle_values()
-        values["last_error"] = self.configure_error
-        if self.configure_error:
-            level, message = ERROR, f"configure failed: {self.configure_error}"
-        else:
-            level, message = OK, "no model loaded: waiting for configure"
-        return diagnostics.status(level, f"{self.node.get_name()}: segmentation", message,
-                                  "", values)
+        return diagnostics.unconfigured_status(f"{self.node.get_name()}: segmentation",
+                                               self._lifecycle_values(), self.configure_error)
 
     def _node_status(self, health, now: float, failed_sizes: str) -> DiagnosticStatus:
         seg = self.segmenter
         values = self._lifecycle_values()
-        values.update({
-            "backend": seg.backend_name, "device": str(seg.device),
-            "precision": seg.precision, "input_size": self._input_size_text,
-            "transport": self.cfg.input_transport,
-            "input_topics": " ".join(c.resolved_topic for c in self.cameras),
-            "input_reliability": " ".join(qos_tools.reliability_name(c.reliability)
-                                          for c in self.cameras),
-            "publishers": str(sum(c.publisher_count for c in self.cameras)),
-        })
-        values.update(diagnostics.counter_values((c.counters for c in self.cameras), now))
+        values.update({"backend": seg.backend_name, "device": str(seg.device),
+                       "precision": seg.precision, "input_size": self._input_size_text,
+                       "transport": self.cfg.input_transport})
+        values.update(diagnostics.input_values(self.cameras, now))
         values.update({"inference_failures": str(self._failures),
                        "last_error": self._last_error, "failed_sizes": failed_sizes})
         values.update(diagnostics.qos_values(self.qos_events))
         values.update(diagnostics.stage_values(self.stages))
-        message = health.message
-        if not self.active and health.level == OK:
-            message = "inactive: model loaded and warm, not subscribed"
-        return diagnostics.status(health.level, f"{self.node.get_name()}: segmentation",
-                                  message, str(seg.device), values)
+        return diagnostics.node_status(f"{self.node.get_name()}: segmentation", health,
+                                       self.active, str(seg.device), values)
 
     def _camera_status(self, cam: CameraInput, now: float) -> DiagnosticStatus:
-        return diagnostics.camera_status(
-            f"{self.node.get_name()}: camera {cam.key}", str(self.segmenter.device),
-            cam.resolved_topic, qos_tools.reliability_name(cam.reliability),
-            cam.publisher_count, cam.counters, cam.stages, now)
+        return diagnostics.camera_status(f"{self.node.get_name()}: camera {cam.key}",
+                                         str(self.segmenter.device), cam, now)

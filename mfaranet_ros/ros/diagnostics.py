@@ -5,10 +5,11 @@ from typing import Dict, Iterable
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
-from .stats import OK, WARN, InputCounters, QosEventCounters, StageStats
+from .qos import reliability_name
+from .stats import ERROR, OK, WARN, InputCounters, QosEventCounters, StageStats
 
 __all__ = ["status", "latency_report", "stage_values", "counter_values", "qos_values",
-           "camera_status"]
+           "input_values", "unconfigured_status", "node_status", "camera_status"]
 
 
 def status(level: int, name: str, message: str, hardware_id: str,
@@ -65,14 +66,42 @@ def qos_values(ev: QosEventCounters) -> Dict[str, str]:
             "qos_last_policy": ev.last_policy, "qos_last_topic": ev.last_topic}
 
 
-def camera_status(name: str, hardware_id: str, topic: str, reliability: str,
-                  publishers: int, counters: InputCounters, stages: StageStats,
-                  now: float) -> DiagnosticStatus:
+def input_values(cameras, now: float) -> Dict[str, str]:
+    """The inputs of a node (its :class:`~.inputs.CameraInput` s): topics, reliability,
+    publishers, and the counters summed over them."""
+    values = {"input_topics": " ".join(c.resolved_topic for c in cameras),
+              "input_reliability": " ".join(reliability_name(c.reliability) for c in cameras),
+              "publishers": str(sum(c.publisher_count for c in cameras))}
+    values.update(counter_values((c.counters for c in cameras), now))
+    return values
+
+
+def unconfigured_status(name: str, values: Dict[str, str],
+                        configure_error: str) -> DiagnosticStatus:
+    """Managed node before configure (or after cleanup): no model, why if it failed."""
+    values = dict(values, last_error=configure_error)
+    if configure_error:
+        return status(ERROR, name, f"configure failed: {configure_error}", "", values)
+    return status(OK, name, "no model loaded: waiting for configure", "", values)
+
+
+def node_status(name: str, health, active: bool, hardware_id: str,
+                values: Dict[str, str]) -> DiagnosticStatus:
+    """The node's status: the health verdict (:func:`~.stats.assess`) and its values; a
+    healthy node that is not subscribed says so."""
+    message = health.message
+    if not active and health.level == OK:
+        message = "inactive: model loaded and warm, not subscribed"
+    return status(health.level, name, message, hardware_id, values)
+
+
+def camera_status(name: str, hardware_id: str, cam, now: float) -> DiagnosticStatus:
     """One camera of a multi-camera node: WARN while it drops or rejects frames."""
-    w = counters.window(now)
+    w = cam.counters.window(now)
     level = WARN if (w.dropped or w.rejected) else OK
     message = "ok" if level == OK else f"{w.dropped} dropped, {w.rejected} rejected recently"
-    values = {"topic": topic, "reliability": reliability, "publishers": str(publishers)}
-    values.update(counter_values([counters], now))
-    values.update(stage_values(stages))
+    values = {"topic": cam.resolved_topic, "reliability": reliability_name(cam.reliability),
+              "publishers": str(cam.publisher_count)}
+    values.update(counter_values([cam.counters], now))
+    values.update(stage_values(cam.stages))
     return status(level, name, message, hardware_id, values)
