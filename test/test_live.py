@@ -46,8 +46,10 @@ def test_play_bag_node_eval_live(tmp_path, tiny_checkpoint):
         assert node.wait_for_log("subscribed to", 90), node.output()
         # The player runs here (its own process is tested below): it starts once the node
         # and the evaluator both subscribe.
+        # The delay covers the node's switch to a reliable subscription (its QoS check
+        # runs every 0.5 s) on a busy host: a frame sent before it can be lost.
         played = play_bag(bag["path"], PlayOptions(wait_for_subscribers=2, wait_timeout_s=60,
-                                                   start_delay_s=0.5))
+                                                   start_delay_s=2.0))
         assert played["published"] == FRAMES and played["topic"] == "/camera/image_raw"
         assert live.wait(60) == 0, (tmp_path / "live.log").read_text()
     finally:

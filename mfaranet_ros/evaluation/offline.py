@@ -126,15 +126,17 @@ class _StopOnSigint:
     thread can own signal handlers; elsewhere this does nothing.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, what: str = "frame") -> None:
         self.requested = False
         self._previous = None
+        self._what = what
 
     def _handler(self, signum, frame) -> None:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        log.warning("Ctrl-C: stopping after this frame (press again to abort at once)")
+        log.warning("Ctrl-C: stopping after this %s (press again to abort at once)",
+                    self._what)
 
     def install(self) -> None:
         if threading.current_thread() is threading.main_thread():

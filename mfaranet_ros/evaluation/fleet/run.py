@@ -61,6 +61,8 @@ def _execute(run: FleetRun, units: List[Unit], store: ResultStore, keys: Dict[st
     """Runs the units without a finished result; returns every unit's result."""
     from tqdm import tqdm
 
+    from ..offline import _StopOnSigint
+
     results = {u.unit_id: store.finished(u.unit_id, keys[u.unit_id]) if run.resume else None
                for u in units}
     todo = [u for u in units if results[u.unit_id] is None]
@@ -69,6 +71,11 @@ def _execute(run: FleetRun, units: List[Unit], store: ResultStore, keys: Dict[st
     bar = tqdm(total=len(units), initial=len(units) - len(todo), unit="unit",
                disable=not run.progress, desc="eval-fleet", dynamic_ncols=True)
     frames, failed = 0, 0
+    # Ctrl-C stops between units (the unit in flight is finished and kept); a second one
+    # at once. A KeyboardInterrupt raised wherever the first signal lands (inside torch, in
+    # Ray's client) could leave the process to die of the signal instead of exiting 130.
+    stop = _StopOnSigint("unit")
+    stop.install()
     try:
         for result in _engine_results(run, todo, facts):
             uid = result["unit"]["unit_id"]
@@ -81,7 +88,10 @@ def _execute(run: FleetRun, units: List[Unit], store: ResultStore, keys: Dict[st
             if limit is not None and failed > limit:
                 raise ManifestError(f"{failed} units failed, more than max_failed_units "
                                     f"= {limit}; see {store.folder}")
+            if stop.requested:
+                raise KeyboardInterrupt
     finally:
+        stop.restore()
         bar.close()
     return [r for r in results.values() if r is not None]
 
