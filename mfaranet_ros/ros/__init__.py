@@ -6,17 +6,20 @@ Modules:
   :mod:`lifecycle_node` (``segmentation_lifecycle_node``, the managed node), :mod:`entry`
   (their console entry points), :mod:`node_parameters` (the table declared on a node);
 - what both nodes run: :mod:`core` (it coordinates: model, inputs, outputs, worker,
-  diagnostics), :mod:`worker` (the one inference thread and its counters), :mod:`qos` (QoS
-  adaptation and the Fast DDS profile), :mod:`label_outputs` (``~/label_info`` and the label
-  map), :mod:`diagnostics` (the ``/diagnostics`` statuses), :mod:`stats` (latency and rate
+  diagnostics), :mod:`inputs` (the camera subscriptions, QoS following the publishers),
+  :mod:`worker` (the one inference thread and its counters), :mod:`qos` (QoS choices and
+  the Fast DDS profile), :mod:`label_outputs` (``~/label_info`` and the label map),
+  :mod:`camera_info` (``~/camera_info``), :mod:`diagnostics` (the ``/diagnostics``
+  statuses), :mod:`stats` (latency and rate
   statistics), :mod:`conversions` (numpy -> sensor_msgs for publishing; decoding is in
   :mod:`mfaranet_ros.encodings`), :mod:`parameters` (parameter defaults and validation);
 - every difference between rclpy releases (Humble, Jazzy, Kilted): :mod:`compat`;
 - the tools: :mod:`player` (``play-bag``), :mod:`live_eval` (``eval-bag --live``),
   :mod:`runtime` (their rclpy start-up), :mod:`bench_node` (the node benchmarks; the camera
-  side in :mod:`bench_camera`), :mod:`cli` (their command-line parsers).
+  side in :mod:`bench_camera`), :mod:`cli` (``bench-node``, ``play-bag`` and the live half of
+  ``eval-bag --live``).
 
-Only the node modules, :mod:`core`, :mod:`compat`, :mod:`label_outputs`, :mod:`qos`,
-:mod:`diagnostics` and :mod:`bench_camera` import ROS packages at module level, so the rest
-is testable without ROS.
+Only the node modules, :mod:`core`, :mod:`inputs`, :mod:`compat`, :mod:`label_outputs`,
+:mod:`camera_info`, :mod:`qos`, :mod:`diagnostics` and :mod:`bench_camera` import ROS
+packages at module level, so the rest is testable without ROS.
 """
