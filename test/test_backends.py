@@ -175,6 +175,30 @@ def test_cache_rejects_stale_and_truncated_entries(tmp_path):
     assert found is None and "hash" in why
 
 
+@pytest.mark.slow
+def test_a_cached_onnx_file_must_carry_the_key_its_manifest_claims(tiny_checkpoint, tmp_path,
+                                                                   caplog):
+    """Another size's file put in an entry, its manifest's hash made to match: the embedded
+    key tells, and the export is made again (both CPU runtimes load through this path)."""
+    from mfaranet_ros.inference.cache import file_sha256
+    from mfaranet_ros.inference.onnx_artifacts import embedded_props, fp32_onnx
+
+    source, cache = ModelSource(tiny_checkpoint), resolve_cache_dir(tmp_path)
+    _, small = fp32_onnx(source, cache, 32, 64, False)
+    _, large = fp32_onnx(source, cache, 64, 128, False)
+    assert fp32_onnx(source, cache, 32, 64, False)[1] == small   # a verified hit
+    small.write_bytes(large.read_bytes())
+    manifest = small.with_suffix(".json")
+    recorded = json.loads(manifest.read_text())
+    recorded["artifact_sha256"] = file_sha256(small)
+    manifest.write_text(json.dumps(recorded))
+    with caplog.at_level(logging.WARNING, logger="mfaranet_ros"):
+        _, again = fp32_onnx(source, cache, 32, 64, False)
+    assert any("does not carry the key" in r.getMessage() for r in caplog.records)
+    key = json.loads(embedded_props(again)["cache_key"])
+    assert again == small and key["input_hw"] == [32, 64] and key == recorded["key"]
+
+
 def test_default_cache_dir_is_persistent(monkeypatch, tmp_path):
     monkeypatch.delenv("MFARANET_CACHE_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))

@@ -1,5 +1,9 @@
 """int8 post-training quantization of the exported graph, and the accuracy of an artifact.
 
+Two quantizers of one recipe: ONNX Runtime's (:func:`quantize_onnx`) and NNCF's for
+OpenVINO (:func:`nncf_quantize_onnx`); both quantize the same nodes (:func:`int8_nodes`).
+Keys, the cache and the embedded metadata of the artifacts are :mod:`.onnx_artifacts`'.
+
 The recipe (static, QDQ, per-channel int8 weights, uint8 activations, min/max ranges over
 the calibration frames) quantizes only what has int8 kernels and tolerates it:
 
@@ -19,25 +23,26 @@ accurate here (see docs/cpu_precision.md).
 from __future__ import annotations
 
 import ast
-import json
 import logging
 import os
 import tempfile
-from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .cache import lookup, store
+from .backends.base import BackendUnavailable
 from .calibration import FrameSet
 
-__all__ = ["RECIPE", "int8_nodes", "quantize_onnx", "accuracy_report", "describe_accuracy",
-           "find_calibrated", "missing_artifact_message"]
+__all__ = ["RECIPE", "NNCF_RECIPE", "OV_INSTALL", "int8_nodes", "quantize_onnx",
+           "nncf_quantize_onnx", "accuracy_report", "describe_accuracy"]
 
 log = logging.getLogger(__name__)
 
 #: Names the recipe in cache keys: change it when the recipe changes.
 RECIPE = "qdq-u8s8-perchannel-rr-minmax/v1"
+#: Names the NNCF recipe in cache keys: change it when :func:`nncf_quantize_onnx` changes.
+NNCF_RECIPE = "nncf-performance-fbc-same-nodes/v1"
+OV_INSTALL = "pip install openvino==2026.4.1 nncf==3.4.0"
 ENCODER_OPS = ("Add", "Relu", "MaxPool")
 QUANTIZED_OPS = ["Conv", *ENCODER_OPS]
 
@@ -81,25 +86,52 @@ class _Frames:
         return next(self._items, None)
 
 
-def quantize_onnx(model_path: str, calibration: FrameSet, num_classes: int,
-                  input_name: str = "pixels"):
-    """The int8 QDQ ``onnx.ModelProto`` of the fp32 ONNX file ``model_path``."""
+def quantize_onnx(model, calibration: FrameSet, num_classes: int, input_name: str = "pixels"):
+    """ONNX Runtime's int8 QDQ ``onnx.ModelProto`` of the fp32 ``onnx.ModelProto`` ``model``."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    model = onnx.load(model_path)
     nodes = int8_nodes(model, num_classes)
     log.info("int8: quantizing %d of %d nodes over %d calibration frames (%s)", len(nodes),
              len(model.graph.node), len(calibration), calibration.source)
     with tempfile.TemporaryDirectory(prefix="mfaranet-int8-") as tmp:
         out = os.path.join(tmp, "int8.onnx")
         quantize_static(
-            model_path, out, _Frames(input_name, calibration.frames),
+            model, out, _Frames(input_name, calibration.frames),
             quant_format=QuantFormat.QDQ, op_types_to_quantize=QUANTIZED_OPS,
             nodes_to_quantize=nodes, per_channel=True, reduce_range=True,
             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax)
         return onnx.load(out)
+
+
+def nncf_quantize_onnx(model, calibration: FrameSet, num_classes: int,
+                       input_name: str = "pixels"):
+    """NNCF post-training int8 of an fp32 ``onnx.ModelProto`` (QDQ, OpenVINO's patterns).
+
+    The same operators as ONNX Runtime's recipe are quantized (:func:`int8_nodes`): every
+    other node is in NNCF's ignored scope, so the flow warp, the class logits, the
+    upsampling and the argmax stay float.
+    """
+    try:
+        import nncf
+    except ImportError as exc:
+        raise BackendUnavailable(f"nncf is not installed ({exc}); {OV_INSTALL}") from None
+
+    keep = set(int8_nodes(model, num_classes))
+    ignored = [node.name for node in model.graph.node if node.name not in keep]
+    data = nncf.Dataset([{input_name: frame[None]} for frame in calibration.frames])
+    # NNCF logs one INFO line per node it leaves alone: hundreds, here.
+    nncf_log = logging.getLogger("nncf")
+    level = nncf_log.level
+    nncf_log.setLevel(logging.WARNING)
+    try:
+        return nncf.quantize(model, data, subset_size=len(calibration),
+                             preset=nncf.QuantizationPreset.PERFORMANCE,
+                             fast_bias_correction=True,
+                             ignored_scope=nncf.IgnoredScope(names=ignored, validate=False))
+    finally:
+        nncf_log.setLevel(level)
 
 
 def accuracy_report(reference: Callable[[np.ndarray], np.ndarray],
@@ -135,23 +167,6 @@ def accuracy_report(reference: Callable[[np.ndarray], np.ndarray],
     return report
 
 
-def store_int8_artifact(proto, key: Dict, accuracy: Dict, source: str,
-                        directory: Optional[Path], name: str) -> Tuple[object, Optional[Path]]:
-    """Embeds the cache key, the accuracy and the calibration source in an int8 ONNX
-    model and stores it under ``directory`` (none: kept in memory). Returns what a
-    session loads (a path, or the serialized model) and the stored file, if any."""
-    from .backends.onnxruntime_backend import embed_props
-
-    embed_props(proto, {"cache_key": json.dumps(key, sort_keys=True),
-                        "accuracy": json.dumps(accuracy, sort_keys=True),
-                        "calibration": source})
-    blob = proto.SerializeToString()
-    if directory is None:
-        return blob, None
-    path = store(directory, name, key, "onnx", lambda p: p.write_bytes(blob))
-    return str(path), path
-
-
 def describe_accuracy(report: Dict) -> str:
     """One line for the log: agreement and mIoU difference on the held-out frames."""
     parts = []
@@ -163,45 +178,3 @@ def describe_accuracy(report: Dict) -> str:
         parts.append(text)
     return "; ".join(parts) or "accuracy not measured"
 
-
-def find_calibrated(directory: Optional[Path], name: str, key: Dict,
-                    ext: str) -> Tuple[Optional[Path], Optional[Dict], str]:
-    """The newest valid cache entry whose key equals ``key`` in every field but
-    ``calibration`` (the node does not know which frames an artifact was calibrated on).
-
-    Returns ``(artifact, its full key, "")`` or ``(None, None, why not)``.
-    """
-    if directory is None or not directory.is_dir():
-        return None, None, "no cache directory"
-    found = []
-    for manifest in directory.glob(f"{name}-*.json"):
-        try:
-            recorded = json.loads(manifest.read_text()).get("key")
-        except (OSError, ValueError, AttributeError):
-            continue
-        if not isinstance(recorded, dict) or "calibration" not in recorded:
-            continue
-        if {k: v for k, v in recorded.items() if k != "calibration"} != key:
-            continue
-        path, _why = lookup(directory, name, recorded, ext)  # hash-checked, or skipped
-        if path is not None:
-            found.append((path.stat().st_mtime, path, recorded))
-    if not found:
-        return None, None, f"no {name} entry for these settings in {directory}"
-    _, path, recorded = max(found, key=lambda item: item[0])
-    if len(found) > 1:
-        log.info("%d calibrated artifacts match; using the newest, %s", len(found), path.name)
-    return path, recorded, ""
-
-
-def missing_artifact_message(backend: str, precision: str, weights: str,
-                             size: Optional[Tuple[int, int]], cache_dir: Optional[Path],
-                             why: str) -> str:
-    """The one line a consumer (the node) shows when no calibrated artifact exists."""
-    hw = f"{size[0]}x{size[1]}" if size else "HxW"
-    at = f" at {hw}" if size else ""
-    where = f" --cache-dir {cache_dir}" if cache_dir is not None else ""
-    return (f"no {backend} {precision} artifact for {os.path.basename(weights)}{at} ({why}); "
-            f"build one first: mfaranet build-engine --weights {weights} --backend {backend} "
-            f"--input-size {hw} --precision {precision} "
-            f"--calibration BAG|IMAGE_FOLDER|synthetic{where}")

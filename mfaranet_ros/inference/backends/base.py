@@ -19,10 +19,20 @@ from ...names import (  # noqa: F401 (PRECISIONS and DEFAULT_PRECISION: re-expor
 from ..cache import checkpoint_sha256
 
 __all__ = ["ARRAY_TYPES", "Backend", "BackendUnavailable", "ModelSource", "Outputs", "PRECISIONS",
-           "BACKEND_PRECISIONS", "check_precision", "resolve_device"]
+           "BACKEND_PRECISIONS", "check_precision", "physical_cores", "resolve_device"]
 
 log = logging.getLogger(__name__)
 
+
+def physical_cores() -> int:
+    """The CPU backends' default thread count: hyper-threads only contend for the same
+    FMA units."""
+    try:
+        import psutil
+        n = psutil.cpu_count(logical=False)
+    except ImportError:
+        n = None
+    return max(1, n or os.cpu_count() or 1)
 
 
 def check_precision(backend: str, precision: str) -> None:
