@@ -12,6 +12,8 @@ and checked against the diagram.
 
 A module imports only its own layer and lower ranks; a command's parser (a ``cli`` module)
 is imported only by ``mfaranet_ros/cli.py`` (which loads them by name) and within its layer.
+Within a layer the modules import each other without a circle, and a backend never imports
+another backend (what two backends share lives beside them, e.g. ``onnx_artifacts``).
 """
 from __future__ import annotations
 
@@ -89,6 +91,51 @@ def violations(edges) -> List[str]:
         elif RANKS[b] == RANKS[a] and RANKS[a] != 0:
             out.append(f"{where}: {importer} -> {imported}: sideways ({a}, {b})")
     return out
+
+
+def circles(edges) -> List[str]:
+    """Import circles among modules (any length), and backends importing other backends."""
+    graph: Dict[str, Set[str]] = {}
+    for importer, imported, _ in edges:
+        if importer != imported:
+            graph.setdefault(importer, set()).add(imported)
+    out = [f"{where}: {a} imports {b}: one backend built on another"
+           for a, b, where in edges
+           if a != b and a.endswith("_backend") and b.endswith("_backend")]
+    state: Dict[str, int] = {}     # 1: on the current path, 2: done
+    path: List[str] = []
+
+    def visit(module: str) -> None:
+        state[module] = 1
+        path.append(module)
+        for nxt in sorted(graph.get(module, ())):
+            if state.get(nxt) == 1:
+                out.append("import circle: " + " -> ".join(path[path.index(nxt):] + [nxt]))
+            elif nxt not in state:
+                visit(nxt)
+        path.pop()
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module)
+    return out
+
+
+def test_no_import_circles_and_no_backend_on_another():
+    found = circles(package_edges())
+    assert not found, "\n".join(found)
+
+
+def test_the_circle_check_sees_the_old_ones():
+    ort = "mfaranet_ros.inference.backends.onnxruntime_backend"
+    old = [(ort, "mfaranet_ros.inference.quantize", "x.py:1"),
+           ("mfaranet_ros.inference.quantize", ort, "x.py:2"),
+           ("mfaranet_ros.inference.backends.openvino_backend", ort, "x.py:3")]
+    found = circles(old)
+    assert len(found) == 2 and any("circle" in f for f in found), found
+    assert circles(old[:1] + old[2:]) == [f"x.py:3: {old[2][0]} imports {ort}: one backend "
+                                          f"built on another"]
 
 
 def test_the_package_imports_as_the_diagram_says():
