@@ -3,9 +3,15 @@ from __future__ import annotations
 
 import argparse
 import re
-from typing import Tuple
+from typing import Sequence, Tuple
 
-__all__ = ["parse_size"]
+from .names import CHECKPOINT_SIZE, InputSize
+
+__all__ = ["parse_size", "parse_input_size", "network_size", "MIN_NETWORK_SIZE"]
+
+#: The smallest network input side: the encoder downsamples 32x (the node's ``input_size``
+#: parameter is held to the same).
+MIN_NETWORK_SIZE = 32
 
 _SIZE = re.compile(r"\s*(\d+)\s*[xX]\s*(\d+)\s*")
 
@@ -20,3 +26,22 @@ def parse_size(text: str, minimum: int = 8) -> Tuple[int, int]:
         raise argparse.ArgumentTypeError(
             f"size {text!r} is too small ({minimum}x{minimum} at least)")
     return h, w
+
+
+def parse_input_size(text: str, words: Sequence[str] = (CHECKPOINT_SIZE, "full")) -> InputSize:
+    """``--input-size``: ``HxW`` (both at least :data:`MIN_NETWORK_SIZE`), ``checkpoint``
+    (the size the weights record) or ``full`` (None: every frame at its own resolution);
+    ``words`` limits the two words a command takes."""
+    word = text.strip().lower()
+    if word in words:
+        return None if word == "full" else CHECKPOINT_SIZE
+    try:
+        return parse_size(text, minimum=MIN_NETWORK_SIZE)
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(
+            f"{exc}; or one of: {', '.join(repr(w) for w in words)}") from None
+
+
+def network_size(text: str) -> InputSize:
+    """``--input-size`` of the benchmarks: ``HxW`` or ``full`` (a size to measure at)."""
+    return parse_input_size(text, words=("full",))

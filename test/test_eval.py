@@ -259,7 +259,8 @@ def test_input_size_option_reads_the_checkpoints_size(tmp_path, tiny_checkpoint)
 
     import torch
 
-    from mfaranet_ros.evaluation.model_args import load_segmenter, parse_input_size
+    from mfaranet_ros.cli_args import parse_input_size
+    from mfaranet_ros.evaluation.model_args import load_segmenter
     from mfaranet_ros.model import MFARANet, cityscapes_metadata, save_checkpoint
 
     torch.manual_seed(0)

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Optional, Tuple
+from typing import Tuple
 
 from ..cli_args import parse_size
 
-__all__ = ["network_size", "frame_size", "positive_int", "non_negative_int",
+__all__ = ["frame_size", "positive_int", "non_negative_int",
            "positive_float",
            "weights_file", "add_weights_argument", "add_run_arguments", "CAMERAS_HELP"]
 
@@ -20,13 +20,6 @@ __all__ = ["network_size", "frame_size", "positive_int", "non_negative_int",
 CAMERAS_HELP = ("multi-camera mode: for each N, N cameras batched in one {process} against "
                 "N single-camera {process}es running at the same time (throughput, median "
                 "latency, peak memory and their ratios)")
-
-
-def network_size(text: str) -> Optional[Tuple[int, int]]:
-    """``HxW`` (both at least 32: the encoder downsamples 32x) or ``full`` (None)."""
-    if text.strip().lower() == "full":
-        return None
-    return parse_size(text, minimum=32)
 
 
 def frame_size(text: str) -> Tuple[int, int]:

@@ -5,7 +5,8 @@ import argparse
 import sys
 import tempfile
 
-from .arguments import add_run_arguments, add_weights_argument, network_size
+from ..cli_args import network_size
+from .arguments import add_run_arguments, add_weights_argument
 from .backends import parse_backends
 
 __all__ = ["register"]

@@ -11,27 +11,14 @@ import logging
 import os
 from typing import Optional
 
-from ..cli_args import parse_size
+from ..cli_args import parse_input_size
 from ..model.weights import DEFAULT_WEIGHTS, resolve_weights
-from ..names import BACKENDS, CHECKPOINT_SIZE, PRECISIONS, InputSize
+from ..names import BACKENDS, PRECISIONS
 
-__all__ = ["parse_input_size", "add_segmenter_options", "existing_weights", "load_segmenter",
+__all__ = ["add_segmenter_options", "existing_weights", "load_segmenter",
            "add_label_map_option", "load_cli_label_map"]
 
 log = logging.getLogger(__name__)
-
-def parse_input_size(text: str) -> InputSize:
-    """``--input-size``: ``HxW``, ``checkpoint`` or ``full`` (-> None, full resolution)."""
-    if text == CHECKPOINT_SIZE:
-        return text
-    if text == "full":
-        return None
-    try:
-        return parse_size(text)
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(
-            f"expected HxW (e.g. 256x512), 'checkpoint' or 'full', got {text!r}") from None
-
 
 def add_segmenter_options(p: argparse.ArgumentParser) -> None:
     """The node's model parameters, as options (same names, same defaults)."""

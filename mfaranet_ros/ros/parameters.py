@@ -11,6 +11,7 @@ import array
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from ..cli_args import MIN_NETWORK_SIZE
 from ..label_formats import LABEL_FORMATS, LABEL_RESOLUTIONS
 from ..model.weights import DEFAULT_WEIGHTS, package_models_dir, resolve_weights
 from ..names import BACKENDS, CHECKPOINT_SIZE, DEFAULT_PRECISION, PRECISIONS, InputSize
@@ -158,9 +159,9 @@ def _value_problem(name: str, value: Any) -> Optional[str]:
             return f"device: {v!r} is not empty, 'cpu', 'cuda' or 'cuda:N'"
     if name == "input_size":
         size = list(value)
-        if size not in ([], [0, 0]) and (len(size) != 2 or min(size) < 32):
+        if size not in ([], [0, 0]) and (len(size) != 2 or min(size) < MIN_NETWORK_SIZE):
             return (f"input_size: expected [] (the checkpoint's size), [0, 0] (full "
-                    f"resolution) or [H, W] with both >= 32, got {size}")
+                    f"resolution) or [H, W] with both >= {MIN_NETWORK_SIZE}, got {size}")
     if name == "cameras":
         names = list(value)
         bad = [c for c in names if not _valid_token(c)]
