@@ -7,7 +7,8 @@ from typing import Sequence, Tuple
 
 from .names import CHECKPOINT_SIZE, InputSize
 
-__all__ = ["parse_size", "parse_input_size", "network_size", "MIN_NETWORK_SIZE"]
+__all__ = ["parse_size", "parse_input_size", "network_size", "MIN_NETWORK_SIZE", "positive_int",
+           "non_negative_int", "positive_float"]
 
 #: The smallest network input side: the encoder downsamples 32x (the node's ``input_size``
 #: parameter is held to the same).
@@ -45,3 +46,27 @@ def parse_input_size(text: str, words: Sequence[str] = (CHECKPOINT_SIZE, "full")
 def network_size(text: str) -> InputSize:
     """``--input-size`` of the benchmarks: ``HxW`` or ``full`` (a size to measure at)."""
     return parse_input_size(text, words=("full",))
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    return 0 if text.strip() == "0" else positive_int(text)
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text!r}")
+    return value

@@ -10,11 +10,10 @@ import argparse
 import os
 from typing import Tuple
 
-from ..cli_args import parse_size
+from ..cli_args import non_negative_int, parse_size, positive_int
 
-__all__ = ["frame_size", "positive_int", "non_negative_int",
-           "positive_float",
-           "weights_file", "add_weights_argument", "add_run_arguments", "CAMERAS_HELP"]
+__all__ = ["frame_size", "weights_file", "add_weights_argument", "add_run_arguments",
+           "CAMERAS_HELP"]
 
 #: The one meaning of ``--cameras`` in every benchmark command.
 CAMERAS_HELP = ("multi-camera mode: for each N, N cameras batched in one {process} against "
@@ -25,30 +24,6 @@ CAMERAS_HELP = ("multi-camera mode: for each N, N cameras batched in one {proces
 def frame_size(text: str) -> Tuple[int, int]:
     """A camera frame ``HxW``."""
     return parse_size(text)
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    return 0 if text.strip() == "0" else positive_int(text)
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text!r}")
-    return value
 
 
 def weights_file(text: str) -> str:

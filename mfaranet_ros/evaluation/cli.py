@@ -12,20 +12,13 @@ import logging
 import sys
 from typing import Dict
 
-from ..cli_args import parse_size
+from ..cli_args import parse_size, positive_int
 from ..names import BACKENDS, PRECISIONS
 from .errors import one_line_errors
 from .fleet.cli import register as register_fleet
 from .model_args import add_input_size_option, add_label_map_option, add_segmenter_options
 
 log = logging.getLogger(__name__)
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 # --------------------------------------------------------------------------- eval-bag
@@ -191,7 +184,7 @@ def _register_eval_weights(sub) -> None:
                                    "prediction).")
     p.add_argument("checkpoint")
     p.add_argument("--data", help="folder with images/ and labels/ (default: generate scenes)")
-    p.add_argument("--frames", type=_positive_int, default=100,
+    p.add_argument("--frames", type=positive_int, default=100,
                    help="frames to generate (with --data: at most this many; default 100)")
     p.add_argument("--size", type=parse_size, default=(512, 1024), metavar="HxW",
                    help="generated frame size (default 512x1024)")
@@ -203,7 +196,7 @@ def _register_eval_weights(sub) -> None:
     model.add_argument("--device", default="",
                        help="cpu, cuda, cuda:N (default: CUDA if present)")
     model.add_argument("--precision", default="fp32", choices=PRECISIONS)
-    model.add_argument("--batch", type=_positive_int, default=1,
+    model.add_argument("--batch", type=positive_int, default=1,
                        help="frames per Segmenter call")
     p.add_argument("--bgr", action="store_true", help="feed BGR instead of RGB (a sanity check)")
     p.add_argument("--json", action="store_true")

@@ -6,9 +6,9 @@ import argparse
 import sys
 from typing import Callable
 
-from ..bench.arguments import add_run_arguments, add_weights_argument, positive_float
+from ..bench.arguments import add_run_arguments, add_weights_argument
 from ..bench.backends import parse_backend
-from ..cli_args import network_size
+from ..cli_args import network_size, positive_float
 from ..evaluation.errors import one_line_errors
 from ..evaluation.live import register_live_evaluation
 

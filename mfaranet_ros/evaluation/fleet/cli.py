@@ -11,6 +11,7 @@ import json
 import sys
 from pathlib import Path
 
+from ...cli_args import positive_int
 from ..model_args import add_label_map_option, add_segmenter_options
 
 __all__ = ["register"]
@@ -22,13 +23,6 @@ def _write_bags_choice(text: str) -> str:
     if text.startswith("worst:") and text[6:].isdigit() and int(text[6:]) > 0:
         return text
     raise argparse.ArgumentTypeError(f"expected none, all or worst:K, got {text!r}")
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def _manifest(args):
@@ -129,7 +123,7 @@ def register(sub) -> None:
     p.add_argument("--address", default="local",
                    help="local (start Ray here), auto (join the running cluster) or "
                         "ray://HOST:PORT")
-    p.add_argument("--workers", type=_positive, default=1, help="actors, each with one model")
+    p.add_argument("--workers", type=positive_int, default=1, help="actors, each with one model")
     p.add_argument("--gpus-per-worker", type=float, default=0.0)
     p.add_argument("--resume", action="store_true",
                    help="redo only units without a finished result for this configuration")
