@@ -26,6 +26,8 @@ REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(100, 199)))
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 
+from mfaranet_ros.ros.participant import Participant  # noqa: E402  (the client's base)
+
 #: the class a constant checkpoint predicts everywhere, and its Cityscapes colour
 CAR = 13
 CAR_RGB = (0, 0, 142)
@@ -170,31 +172,14 @@ def kv(status) -> Dict[str, str]:
     return {v.key: v.value for v in status.values}
 
 
-class Client:
-    """A test-side rclpy node in its own context, spun in a background thread."""
+class Client(Participant):
+    """A test-side rclpy node in its own context, spun in a background thread, that
+    collects what it subscribes to."""
 
     def __init__(self, name: str = "mfaranet_test_client"):
-        import rclpy
-        from rclpy.context import Context
-        from rclpy.executors import SingleThreadedExecutor
-
-        self.context = Context()
-        rclpy.init(context=self.context)
-        self.node = rclpy.create_node(name, context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
         self.lock = threading.Lock()
         self.received: Dict[str, list] = {}
-        self._thread = threading.Thread(target=self._spin, daemon=True)
-        self._thread.start()
-
-    def _spin(self):
-        from rclpy.executors import ExternalShutdownException
-        try:
-            while self.context.ok():
-                self.executor.spin_once(timeout_sec=0.05)
-        except (ExternalShutdownException, RuntimeError):
-            pass
+        super().__init__(name)
 
     def collect(self, msg_type, topic: str, qos, key: Optional[str] = None):
         key = key or topic
@@ -246,12 +231,6 @@ class Client:
                 s.qos_profile.reliability == ReliabilityPolicy.RELIABLE for s in subs)
         self.wait_until(ready, timeout, "the node to subscribe")
         assert node.proc.poll() is None, node.output()
-
-    def close(self):
-        self.executor.shutdown(timeout_sec=1.0)
-        self.node.destroy_node()
-        self.context.try_shutdown()
-        self._thread.join(timeout=2.0)
 
 
 def reliable(depth: int = 5):

@@ -13,57 +13,19 @@ import time
 from typing import Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.context import Context
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 
 from ..bench.frames import street_frame
 from .bench_node import ALL_OUTPUTS, OUTPUTS
-from .compat import publisher_count
+from .participant import Participant
 
 __all__ = ["OUTPUTS", "ALL_OUTPUTS", "overhead_camera", "multi_camera"]
 
 
 #: How long one frame may take to come back before the run is abandoned.
 FRAME_TIMEOUT_S = 30.0
-
-
-class _Participant:
-    """A camera-side rclpy node in its own context, spun in a background thread."""
-
-    def __init__(self, name: str) -> None:
-        self.context = Context()
-        rclpy.init(context=self.context)
-        self.node = rclpy.create_node(name, context=self.context)
-        self._executor = SingleThreadedExecutor(context=self.context)
-        self._executor.add_node(self.node)
-        self._spinner = threading.Thread(target=self._spin, daemon=True)
-        self._spinner.start()
-
-    def _spin(self) -> None:
-        try:
-            while self.context.ok():
-                self._executor.spin_once(timeout_sec=0.05)
-        except (ExternalShutdownException, RuntimeError):
-            pass   # shut down from close()
-
-    def wait_matched(self, pubs: Sequence, subs: Sequence, timeout_s: float) -> None:
-        """Until every publisher has a subscriber and every subscription a publisher."""
-        deadline = time.monotonic() + timeout_s
-        while any(p.get_subscription_count() == 0 for p in pubs) or any(
-                publisher_count(self.node, s) == 0 for s in subs):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the node's topics did not appear within {timeout_s:.0f} s")
-            time.sleep(0.05)
-
-    def close(self) -> None:
-        self._executor.shutdown(timeout_sec=1.0)
-        self.node.destroy_node()
-        self.context.try_shutdown()
-        self._spinner.join(timeout=2.0)
 
 
 def _rgb_payload(size: Sequence[int]) -> array.array:
@@ -134,7 +96,7 @@ def overhead_camera(spec: Dict, ready: Callable[[], None]) -> Dict:
     sent once all outputs and the latency report of the previous one are back."""
     ns, size = spec["ns"], spec["frame_size"]
     outputs = tuple(spec.get("outputs", OUTPUTS))
-    cam = _Participant("mfaranet_bench_camera")
+    cam = Participant("mfaranet_bench_camera")
     try:
         qos = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
         arrivals = _Arrivals()
@@ -217,7 +179,7 @@ def multi_camera(spec: Dict, ready: Callable[[], None]) -> Dict:
     """Worker: every camera of ``spec["layout"]`` (image, labels, latency topics) at
     ``spec["rate"]`` Hz, faster than the model runs, so that the node(s) are saturated."""
     layout = spec["layout"]
-    cam = _Participant("mfaranet_bench_cameras")
+    cam = Participant("mfaranet_bench_cameras")
     try:
         qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
         window = _Window(len(layout))

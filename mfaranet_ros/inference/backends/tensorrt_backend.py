@@ -234,9 +234,7 @@ class TensorRTBackend(Backend):
         if mod is not None:
             return mod
         key = self.key(*shape)
-        requested = self.cache.requested
-        directory = self.cache.path or (requested if requested.is_dir() else None)
-        path, why = lookup(directory, "mfaranet-trt", key, "ep")
+        path, why = lookup(self.cache.readable, "mfaranet-trt", key, "ep")
         if path is not None:
             mod, why = self._load_cached(path)
         if mod is None:
