@@ -17,8 +17,8 @@ Modules:
 - the tools: :mod:`player` (``play-bag``), :mod:`live_eval` (``eval-bag --live``),
   :mod:`runtime` (their rclpy start-up), :mod:`bench_node` (the node benchmarks; the camera
   side in :mod:`bench_camera`), :mod:`participant` (an rclpy node in its own context, spun
-  in the background: the benchmarks' camera and the tests' client), :mod:`cli` (``bench-node``, ``play-bag`` and the live half of
-  ``eval-bag --live``).
+  in the background: the benchmarks' camera and the tests' client), :mod:`cli`
+  (``bench-node``, ``play-bag`` and the live half of ``eval-bag --live``).
 
 Only the node modules, :mod:`core`, :mod:`inputs`, :mod:`compat`, :mod:`label_outputs`,
 :mod:`camera_info`, :mod:`qos`, :mod:`diagnostics`, :mod:`participant` and
