@@ -58,6 +58,9 @@ def autoware_rle_encode(labels: np.ndarray) -> bytes:
 def autoware_rle_decode(data: bytes, height: int, width: int) -> np.ndarray:
     """Autoware's run-length ``data`` -> ``(height, width)`` uint8 labels.
 
+    The node never decodes; this is for Python consumers of ``~/labels`` in
+    ``autoware_rle`` (and the tests that check the encoder against it).
+
     Raises ValueError when the records are truncated or do not cover the image exactly.
     """
     if len(data) % AUTOWARE_RLE_RECORD.itemsize:

@@ -83,10 +83,6 @@ class LabelMap:
         """``(id, name)`` pairs, sorted, ending with ``(255, "unlabeled")``: LabelInfo's map."""
         return sorted(self.names.items()) + [(UNLABELED_ID, UNLABELED_NAME)]
 
-    def model_to_output(self) -> np.ndarray:
-        """The lookup table (a copy): ``(256,)`` uint8."""
-        return self.lut.copy()
-
 
 def identity_label_map(class_names: Sequence[str],
                        palette: Sequence[Sequence[int]]) -> LabelMap:

@@ -11,7 +11,7 @@ without the topic (``scripts/build_vision_msgs.sh`` builds it for a PyPI-wheel v
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Optional, Sequence, Tuple
 
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
@@ -48,11 +48,6 @@ def label_info_message(header: Any, class_map: Sequence[Tuple[int, str]]) -> Any
     msg.class_map = [VisionClass(class_id=int(i), class_name=str(n)) for i, n in class_map]
     msg.threshold = 0.0
     return msg
-
-
-def model_class_map(class_names: Sequence[str]) -> List[Tuple[int, str]]:
-    """The checkpoint's classes by id, then ``(255, "unlabeled")``."""
-    return [(i, str(n)) for i, n in enumerate(class_names)] + [(255, "unlabeled")]
 
 
 def create_label_info_output(create_output: Callable[..., Any],

@@ -144,12 +144,14 @@ class FrameWorker:
             self._pending[id(cam)] = (cam, msg, t_recv)
             self._wake.notify()
 
+    # Introspection, for the tests' accounting checks (the node itself never asks):
     def in_flight(self, cam: Any) -> int:
         """Frames of ``cam`` received but not yet accounted: pending or in the batch."""
         with self.lock:
             return int(id(cam) in self._pending) + self._in_flight.get(id(cam), 0)
 
     def busy(self) -> bool:
+        """Whether a batch is being processed now."""
         with self.lock:
             return bool(self._in_flight)
 
