@@ -32,7 +32,7 @@ def check_precision_name(precision: str) -> None:
     """ValueError unless ``precision`` is one of :data:`PRECISIONS` (whether a backend runs
     it is ``inference.backends.check_precision``'s question)."""
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
 
 
 #: ``input_size`` value meaning "the size the checkpoint's metadata records".

@@ -29,15 +29,17 @@ def parse_backend(text: str) -> BackendPrecision:
     """
     from .. import names
 
-    BACKENDS, PRECISIONS = names.BACKENDS, names.PRECISIONS
+    BACKENDS = names.BACKENDS
     name, sep, precision = text.strip().partition(":")
     name, precision = name.strip(), precision.strip()
     if name not in BACKENDS:
         raise argparse.ArgumentTypeError(
             f"unknown backend {name!r} in {text!r}; choose from {', '.join(BACKENDS)}")
-    if sep and precision not in PRECISIONS:
-        raise argparse.ArgumentTypeError(
-            f"unknown precision {precision!r} in {text!r}; choose from {', '.join(PRECISIONS)}")
+    if sep:
+        try:
+            names.check_precision_name(precision)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{exc} (in {text!r})") from None
     return BackendPrecision(name, precision if sep else DEFAULT_PRECISION)
 
 

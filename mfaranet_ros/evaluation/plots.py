@@ -10,6 +10,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..timing import summarize_times
+
 __all__ = ["ThumbnailStrip", "plot_iou", "plot_latency"]
 
 
@@ -125,8 +127,9 @@ def plot_latency(samples: Dict[str, List[float]], path: Path) -> bool:
     fig, ax = plt.subplots(figsize=(7, 3.6))
     ax.hist(arr, bins=min(40, max(5, arr.size // 3)), color="#4c72b0", alpha=0.85,
             label=f"{main.replace('_', '-')} ({arr.size} frames)")
+    summary = summarize_times(arr, (50, 90, 99))
     for p, style in ((50, "-"), (90, "--"), (99, ":")):
-        v = float(np.percentile(arr, p))
+        v = summary[f"p{p}"]
         ax.axvline(v, color="black", linestyle=style, linewidth=1, label=f"p{p} {v:.1f} ms")
     ax.set_xlabel("latency per frame (ms)")
     ax.set_ylabel("frames")
