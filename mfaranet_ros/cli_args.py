@@ -7,8 +7,8 @@ from typing import Sequence, Tuple
 
 from .names import CHECKPOINT_SIZE, InputSize
 
-__all__ = ["parse_size", "parse_input_size", "network_size", "MIN_NETWORK_SIZE", "positive_int",
-           "non_negative_int", "positive_float"]
+__all__ = ["parse_size", "parse_input_size", "network_size", "network_hw", "MIN_NETWORK_SIZE",
+           "positive_int", "non_negative_int", "positive_float"]
 
 #: The smallest network input side: the encoder downsamples 32x (the node's ``input_size``
 #: parameter is held to the same).
@@ -39,6 +39,8 @@ def parse_input_size(text: str, words: Sequence[str] = (CHECKPOINT_SIZE, "full")
     try:
         return parse_size(text, minimum=MIN_NETWORK_SIZE)
     except argparse.ArgumentTypeError as exc:
+        if not words:
+            raise
         raise argparse.ArgumentTypeError(
             f"{exc}; or one of: {', '.join(repr(w) for w in words)}") from None
 
@@ -46,6 +48,12 @@ def parse_input_size(text: str, words: Sequence[str] = (CHECKPOINT_SIZE, "full")
 def network_size(text: str) -> InputSize:
     """``--input-size`` of the benchmarks: ``HxW`` or ``full`` (a size to measure at)."""
     return parse_input_size(text, words=("full",))
+
+
+def network_hw(text: str) -> Tuple[int, int]:
+    """A network input size that must be given as ``HxW`` (``build-engine``: an artifact is
+    built for one size)."""
+    return parse_input_size(text, words=())
 
 
 def positive_int(text: str) -> int:

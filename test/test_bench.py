@@ -11,7 +11,7 @@ import pytest
 
 from mfaranet_ros.bench import child_env, parse_backend, parse_backends, street_frame, summarize
 from mfaranet_ros.cli import build_parser, main
-from mfaranet_ros.cli_args import network_size, parse_input_size, parse_size
+from mfaranet_ros.cli_args import network_hw, network_size, parse_input_size, parse_size
 
 SUMMARY_KEYS = {"median_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms", "fps", "n"}
 ROW_KEYS = {"backend", "precision", "description", "input_size", "frame_size", "model",
@@ -39,10 +39,13 @@ def test_parse_size():
 def test_one_input_size_syntax_for_every_command():
     """The offline tools and the benchmarks read --input-size alike; the benchmarks only
     refuse 'checkpoint' (they measure at a size given), and both hold the node's minimum."""
-    for parse in (parse_input_size, network_size):
-        assert parse("64x128") == (64, 128) and parse(" FULL ") is None
+    for parse in (parse_input_size, network_size, network_hw):
+        assert parse("64x128") == (64, 128)
         with pytest.raises(argparse.ArgumentTypeError, match="32x32 at least"):
             parse("16x128")
+    assert parse_input_size(" FULL ") is None and network_size("full") is None
+    with pytest.raises(argparse.ArgumentTypeError, match="expected HxW"):
+        network_hw("full")
     assert parse_input_size("checkpoint") == "checkpoint"
     with pytest.raises(argparse.ArgumentTypeError, match="'full'"):
         network_size("checkpoint")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..cli_args import parse_size
+from ..cli_args import network_hw
 from ..names import DEFAULT_PRECISION, PRECISIONS
 
 __all__ = ["register", "calibration_spec", "print_conversion_report", "print_dry_run"]
@@ -141,7 +141,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "--dry-run (tensorrt): checks that the graph converts into one engine.")
     p.add_argument("--weights", required=True, help="checkpoint (project or official format)")
     p.add_argument("--backend", choices=("onnxruntime", "openvino", "tensorrt"), required=True)
-    p.add_argument("--input-size", type=parse_size, required=True, metavar="HxW",
+    p.add_argument("--input-size", type=network_hw, required=True, metavar="HxW",
                    help="network input size, e.g. 512x1024 (or the camera's size for full "
                         "resolution)")
     p.add_argument("--precision", choices=PRECISIONS, default=None,
