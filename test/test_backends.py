@@ -175,28 +175,38 @@ def test_cache_rejects_stale_and_truncated_entries(tmp_path):
     assert found is None and "hash" in why
 
 
-@pytest.mark.slow
-def test_a_cached_onnx_file_must_carry_the_key_its_manifest_claims(tiny_checkpoint, tmp_path,
-                                                                   caplog):
-    """Another size's file put in an entry, its manifest's hash made to match: the embedded
-    key tells, and the export is made again (both CPU runtimes load through this path)."""
-    from mfaranet_ros.inference.cache import file_sha256
-    from mfaranet_ros.inference.onnx_artifacts import embedded_props, fp32_onnx
+def test_a_cached_onnx_file_must_carry_the_key_its_manifest_claims(varied_checkpoint,
+                                                                   inference_cache_dir,
+                                                                   tmp_path, caplog):
+    """A file whose embedded key is not its manifest's (a manifest copied next to someone
+    else's file, its hash made to match) is exported again, not loaded; both CPU runtimes
+    load the fp32 export through this path. One export: the entry comes from the shared
+    cache when the parity test made it."""
+    import shutil
 
-    source, cache = ModelSource(tiny_checkpoint), resolve_cache_dir(tmp_path)
-    _, small = fp32_onnx(source, cache, 32, 64, False)
-    _, large = fp32_onnx(source, cache, 64, 128, False)
-    assert fp32_onnx(source, cache, 32, 64, False)[1] == small   # a verified hit
-    small.write_bytes(large.read_bytes())
-    manifest = small.with_suffix(".json")
+    import onnx
+
+    from mfaranet_ros.inference.cache import file_sha256
+    from mfaranet_ros.inference.onnx_artifacts import embed_props, embedded_props, fp32_onnx
+
+    source = ModelSource(varied_checkpoint)
+    for entry in inference_cache_dir.glob("mfaranet-onnx-*"):
+        shutil.copy(entry, tmp_path)
+    cache = resolve_cache_dir(tmp_path)
+    _, path = fp32_onnx(source, cache, 64, 128, False)
+    assert fp32_onnx(source, cache, 64, 128, False)[1] == path     # a verified hit
+    manifest = path.with_suffix(".json")
     recorded = json.loads(manifest.read_text())
-    recorded["artifact_sha256"] = file_sha256(small)
-    manifest.write_text(json.dumps(recorded))
-    with caplog.at_level(logging.WARNING, logger="mfaranet_ros"):
-        _, again = fp32_onnx(source, cache, 32, 64, False)
+    proto = onnx.load(str(path))
+    embed_props(proto, {"cache_key": json.dumps(dict(recorded["key"], input_hw=[32, 64]))})
+    onnx.save(proto, str(path))
+    manifest.write_text(json.dumps(dict(recorded, artifact_sha256=file_sha256(path))))
+    with caplog.at_level(logging.INFO, logger="mfaranet_ros"):
+        _, again = fp32_onnx(source, cache, 64, 128, False)
     assert any("does not carry the key" in r.getMessage() for r in caplog.records)
-    key = json.loads(embedded_props(again)["cache_key"])
-    assert again == small and key["input_hw"] == [32, 64] and key == recorded["key"]
+    assert any("exporting" in r.getMessage() for r in caplog.records)
+    assert again == path
+    assert json.loads(embedded_props(again)["cache_key"]) == recorded["key"]
 
 
 def test_default_cache_dir_is_persistent(monkeypatch, tmp_path):
