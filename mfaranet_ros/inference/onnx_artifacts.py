@@ -122,13 +122,23 @@ def embedded_props(path: Path) -> Dict[str, str]:
             if p.key.startswith(META_PREFIX)}
 
 
-def _carries(path: Path, key: Dict) -> bool:
-    """Whether the file at ``path`` embeds ``key`` (what its manifest claims)."""
-    embedded = embedded_props(path).get("cache_key")
+def _verified(path: Optional[Path], key: Dict,
+              why: str) -> Tuple[Optional[Path], Dict[str, str], str]:
+    """A cache hit checked against its embedded key: ``(path, its props, why)``, or
+    ``(None, {}, the reason)`` for a file that does not carry the key its manifest claims
+    (a manifest copied next to someone else's file is never trusted)."""
+    if path is None:
+        return None, {}, why
+    props = embedded_props(path)
     try:
-        return embedded is not None and json.loads(embedded) == key
+        carried = json.loads(props.get("cache_key", "null"))
     except ValueError:
-        return False
+        carried = None
+    if carried != key:
+        log.warning("ONNX model %s does not carry the key its manifest claims; not using it",
+                    path)
+        return None, {}, f"{path.name} does not carry the key its manifest claims"
+    return path, props, why
 
 
 def export_onnx(source: ModelSource, height: int, width: int, confidence: bool,
@@ -182,10 +192,7 @@ def fp32_onnx(source: ModelSource, cache: CacheDir, height: int, width: int,
     """
     key = onnx_cache_key(source, height, width, "fp32", confidence)
     path, why = lookup(cache.readable, FP32_ARTIFACT, key, "onnx")
-    if path is not None and not _carries(path, key):
-        log.warning("ONNX model %s does not carry the key its manifest claims; exporting "
-                    "it again", path)
-        path, why = None, "embedded key differs from the manifest"
+    path, _, why = _verified(path, key, why)
     if path is not None:
         log.debug("using cached ONNX model %s", path)
         return str(path), path
@@ -304,8 +311,7 @@ def require_any_int8(recipe: Int8Recipe, source: ModelSource,
             recipe.backend, "int8", source.path, None, directory, "none was built"))
 
 
-def _log_loaded(recipe: Int8Recipe, path: Path) -> None:
-    props = embedded_props(path)
+def _log_loaded(recipe: Int8Recipe, path: Path, props: Dict[str, str]) -> None:
     accuracy = props.get("accuracy")
     log.info("%s int8 model %s, calibrated on %s: %s", recipe.backend, path.name,
              props.get("calibration", "?"),
@@ -324,21 +330,19 @@ def int8_onnx(recipe: Int8Recipe, source: ModelSource, cache: CacheDir, height: 
     if calibration is None:
         base = int8_key(recipe, source, height, width, confidence)
         path, key, why = find_calibrated(directory, recipe.artifact, base, "onnx")
-        if path is not None and not _carries(path, key):
-            path, why = None, f"{path.name} does not carry the key its manifest claims"
+        path, props, why = _verified(path, key, why)
         if path is None:
             raise BackendUnavailable(missing_artifact_message(
                 recipe.backend, "int8", source.path, (height, width), directory, why))
-        _log_loaded(recipe, path)
+        _log_loaded(recipe, path, props)
         return str(path), path
     meta = source.metadata
     frames, held = load_calibration(calibration, (height, width), letterbox_fill(meta.mean))
     key = int8_key(recipe, source, height, width, confidence, frames)
     path, why = lookup(directory, recipe.artifact, key, "onnx")
-    if path is not None and not _carries(path, key):
-        path, why = None, f"{path.name} does not carry the key its manifest claims"
+    path, props, why = _verified(path, key, why)
     if path is not None:
-        _log_loaded(recipe, path)
+        _log_loaded(recipe, path, props)
         return str(path), path
     return _calibrate(recipe, source, cache, height, width, confidence, calibration, frames,
                       held, key, why)
