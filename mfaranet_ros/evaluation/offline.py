@@ -27,7 +27,7 @@ from .inputs import BagInputs, check_bag_inputs, open_ground_truth
 from .report import bag_section, build_report, write_report
 
 __all__ = ["EvalOptions", "evaluate_bag", "check_inputs", "model_info", "OUTPUT_BAG_NAME",
-           "LATENCY_FIELDS"]
+           "LATENCY_FIELDS", "StopOnSigint"]
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ def _prepare_output_bag(out: Path) -> Path:
     return path
 
 
-class _StopOnSigint:
+class StopOnSigint:
     """Turns the first Ctrl-C into a request to stop between frames.
 
     So the frame in flight is finished and written whole: the output bag never holds a
@@ -218,7 +218,7 @@ def _run_pass(bag: BagReader, inputs: BagInputs, truth: Optional[GroundTruth], s
         min(inputs.messages, options.max_frames)
     bar = tqdm(total=expected, unit="frame", disable=not options.progress, desc="eval-bag",
                dynamic_ncols=True)
-    stop = _StopOnSigint()
+    stop = StopOnSigint()
     t_start = time.perf_counter()
     try:
         stop.install()

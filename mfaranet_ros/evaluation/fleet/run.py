@@ -61,7 +61,7 @@ def _execute(run: FleetRun, units: List[Unit], store: ResultStore, keys: Dict[st
     """Runs the units without a finished result; returns every unit's result."""
     from tqdm import tqdm
 
-    from ..offline import _StopOnSigint
+    from ..offline import StopOnSigint
 
     results = {u.unit_id: store.finished(u.unit_id, keys[u.unit_id]) if run.resume else None
                for u in units}
@@ -74,7 +74,7 @@ def _execute(run: FleetRun, units: List[Unit], store: ResultStore, keys: Dict[st
     # Ctrl-C stops between units (the unit in flight is finished and kept); a second one
     # at once. A KeyboardInterrupt raised wherever the first signal lands (inside torch, in
     # Ray's client) could leave the process to die of the signal instead of exiting 130.
-    stop = _StopOnSigint("unit")
+    stop = StopOnSigint("unit")
     stop.install()
     try:
         for result in _engine_results(run, todo, facts):
