@@ -19,7 +19,7 @@ COMMAND_MODULES = [
     "mfaranet_ros.training.cli",
     "mfaranet_ros.evaluation.build_engine",
     "mfaranet_ros.bench.cli",
-    "mfaranet_ros.ros.cli",
+    "mfaranet_ros.ros.tools.cli",
 ]
 
 

@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(100, 199)))
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 
-from mfaranet_ros.ros.participant import Participant  # noqa: E402  (the client's base)
+from mfaranet_ros.ros.tools.participant import Participant  # noqa: E402  (the client's base)
 
 #: the class a constant checkpoint predicts everywhere, and its Cityscapes colour
 CAR = 13

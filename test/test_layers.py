@@ -156,7 +156,7 @@ def test_the_check_sees_each_kind_of_forbidden_edge():
         ("mfaranet_ros.inference.calibration", "mfaranet_ros.evaluation.bags"),
         ("mfaranet_ros.inference.quantize", "mfaranet_ros.evaluation.metrics"),
         ("mfaranet_ros.inference.cli", "mfaranet_ros.bench"),
-        ("mfaranet_ros.evaluation.cli", "mfaranet_ros.ros.live_eval"),
+        ("mfaranet_ros.evaluation.cli", "mfaranet_ros.ros.tools.live_eval"),
         ("mfaranet_ros.evaluation.weights_eval", "mfaranet_ros.training.datasets"),
         ("mfaranet_ros.demo", "mfaranet_ros.evaluation.cli"),
         ("mfaranet_ros.bench.segmenter", "mfaranet_ros.training.metrics"),

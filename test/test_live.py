@@ -31,7 +31,7 @@ def _mfaranet(*args: str, log_path) -> subprocess.Popen:
 def test_play_bag_node_eval_live(tmp_path, tiny_checkpoint):
     from mfaranet_ros.evaluation.offline import EvalOptions, evaluate_bag
     from mfaranet_ros.inference import Segmenter
-    from mfaranet_ros.ros.player import PlayOptions, play_bag
+    from mfaranet_ros.ros.tools.player import PlayOptions, play_bag
 
     bag = make_synthetic_bag(tmp_path / "drive", SyntheticBagSpec(frames=FRAMES, size=SIZE,
                                                                   rate_hz=10.0, seed=21))
@@ -86,7 +86,7 @@ def test_play_bag_node_eval_live(tmp_path, tiny_checkpoint):
 
 
 def test_play_bag_rate_and_loop(tmp_path):
-    from mfaranet_ros.ros.player import PlayOptions, play_bag
+    from mfaranet_ros.ros.tools.player import PlayOptions, play_bag
 
     bag = make_synthetic_bag(tmp_path / "drive", SyntheticBagSpec(frames=5, size=(16, 32),
                                                                   rate_hz=10.0, labels="none"))

@@ -6,7 +6,7 @@ and the two that need no ROS.
 - :mod:`.cameras`: N cameras batched in one process against N processes
   (``mfaranet bench --cameras``).
 
-The node benchmarks (``mfaranet bench-node``) live in :mod:`mfaranet_ros.ros.bench_node`
+The node benchmarks (``mfaranet bench-node``) live in :mod:`mfaranet_ros.ros.tools.bench_node`
 and use the helpers here. What each figure means and the JSON schema: docs/benchmarks.md.
 """
 from .backends import BackendPrecision, parse_backend, parse_backends

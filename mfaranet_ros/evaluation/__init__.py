@@ -1,8 +1,8 @@
 """Evaluation without ROS: metrics, bag reading/writing, ground truth, reports.
 
 Nothing here imports :mod:`mfaranet_ros.ros` or rclpy; the live path (``play-bag``,
-``eval-bag --live``) lives in :mod:`mfaranet_ros.ros.player` and
-:mod:`mfaranet_ros.ros.live_eval` and builds on these modules. Submodules (imported on
+``eval-bag --live``) lives in :mod:`mfaranet_ros.ros.tools.player` and
+:mod:`mfaranet_ros.ros.tools.live_eval` and builds on these modules. Submodules (imported on
 use, so ``mfaranet --help`` stays fast):
 
 - :mod:`.metrics`      confusion matrix, per-class IoU, mIoU (Cityscapes' rule), latency

@@ -38,7 +38,7 @@ def _live_metadata(weights_arg):
 
 
 def _eval_live(args: argparse.Namespace) -> Dict:
-    """``--live``: the ROS layer's evaluation (registered by ``ros/cli.py``, which is
+    """``--live``: the ROS layer's evaluation (registered by ``ros/tools/cli.py``, which is
     where rclpy is imported); this layer imports no ROS."""
     from .live import live_evaluation
 

@@ -1,5 +1,5 @@
 """``eval-bag --live`` runs in the ROS layer: it registers its evaluation here when the
-``mfaranet`` command is built (``ros/cli.py``), so this layer calls it without importing
+``mfaranet`` command is built (``ros/tools/cli.py``), so this layer calls it without importing
 ROS. Without it (a build of the command without the ROS commands) --live says so."""
 from __future__ import annotations
 

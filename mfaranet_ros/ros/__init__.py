@@ -14,14 +14,11 @@ Modules:
   statistics), :mod:`conversions` (numpy -> sensor_msgs for publishing; decoding is in
   :mod:`mfaranet_ros.encodings`), :mod:`parameters` (parameter defaults and validation);
 - every difference between rclpy releases (Humble, Jazzy, Kilted): :mod:`compat`;
-- the tools: :mod:`player` (``play-bag``), :mod:`live_eval` (``eval-bag --live``),
-  :mod:`runtime` (their rclpy start-up), :mod:`bench_node` (the node benchmarks; the camera
-  side in :mod:`bench_camera`), :mod:`participant` (an rclpy node in its own context, spun
-  in the background: the benchmarks' camera and the tests' client), :mod:`cli`
-  (``bench-node``, ``play-bag`` and the live half of ``eval-bag --live``).
+- the command-line tools built on these (``play-bag``, ``eval-bag --live``,
+  ``bench-node``): the :mod:`tools` subpackage, which no node module imports.
 
 Only the node modules, :mod:`core`, :mod:`inputs`, :mod:`compat`, :mod:`label_outputs`,
-:mod:`camera_info`, :mod:`qos`, :mod:`diagnostics`, :mod:`participant` and
-:mod:`bench_camera` import ROS
-packages at module level, so the rest is testable without ROS.
+:mod:`camera_info`, :mod:`qos`, :mod:`diagnostics` (and, in :mod:`tools`,
+``participant`` and ``bench_camera``) import ROS packages at module level, so the rest
+is testable without ROS.
 """

@@ -17,7 +17,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 
-from ..bench.frames import street_frame
+from ...bench.frames import street_frame
 from .bench_node import ALL_OUTPUTS, OUTPUTS
 from .participant import Participant
 

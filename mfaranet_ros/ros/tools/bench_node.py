@@ -23,8 +23,8 @@ import random
 import tempfile
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from ..bench import BackendPrecision, child_env, run_workers, summarize, weights_or_random
-from ..bench.processes import peak_rss_mb, python_command, start_logged, stop_processes
+from ...bench import BackendPrecision, child_env, run_workers, summarize, weights_or_random
+from ...bench.processes import peak_rss_mb, python_command, start_logged, stop_processes
 
 __all__ = ["bench_node", "bench_node_cameras", "bench_node_outputs", "format_report",
            "format_multicamera", "format_outputs", "ros_envs", "node_command"]
@@ -37,15 +37,15 @@ OUTPUTS = ("labels", "color", "overlay")
 #: Every output: the three above, the confidence and camera_info (the camera publishing
 #: its camera_info beside each frame).
 ALL_OUTPUTS = OUTPUTS + ("confidence", "camera_info")
-OVERHEAD_WORKER = "mfaranet_ros.ros.bench_camera:overhead_camera"
-CAMERAS_WORKER = "mfaranet_ros.ros.bench_camera:multi_camera"
+OVERHEAD_WORKER = "mfaranet_ros.ros.tools.bench_camera:overhead_camera"
+CAMERAS_WORKER = "mfaranet_ros.ros.tools.bench_camera:multi_camera"
 
 
 def ros_envs(camera_profile: bool = True) -> Tuple[Dict[str, str], Dict[str, str]]:
     """The environments of a benchmark's node(s) and camera: one domain, discovery on this
     host, and for the camera the Fast DDS large shared-memory profile (6 MB frames; the
     node applies it to itself)."""
-    from .compat import localhost_discovery_env
+    from ..compat import localhost_discovery_env
 
     discovery = {k: os.environ.get(k) or v for k, v in localhost_discovery_env().items()}
     node_env = child_env({
@@ -54,7 +54,7 @@ def ros_envs(camera_profile: bool = True) -> Tuple[Dict[str, str], Dict[str, str
     })
     camera_env = dict(node_env)
     if camera_profile:
-        from .qos import apply_fastdds_profile
+        from ..qos import apply_fastdds_profile
         apply_fastdds_profile(camera_env)
     return node_env, camera_env
 

@@ -11,8 +11,8 @@ import time
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
-from ..evaluation.bags import BagError, BagReader, read_errors
-from ..evaluation.inputs import choose_image_topic
+from ...evaluation.bags import BagError, BagReader, read_errors
+from ...evaluation.inputs import choose_image_topic
 from .runtime import image_message_class, init_rclpy, interrupts, shutdown
 
 __all__ = ["PlayOptions", "play_bag", "read_image_messages"]

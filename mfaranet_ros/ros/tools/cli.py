@@ -6,11 +6,11 @@ import argparse
 import sys
 from typing import Callable
 
-from ..bench.arguments import add_run_arguments, add_weights_argument
-from ..bench.backends import parse_backend
-from ..cli_args import network_size, positive_float
-from ..evaluation.errors import one_line_errors
-from ..evaluation.live import register_live_evaluation
+from ...bench.arguments import add_run_arguments, add_weights_argument
+from ...bench.backends import parse_backend
+from ...cli_args import network_size, positive_float
+from ...evaluation.errors import one_line_errors
+from ...evaluation.live import register_live_evaluation
 
 #: Frame sizes when --frame-size is not given: a 2 MP camera alone, VGA when several.
 OVERHEAD_FRAME = (1024, 2048)
@@ -105,7 +105,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _bench_node(args: argparse.Namespace) -> int:
-    from ..bench import WorkerError
+    from ...bench import WorkerError
 
     try:
         return _run(args)
@@ -115,7 +115,7 @@ def _bench_node(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..bench import write_json
+    from ...bench import write_json
     from .bench_node import (
         bench_node,
         bench_node_cameras,

@@ -14,7 +14,7 @@ import rclpy
 from rclpy.context import Context
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
-from .compat import publisher_count
+from ..compat import publisher_count
 
 __all__ = ["Participant"]
 

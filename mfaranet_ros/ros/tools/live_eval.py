@@ -17,11 +17,11 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
-from ..encodings import image_to_rgb
-from ..evaluation.accumulator import FrameAccumulator
-from ..evaluation.bags import BagError, BagReader
-from ..evaluation.inputs import check_bag_inputs, open_ground_truth
-from ..evaluation.report import bag_section, build_report, write_report
+from ...encodings import image_to_rgb
+from ...evaluation.accumulator import FrameAccumulator
+from ...evaluation.bags import BagError, BagReader
+from ...evaluation.inputs import check_bag_inputs, open_ground_truth
+from ...evaluation.report import bag_section, build_report, write_report
 from .runtime import init_rclpy, interrupts, shutdown
 
 __all__ = ["LiveOptions", "evaluate_live", "prepare_live"]
@@ -63,7 +63,7 @@ class _Watcher:
         from diagnostic_msgs.msg import DiagnosticArray
         from sensor_msgs.msg import CompressedImage, Image
 
-        from .qos import output_qos
+        from ..qos import output_qos
 
         self.options, self.run, self.truth, self.stamp_index = options, run, truth, stamp_index
         self.node = node
@@ -99,7 +99,7 @@ class _Watcher:
             return
         from rclpy.qos import QoSProfile
 
-        from .qos import choose_reliability, input_qos
+        from ..qos import choose_reliability, input_qos
 
         infos = self.node.get_publishers_info_by_topic(self.options.image_topic)
         if not infos:

@@ -5,7 +5,7 @@ DDS profile (large shared memory) and Python's own SIGINT handling.
 """
 from __future__ import annotations
 
-from ..evaluation.bags import COMPRESSED_IMAGE, IMAGE, BagError
+from ...evaluation.bags import COMPRESSED_IMAGE, IMAGE, BagError
 
 __all__ = ["init_rclpy", "shutdown", "interrupts", "image_message_class"]
 
@@ -23,7 +23,7 @@ def init_rclpy():
                        f"requirements-ros-pypi.txt): {exc}") from None
     from rclpy.signals import SignalHandlerOptions
 
-    from .qos import apply_fastdds_profile
+    from ..qos import apply_fastdds_profile
 
     apply_fastdds_profile()
     if not rclpy.ok():
