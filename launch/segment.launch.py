@@ -9,11 +9,11 @@ unless ``autostart:=false`` leaves it to a lifecycle manager, configures it and 
 once configure has succeeded. Arguments left empty keep the value from ``params_file``
 (``log_level``: the node's own default). Values are stripped, so a blank counts as empty:
 ``ros2 launch`` refuses ``name:=`` with nothing after it on the command line, while an
-including launch file may pass ``''``. The node's Fast DDS profile (a 64 MB shared-memory
-segment, so large best-effort outputs reach RViz on this host) is applied unless
-FASTDDS_DEFAULT_PROFILES_FILE or FASTRTPS_DEFAULT_PROFILES_FILE (Fast DDS 2.x: Humble,
-Jazzy) is already set. ``use_rviz:=true`` without rviz2 installed
-logs why and starts the node alone.
+including launch file may pass ``''``. This file sets no environment variable: the node
+applies its Fast DDS profile (a 64 MB shared-memory segment) to its own process only, and
+only where the RMW is Fast DDS, so drivers, Nav2 or RViz started by an including launch
+file keep their own DDS settings. ``use_rviz:=true`` without rviz2 installed logs why and
+starts the node alone.
 """
 import os
 
@@ -29,7 +29,6 @@ from launch.actions import (
     LogInfo,
     OpaqueFunction,
     RegisterEventHandler,
-    SetEnvironmentVariable,
 )
 from launch.events import matches_action
 from launch.substitutions import LaunchConfiguration
@@ -40,8 +39,6 @@ from launch_ros.events.lifecycle import ChangeState
 from launch import LaunchDescription
 
 PACKAGE = "mfaranet_ros"
-#: Fast DDS 3.x (Kilted and later) reads the first, 2.x (Humble, Jazzy) the second.
-PROFILE_ENVS = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
 
 
 def _node_arguments(log_level):
@@ -96,9 +93,6 @@ def _launch_setup(context, *args, **kwargs):
     remappings = [] if cameras else [("image", image), ("image/compressed", image + "/compressed")]
 
     actions = []
-    if not any(os.environ.get(name) for name in PROFILE_ENVS):
-        from mfaranet_ros.ros.qos import profile_envs, profile_path
-        actions.extend(SetEnvironmentVariable(name, profile_path()) for name in profile_envs())
 
     segmentation = dict(
         package=PACKAGE,
@@ -115,11 +109,20 @@ def _launch_setup(context, *args, **kwargs):
     else:
         actions.append(Node(executable="segmentation_node", **segmentation))
     if use_rviz:
-        actions.append(_rviz(share, arg("namespace"), image))
+        actions.append(_rviz(share, arg("namespace"), image, cameras[0] if cameras else ""))
     return actions
 
 
-def _rviz(share, namespace, image):
+def _rviz_remappings(image, camera):
+    """RViz's topics: the camera image, the overlay and the colour mask; with several
+    cameras, the first camera's (``front/image``, ``mfaranet/front/overlay`` ...)."""
+    if not camera:
+        return [("image", image)]
+    return [("image", f"{camera}/image"), ("mfaranet/overlay", f"mfaranet/{camera}/overlay"),
+            ("mfaranet/color", f"mfaranet/{camera}/color")]
+
+
+def _rviz(share, namespace, image, camera):
     """RViz on the node's outputs; a missing rviz2 is said, not fatal: launch failing to
     start it would exit and leave the node running without its parent."""
     missing = _missing_executable("rviz2", "rviz2")
@@ -131,7 +134,7 @@ def _rviz(share, namespace, image):
         name="rviz2",
         namespace=namespace,
         arguments=["-d", os.path.join(share, "config", "mfaranet.rviz")],
-        remappings=[("image", image)],  # the RViz "Camera" display shows the input
+        remappings=_rviz_remappings(image, camera),  # "Camera" shows the input
         output="screen",
     )
 
@@ -172,7 +175,8 @@ def generate_launch_description():
                               description="Namespace of the node (one per camera rig)."),
         DeclareLaunchArgument("cameras", default_value="",
                               description="Comma-separated camera names batched through one "
-                                          "model (c/image -> c/labels ...); empty = one camera."),
+                                          "model (c/image -> ~/c/labels ...); empty = one "
+                                          "camera."),
         DeclareLaunchArgument("use_rviz", default_value="false",
                               description="Start RViz with config/mfaranet.rviz."),
         DeclareLaunchArgument("managed", default_value="false",

@@ -103,10 +103,39 @@ def test_launch_starts_the_console_script_as_mfaranet(launch_tree):
     assert ("segmentation_node = mfaranet_ros.ros.entry:segmentation_node"
             in (REPO / "setup.py").read_text())
     assert [_kw(n, "executable").value for n in nodes].count("rviz2") == 1
-    # the shared-memory profile is applied only when the user has not set one
-    assert "FASTDDS_DEFAULT_PROFILES_FILE" in LAUNCH.read_text()
-    assert "FASTRTPS_DEFAULT_PROFILES_FILE" in LAUNCH.read_text()     # Fast DDS 2.x
-    assert _calls(launch_tree, "SetEnvironmentVariable")
+
+
+def test_the_launch_file_changes_no_environment(launch_tree):
+    """Checked structurally (launch_ros cannot run here): no action of the launch file sets
+    an environment variable, for the launch context (what every process started after an
+    include would inherit) or for one process, and it writes nothing into os.environ. The
+    Fast DDS profile is the node process's own business (test_node_units: only where the
+    RMW is Fast DDS)."""
+    for action in ("SetEnvironmentVariable", "AppendEnvironmentVariable",
+                   "PrependEnvironmentVariable", "PushEnvironment", "ResetEnvironment",
+                   "UnsetEnvironmentVariable", "SetLaunchConfiguration"):
+        assert not _calls(launch_tree, action), action
+    for call in _calls(launch_tree, "Node") + _calls(launch_tree, "LifecycleNode"):
+        assert _kw(call, "env") is None and _kw(call, "additional_env") is None
+    kwargs = _segmentation_kwargs(launch_tree)
+    assert _kw(kwargs, "env") is None and _kw(kwargs, "additional_env") is None
+    writes = [n for n in ast.walk(launch_tree) if isinstance(n, (ast.Assign, ast.Call))
+              and "os.environ" in ast.unparse(n) and "get(" not in ast.unparse(n)]
+    assert not writes, [ast.unparse(n) for n in writes]
+
+
+def test_rviz_follows_the_first_camera(launch_tree):
+    """With several cameras RViz shows the first one's image, overlay and colour."""
+    module = ast.Module(body=[_function(launch_tree, "_rviz_remappings")], type_ignores=[])
+    namespace = {}
+    exec(compile(module, str(LAUNCH), "exec"), namespace)
+    remap = namespace["_rviz_remappings"]
+    assert remap("/camera/image_raw", "") == [("image", "/camera/image_raw")]
+    assert dict(remap("image", "front")) == {"image": "front/image",
+                                             "mfaranet/overlay": "mfaranet/front/overlay",
+                                             "mfaranet/color": "mfaranet/front/color"}
+    rviz_topics = set(re.findall(r"Value: (mfaranet/\w+|image)\n", RVIZ.read_text()))
+    assert rviz_topics == {"image", "mfaranet/overlay", "mfaranet/color"}
 
 
 def test_managed_choice_starts_the_lifecycle_node_and_brings_it_up(launch_tree):

@@ -21,8 +21,8 @@ OVERHEAD_KEYS = {"node_overhead_ms", "end_to_end_ms", "segmenter_ms", "decode_ms
 
 
 def test_ros_envs_share_one_domain_and_copy_os_environ():
-    from mfaranet_ros.ros.tools.bench_node import ros_envs
     from mfaranet_ros.ros.qos import PROFILE_ENV
+    from mfaranet_ros.ros.tools.bench_node import ros_envs
 
     before = dict(os.environ)
     node_env, camera_env = ros_envs(camera_profile=True)

@@ -194,10 +194,35 @@ def test_weights_resolve_against_models_dir(tmp_path, monkeypatch):
 
 
 def test_topic_layout():
+    """Inputs relative to the namespace (the driver's), outputs private to the node: with
+    several cameras the single-camera layout one level down."""
     assert topic_layout([], "raw") == [("", "image", "~/")]
     assert topic_layout([], "compressed") == [("", "image/compressed", "~/")]
-    assert topic_layout(["front", "rear"], "raw") == [("front", "front/image", "front/"),
-                                                     ("rear", "rear/image", "rear/")]
+    assert topic_layout(["front", "rear"], "raw") == [("front", "front/image", "~/front/"),
+                                                     ("rear", "rear/image", "~/rear/")]
+
+
+@pytest.mark.parametrize("cameras", [[], ["front", "rear"], ["rig/left"]])
+@pytest.mark.parametrize("namespace", ["/", "/car", "/front"])
+def test_no_output_is_an_input_in_any_layout(cameras, namespace):
+    """Every topic the node publishes against every topic it subscribes (the image and the
+    camera_info beside it), resolved the way rcl resolves them for a node named mfaranet in
+    ``namespace``: no overlap, the camera's camera_info included."""
+    from mfaranet_ros.ros.camera_info import camera_info_topic
+
+    def resolve(name):
+        if name.startswith("~/"):
+            base = namespace.rstrip("/") + "/mfaranet"
+            return f"{base}/{name[2:]}"
+        return f"{namespace.rstrip('/')}/{name}"
+    outputs, inputs = set(), set()
+    for transport in ("raw", "compressed"):
+        for _, image, prefix in topic_layout(cameras, transport):
+            inputs |= {resolve(image), camera_info_topic(resolve(image))}
+            outputs |= {resolve(prefix + o) for o in ("labels", "color", "overlay",
+                                                      "confidence", "label_info",
+                                                      "camera_info", "latency")}
+    assert not outputs & inputs, sorted(outputs & inputs)
 
 
 @pytest.mark.parametrize("setting,offered,current,expected", [
@@ -233,19 +258,52 @@ def test_profile_applied_unless_the_user_set_one(tmp_path):
         assert env == {"LD_LIBRARY_PATH": f"/nonexistent:{libdir}"}
     unknown = {"LD_LIBRARY_PATH": str(tmp_path / "empty"), "AMENT_PREFIX_PATH": ""}
     assert set(qos_tools.profile_envs(unknown)) <= set(qos_tools.PROFILE_ENVS)
-    for name in qos_tools.PROFILE_ENVS:
-        mine = {name: "/etc/my_profile.xml"}
+    for lib, var in (("libfastdds.so.3.2", "FASTDDS_DEFAULT_PROFILES_FILE"),
+                     ("libfastrtps.so.2.14", "FASTRTPS_DEFAULT_PROFILES_FILE")):
+        mine = {var: "/etc/my_profile.xml", "LD_LIBRARY_PATH": str(tmp_path / lib)}
+        before = dict(mine)
         assert qos_tools.apply_fastdds_profile(mine) is None
-        assert mine == {name: "/etc/my_profile.xml"}
-    line = qos_tools.describe_profile(None, {"FASTRTPS_DEFAULT_PROFILES_FILE": "/etc/p.xml"})
-    assert "the user's, from FASTRTPS_DEFAULT_PROFILES_FILE" in line
+        assert mine == before
+        line = qos_tools.describe_profile(None, mine)
+        assert f"the user's, from {var}" in line
+
+
+def test_a_variable_this_fast_dds_ignores_is_said_and_does_not_count(tmp_path):
+    """Kilted's Fast DDS 3 reads only FASTDDS_...: a user's FASTRTPS_... there is no
+    profile, so the shipped one is applied (to FASTDDS_...) and the log says the other one
+    is ignored."""
+    libdir = tmp_path / "lib"
+    libdir.mkdir()
+    (libdir / "libfastdds.so.3.2").write_bytes(b"")
+    env = {"LD_LIBRARY_PATH": str(libdir), "FASTRTPS_DEFAULT_PROFILES_FILE": "/etc/old.xml"}
+    applied = qos_tools.apply_fastdds_profile(env)
+    assert applied == qos_tools.profile_path() == env["FASTDDS_DEFAULT_PROFILES_FILE"]
+    line = qos_tools.describe_profile(applied, env, rmw="rmw_fastrtps_cpp")
+    assert "reads FASTDDS_DEFAULT_PROFILES_FILE" in line and "this process only" in line
+    line = qos_tools.describe_profile(None, {"LD_LIBRARY_PATH": str(libdir),
+                                             "FASTRTPS_DEFAULT_PROFILES_FILE": "/etc/old.xml"})
+    assert line.startswith("Fast DDS profile: none") and \
+        "FASTRTPS_DEFAULT_PROFILES_FILE is set but this Fast DDS does not read it" in line
+
+
+@pytest.mark.parametrize("rmw", ["rmw_cyclonedds_cpp", "rmw_zenoh_cpp", "rmw_connextdds"])
+def test_no_profile_for_another_rmw(rmw):
+    """The profile is Fast DDS's: another RMW gets nothing, and the log names the RMW."""
+    env = {"RMW_IMPLEMENTATION": rmw}
+    assert qos_tools.apply_fastdds_profile(env) is None
+    assert env == {"RMW_IMPLEMENTATION": rmw}
+    assert qos_tools.describe_profile(None, env, rmw=rmw).startswith(f"RMW {rmw}: not Fast DDS")
+    assert qos_tools.describe_profile(None, env).startswith(f"RMW {rmw}: not Fast DDS")
+    fast = {"RMW_IMPLEMENTATION": "rmw_fastrtps_dynamic_cpp"}
+    assert qos_tools.apply_fastdds_profile(fast) == qos_tools.profile_path()
 
 
 def test_the_log_says_which_profile_is_applied(tmp_path):
     shipped = qos_tools.profile_path()
-    assert "(large shared-memory segment)" in qos_tools.describe_profile(shipped, {})
-    # the launch file sets the variable to the shipped profile before the node starts
-    env = {qos_tools.PROFILE_ENV: shipped}
+    assert "(large shared-memory segment; this process only" in qos_tools.describe_profile(
+        shipped, {})
+    # the variable already pointing at the shipped profile (a parent process's choice)
+    env = {qos_tools.PROFILE_ENV: shipped, "LD_LIBRARY_PATH": ""}
     assert qos_tools.apply_fastdds_profile(env) is None
     line = qos_tools.describe_profile(None, env)
     assert "the shipped profile" in line and "not applied" not in line

@@ -1,15 +1,17 @@
 """diagnostic_msgs builders: the per-frame latency report and the /diagnostics statuses."""
 from __future__ import annotations
 
-from typing import Dict, Iterable
+import time
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
 from .qos import reliability_name
-from .stats import ERROR, OK, WARN, InputCounters, QosEventCounters, StageStats
+from .stats import ERROR, OK, WARN, InputCounters, QosEventCounters, StageStats, assess
 
 __all__ = ["status", "latency_report", "stage_values", "counter_values", "qos_values",
-           "input_values", "unconfigured_status", "node_status", "camera_status"]
+           "input_values", "unconfigured_status", "node_status", "camera_status",
+           "running_statuses"]
 
 
 def status(level: int, name: str, message: str, hardware_id: str,
@@ -105,3 +107,38 @@ def camera_status(name: str, hardware_id: str, cam, now: float) -> DiagnosticSta
     values.update(counter_values([cam.counters], now))
     values.update(stage_values(cam.stages))
     return status(level, name, message, hardware_id, values)
+
+
+def running_statuses(name: str, node_name: str, seg: Any, cfg: Any, cameras: List[Any],
+                     lock: Any, *, active: bool, failing: Optional[str],
+                     errors: Tuple[int, str], failed_sizes: str, no_confidence: str,
+                     input_size: str, qos: QosEventCounters, stages: StageStats,
+                     extra: Dict[str, str]) -> List[DiagnosticStatus]:
+    """A configured node's statuses: the node's, then one per camera of a multi-camera node.
+
+    ``no_confidence`` (why ``~/confidence`` is off) makes the node WARN, never ERROR: labels,
+    colour and overlay go on.
+    """
+    now = time.monotonic()
+    with lock:
+        for cam in cameras:
+            cam.counters.mark(now)
+    inputs = {c.key: c.counters for c in cameras}
+    health = assess(failing=failing, inputs=inputs, now=now, qos=qos,
+                    publishers={c.key: c.publisher_count for c in cameras},
+                    degraded=[no_confidence])
+    values = dict(extra)
+    values.update({"backend": seg.backend_name, "device": str(seg.device),
+                   "precision": seg.precision, "input_size": input_size,
+                   "transport": cfg.input_transport,
+                   "confidence": "off: " + no_confidence if no_confidence else "available"})
+    values.update(input_values(cameras, now))
+    values.update({"inference_failures": str(errors[0]), "last_error": errors[1],
+                   "failed_sizes": failed_sizes})
+    values.update(qos_values(qos))
+    values.update(stage_values(stages))
+    statuses = [node_status(name, health, active, str(seg.device), values)]
+    if cfg.cameras:
+        statuses += [camera_status(f"{node_name}: camera {c.key}", str(seg.device), c, now)
+                     for c in cameras]
+    return statuses

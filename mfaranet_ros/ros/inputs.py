@@ -8,7 +8,7 @@ themselves go to the callback it is given (the node's worker takes them from the
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Iterable, List, Optional, Tuple
 
 from rclpy.node import Node
 from rclpy.qos import ReliabilityPolicy
@@ -39,8 +39,7 @@ class CameraInput:
         self.subscription = None
         self.reliability: Optional[ReliabilityPolicy] = None
         self.publisher_count = 0
-        self.pubs: Dict[str, Any] = {}
-        self.label_info = None  # latched vision_msgs/LabelInfo publisher, when available
+        self.outputs: Any = None        # its CameraOutputs, while configured
         self.info_subscription = None   # the camera's camera_info, beside its image
         self.camera_info = None         # the newest one received
         self.frame_shape: Size = None   # (H, W) of the frame being processed
@@ -59,8 +58,10 @@ class Inputs:
 
     def __init__(self, node: Node, cameras: List[CameraInput], *, compressed: bool,
                  reliability: str, depth: int, on_image: Callable[[CameraInput, Any], None],
-                 on_qos_event: Callable[[str, Any, str], None]) -> None:
+                 on_qos_event: Callable[[str, Any, str], None],
+                 own_topics: Iterable[str] = ()) -> None:
         self.node, self.cameras = node, cameras
+        self._own_topics = frozenset(own_topics)
         self._compressed, self._reliability, self._depth = compressed, reliability, depth
         self._on_image, self._on_qos_event = on_image, on_qos_event
         self._timer = None
@@ -75,15 +76,20 @@ class Inputs:
         if self._reliability == "auto":
             self._wait_for_publishers(discovery_wait_s)
         for cam in self.cameras:
+            if cam.resolved_topic in self._own_topics:
+                self.node.get_logger().error(
+                    f"{cam.resolved_topic} is one of this node's own outputs: not subscribed "
+                    f"(remap the camera's image topic)")
+                continue
             self.adapt(cam)
             topic = info_tools.camera_info_topic(cam.resolved_topic)
-            if topic == self.node.resolve_topic_name(cam.prefix + "camera_info"):
-                # e.g. camera "front" on /front/image with the node in the root namespace:
-                # its camera_info is the node's own output; remap the camera's topics
+            if topic in self._own_topics:
+                # only with an image remapped under the node's own name (~/image): the
+                # outputs are private (~/...), the inputs are not
                 self.node.get_logger().warning(
                     f"{topic} is both {cam.resolved_topic}'s camera_info and this node's "
-                    f"camera_info output for it: that camera runs without camera_info "
-                    f"(remap its image, or start the node in a namespace)")
+                    f"camera_info output: that camera runs without camera_info (remap its "
+                    f"image topic out of the node's private namespace)")
                 continue
             cam.info_subscription = self.node.create_subscription(
                 CameraInfo, topic, lambda msg, c=cam: setattr(c, "camera_info", msg),
@@ -116,7 +122,8 @@ class Inputs:
 
     def adapt_all(self) -> None:
         for cam in self.cameras:
-            self.adapt(cam)
+            if cam.resolved_topic not in self._own_topics:
+                self.adapt(cam)
 
     def adapt(self, cam: CameraInput) -> None:
         """(Re)create the camera subscription with the reliability its publishers need."""

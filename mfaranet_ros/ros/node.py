@@ -176,7 +176,8 @@ def run(make_node: Callable[[], Node], args=None,
         except RuntimeError as exc:  # rcl refuses the --ros-args (a log level, a YAML file)
             raise StartupError(f"cannot start ROS: {exc}") from None
         node = make_node()
-        node.get_logger().info(qos_tools.describe_profile(applied))
+        node.get_logger().info(qos_tools.describe_profile(
+            applied, rmw=rclpy.utilities.get_rmw_implementation_identifier()))
         signals.started()
         _spin_until(node, signals.received)
     except StartupInterrupted:

@@ -69,9 +69,11 @@ PARAMETERS: Tuple[ParamSpec, ...] = (
               "'image/compressed' (sensor_msgs/CompressedImage, jpeg or png).",
               choices=TRANSPORTS),
     ParamSpec("cameras", "string_array", (),
-              "Camera names; for each name c the node subscribes to c/image and publishes "
-              "c/labels, c/color, c/overlay, c/latency, batching all cameras through one "
-              "model. Empty = one camera on 'image' with outputs under ~/.",
+              "Camera names; for each name c the node subscribes to c/image (or "
+              "c/image/compressed) and c/camera_info beside it, and publishes ~/c/labels, "
+              "~/c/color, ~/c/overlay, ~/c/confidence, ~/c/label_info, ~/c/camera_info and "
+              "~/c/latency, batching all cameras through one model. Empty = one camera on "
+              "'image' with those outputs directly under ~/.",
               constraints="distinct valid topic tokens"),
     ParamSpec("publish_labels", "bool", True, "Publish the label image (mono8 trainIds).",
               read_only=False),
@@ -244,8 +246,13 @@ class NodeConfig:
 
 
 def topic_layout(cameras: Sequence[str], transport: str) -> List[Tuple[str, str, str]]:
-    """(camera key, input topic, output prefix) per input, relative to the node."""
+    """(camera key, input topic, output prefix) per input, relative to the node.
+
+    Inputs are relative to the node's namespace (``front/image``, the driver's topic with
+    its ``front/camera_info`` beside it), outputs private (``~/front/labels``): no topic
+    the node publishes is one it subscribes, whatever the namespace.
+    """
     suffix = "image/compressed" if transport == "compressed" else "image"
     if not cameras:
         return [("", suffix, "~/")]
-    return [(c, f"{c}/{suffix}", f"{c}/") for c in cameras]
+    return [(c, f"{c}/{suffix}", f"~/{c}/") for c in cameras]

@@ -15,9 +15,9 @@ from typing import Iterable, List, MutableMapping, Optional, Tuple
 
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-__all__ = ["PROFILE_ENV", "PROFILE_ENVS", "profile_envs", "profile_path", "apply_fastdds_profile",
-           "describe_profile", "choose_reliability", "input_qos", "output_qos",
-           "reliability_name"]
+__all__ = ["PROFILE_ENV", "PROFILE_ENVS", "profile_envs", "profile_path", "fastdds_rmw",
+           "apply_fastdds_profile", "describe_profile", "choose_reliability", "input_qos",
+           "output_qos", "reliability_name"]
 
 #: Where Fast DDS looks for its default XML profile: 3.x (Kilted and later) reads
 #: FASTDDS_..., 2.x (Humble's 2.6, Jazzy's 2.14) FASTRTPS_... (checked in eProsima's
@@ -59,25 +59,36 @@ def profile_path() -> str:
     return os.path.join(os.path.dirname(os.path.abspath(__file__)), "fastdds_shm.xml")
 
 
-def apply_fastdds_profile(environ: Optional[MutableMapping[str, str]] = None) -> Optional[str]:
-    """Point Fast DDS at the shipped profile unless the user chose their own.
+def fastdds_rmw(environ: Optional[MutableMapping[str, str]] = None) -> bool:
+    """Whether the RMW this process will load is Fast DDS: ``RMW_IMPLEMENTATION`` unset
+    (Fast DDS is the default RMW of Humble, Jazzy and Kilted) or one of rmw_fastrtps_*."""
+    env = os.environ if environ is None else environ
+    rmw = env.get("RMW_IMPLEMENTATION", "").strip()
+    return not rmw or rmw.startswith("rmw_fastrtps")
 
-    Must run before ``rclpy.init`` (Fast DDS reads the variable when its participant
-    factory starts). Sets the variable the installed Fast DDS reads (:func:`profile_envs`).
-    Returns the path applied, or None when the user set either variable (their choice is
-    kept).
+
+def apply_fastdds_profile(environ: Optional[MutableMapping[str, str]] = None) -> Optional[str]:
+    """Point this process's Fast DDS at the shipped profile unless the user chose their own.
+
+    Only the calling process's environment (the node's own, never a launch context), only
+    where the RMW is Fast DDS, and only the variable the installed Fast DDS reads
+    (:func:`profile_envs`); a user's profile in that variable is kept. Must run before
+    ``rclpy.init`` (Fast DDS reads the variable when its participant factory starts).
+    Returns the path applied, or None.
     """
     env = os.environ if environ is None else environ
-    if any(env.get(name) for name in PROFILE_ENVS):
+    if not fastdds_rmw(env):
         return None
-    for name in profile_envs(env):
+    names = profile_envs(env)
+    if any(env.get(name) for name in names):
+        return None
+    for name in names:
         env[name] = profile_path()
     return profile_path()
 
 
 def _is_shipped_profile(path: str) -> bool:
-    """``path`` is the shipped profile or a copy of it (the launch file points the variable
-    at the installed one before the node starts)."""
+    """``path`` is the shipped profile or a copy of it."""
     shipped = profile_path()
     try:
         if os.path.samefile(path, shipped):
@@ -89,23 +100,39 @@ def _is_shipped_profile(path: str) -> bool:
 
 
 def describe_profile(applied: Optional[str],
-                     environ: Optional[MutableMapping[str, str]] = None) -> str:
-    """What the node's participant runs with, for the start-up log.
+                     environ: Optional[MutableMapping[str, str]] = None,
+                     rmw: Optional[str] = None) -> str:
+    """What the node's participant runs with, for the start-up log: the RMW, and the profile
+    the running Fast DDS actually reads (a variable it ignores is named as ignored).
 
-    ``applied``: what :func:`apply_fastdds_profile` returned.
+    ``applied``: what :func:`apply_fastdds_profile` returned; ``rmw``: the running RMW's
+    identifier (``rclpy.utilities.get_rmw_implementation_identifier()``), when known.
     """
     env = os.environ if environ is None else environ
+    if rmw is not None and not rmw.startswith("rmw_fastrtps"):
+        return (f"RMW {rmw}: not Fast DDS, no Fast DDS profile applies (large best-effort "
+                f"images need that middleware's own shared-memory settings)")
+    if rmw is None and not fastdds_rmw(env):
+        return (f"RMW {env.get('RMW_IMPLEMENTATION')}: not Fast DDS, no Fast DDS profile "
+                f"applies")
+    reads = profile_envs(env)
+    known = reads != PROFILE_ENVS
+    which = f"reads {reads[0]}" if known else "version unknown"
     if applied:
-        return f"Fast DDS profile: {applied} (large shared-memory segment)"
-    name = next((n for n in PROFILE_ENVS if env.get(n)), PROFILE_ENV)
-    path = env.get(name, "")
-    if not path:
-        return "Fast DDS profile: none (default transports)"
+        return (f"Fast DDS profile: {applied} (large shared-memory segment; this process "
+                f"only; Fast DDS {which})")
+    name = next((n for n in reads if env.get(n)), "")
+    ignored = [n for n in PROFILE_ENVS if n not in reads and env.get(n)]
+    note = (f"; {', '.join(ignored)} is set but this Fast DDS does not read it"
+            if ignored else "")
+    if not name:
+        return f"Fast DDS profile: none (default transports; Fast DDS {which}){note}"
+    path = env[name]
     if _is_shipped_profile(path):
         return (f"Fast DDS profile: {path} (large shared-memory segment; the shipped "
-                f"profile, set in {name})")
+                f"profile, set in {name}){note}")
     return (f"Fast DDS profile: {path} (the user's, from {name}; the shipped large "
-            f"shared-memory profile is not applied)")
+            f"shared-memory profile is not applied){note}")
 
 
 def choose_reliability(setting: str, offered: Iterable[ReliabilityPolicy],

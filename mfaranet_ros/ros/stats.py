@@ -7,7 +7,7 @@ from __future__ import annotations
 import collections
 import threading
 from dataclasses import dataclass, field
-from typing import Deque, Dict, List, Optional, Tuple
+from typing import Deque, Dict, List, Optional, Sequence, Tuple
 
 from ..timing import summarize_times
 
@@ -106,12 +106,13 @@ class Health:
 
 def assess(*, failing: Optional[str], inputs: Dict[str, InputCounters], now: float,
            qos: QosEventCounters, publishers: Dict[str, int],
-           recent: float = 10.0) -> Health:
+           recent: float = 10.0, degraded: Sequence[str] = ()) -> Health:
     """The node's verdict: ERROR when it cannot process, WARN when it falls behind the
-    camera, rejects frames, or the middleware reports QoS trouble; OK otherwise."""
+    camera, rejects frames, runs without an output it offers (``degraded``: why), or the
+    middleware reports QoS trouble; OK otherwise."""
     if failing:
         return Health(ERROR, f"cannot process frames: {failing}")
-    warnings: List[str] = []
+    warnings: List[str] = [d for d in degraded if d]
     for name, c in inputs.items():
         label = f"camera {name!r}: " if name else ""
         w = c.window(now)

@@ -1,0 +1,219 @@
+"""One batch of frames, in the worker thread: decode, check, segment, format, publish.
+
+:class:`BatchPipeline` is built at configure from an immutable :class:`RunConfig` (what
+configure decided: transport, label format and resolution, label map) and reads the
+parameters that act at once (:class:`RuntimeSettings`: overlay alpha, ``publish_*``) once
+per batch, as one value, so a ``ros2 param set`` never lands half-way through a batch. It
+reads nothing else of the node.
+
+Every frame it is given ends processed, dropped (deactivated meanwhile) or rejected (a
+malformed image, a size the backend cannot run, a frame the Segmenter refuses), through
+the worker's ``account``; one bad camera rejects only its own frame.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from ..label_formats import confidence_to_mono8
+from . import camera_info as info_tools
+from . import diagnostics, label_outputs
+from .conversions import ImageFormatError, compressed_to_rgb, image_to_rgb, serialize_image
+from .outputs import IMAGE_OUTPUTS
+
+__all__ = ["RunConfig", "RuntimeSettings", "BatchPipeline"]
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """What configure decided, for one configure..cleanup cycle."""
+
+    compressed: bool
+    label_format: str            # mono8 | autoware_rle
+    network_resolution: bool     # label_resolution: network
+    label_map: Any               # LabelMap: model classes -> published ids
+    latency_name: str            # the latency report's status name (node + camera)
+
+
+@dataclass(frozen=True)
+class RuntimeSettings:
+    """The parameters that act at once; replaced as a whole when one changes."""
+
+    overlay_alpha: float = 0.5
+    enabled: Dict[str, bool] = field(
+        default_factory=lambda: {name: True for name in IMAGE_OUTPUTS})
+
+    def with_parameter(self, name: str, value: Any) -> "RuntimeSettings":
+        if name == "overlay_alpha":
+            return RuntimeSettings(float(value), dict(self.enabled))
+        if name.startswith("publish_"):
+            return RuntimeSettings(self.overlay_alpha,
+                                   dict(self.enabled, **{name[len("publish_"):]: bool(value)}))
+        return self
+
+
+class BatchPipeline:
+    """The batch function the worker runs (module docstring).
+
+    ``slot``: the :class:`~.model_slot.ModelSlot`; ``settings()``: the current
+    :class:`RuntimeSettings`; ``lock``: the worker's lock (guards the counters);
+    ``on_processed()``: a batch ran through the model (resets the failure count).
+    """
+
+    def __init__(self, slot: Any, run: RunConfig, settings: Callable[[], RuntimeSettings],
+                 cameras: List[Any], logger: Any, lock: Any, stages: Any,
+                 on_processed: Callable[[], None]):
+        self.slot, self.run, self._settings = slot, run, settings
+        self.cameras, self._log, self._lock = cameras, logger, lock
+        self._stages, self._on_processed = stages, on_processed
+
+    def __call__(self, batch, publishable: Callable[[], bool], account) -> None:
+        seg = self.slot.segmenter
+        if seg is None:  # cleaned up between taking the batch and running it
+            for cam, _, _ in batch:
+                account(cam, "dropped")
+            return
+        t_start = time.perf_counter()
+        settings = self._settings()
+        frames, items = self._decode(batch, settings, account)
+        frames, items = self._usable(seg, frames, items, account)
+        if not frames:
+            return
+        confidence = (any(w["confidence"] for *_, w in items)
+                      and all(self.slot.confidence_available(
+                          tuple(seg.network_shape(f.shape[:2]))) for f in frames))
+        kwargs = dict(color=any(w["color"] for *_, w in items),
+                      overlay=any(w["overlay"] for *_, w in items),
+                      overlay_alpha=settings.overlay_alpha, confidence=confidence,
+                      network_resolution=self.run.network_resolution)
+        results = self._segment(seg, frames, items, kwargs, account)
+        self._on_processed()
+        for (cam, msg, t_recv, decode_ms, wanted), result in zip(items, results):
+            if result is None:
+                continue
+            if not publishable():  # deactivated or cleaned up meanwhile
+                account(cam, "dropped")
+                continue
+            self._publish(seg, cam, msg, t_recv, t_start, decode_ms, wanted, result,
+                          len(frames), publishable, account)
+
+    # ------------------------------------------------------------------ steps
+    def reject(self, cam: Any, reason: str, account) -> None:
+        account(cam, "rejected", reason)
+        where = cam.resolved_topic or cam.input_topic
+        self._log.warning(f"rejected a frame on {where}: {reason}", throttle_duration_sec=2.0)
+
+    def _decode(self, batch, settings: RuntimeSettings, account) -> Tuple[list, list]:
+        """The batch's frames as RGB arrays and, per frame, what to publish it with."""
+        frames, items = [], []
+        for cam, msg, t_recv in batch:
+            t0 = time.perf_counter()
+            try:
+                frame = compressed_to_rgb(msg) if self.run.compressed else image_to_rgb(msg)
+            except ImageFormatError as exc:
+                self.reject(cam, str(exc), account)
+                continue
+            frames.append(frame)
+            cam.frame_shape = frame.shape[:2]
+            items.append((cam, msg, t_recv, (time.perf_counter() - t0) * 1000.0,
+                          cam.outputs.wanted(settings.enabled)))
+        return frames, items
+
+    def _usable(self, seg, frames: list, items: list, account) -> Tuple[list, list]:
+        """The frames whose network size runs (prepared now where new: full resolution);
+        the others are rejected with the reason."""
+        keep_frames, keep_items = [], []
+        for frame, item in zip(frames, items):
+            cam = item[0]
+            shape = tuple(seg.network_shape(frame.shape[:2]))
+            with self._lock:
+                cam.last_shape = shape
+            failed = self.slot.usable(shape, self._sizes_in_use)
+            if failed is not None:
+                self.reject(cam, failed, account)
+                continue
+            keep_frames.append(frame)
+            keep_items.append(item)
+        return keep_frames, keep_items
+
+    def _sizes_in_use(self):
+        with self._lock:
+            return [c.last_shape for c in self.cameras if c.last_shape is not None]
+
+    def _segment(self, seg, frames, items, kwargs, account) -> List[Any]:
+        """The results, None where the Segmenter refused that frame: a refused batch is
+        run frame by frame, so one bad camera rejects only its own frame."""
+        try:
+            if len(frames) == 1:
+                return [seg.segment(frames[0], **kwargs)]
+            return list(seg.segment_batch(frames, **kwargs))
+        except ValueError as exc:  # the Segmenter refuses these frames
+            if len(frames) == 1:
+                self.reject(items[0][0], f"segmenter: {exc}", account)
+                return [None]
+        results = []
+        for frame, item in zip(frames, items):
+            try:
+                results.append(seg.segment(frame, **kwargs))
+            except ValueError as exc:
+                self.reject(item[0], f"segmenter: {exc}", account)
+                results.append(None)
+        return results
+
+    def _publish(self, seg, cam, msg, t_recv, t_start, decode_ms, wanted, result,
+                 batch_size, publishable, account) -> None:
+        t0 = time.perf_counter()
+        header, out, run = msg.header, cam.outputs, self.run
+        sent = []
+        for name, encoding in (("labels", "mono8"), ("color", "rgb8"), ("overlay", "rgb8")):
+            pixels = getattr(result, name)
+            if not wanted[name] or pixels is None:
+                continue
+            if name == "labels":
+                pixels = run.label_map.apply(pixels)
+            if name == "labels" and run.label_format == "autoware_rle":
+                message = label_outputs.autoware_rle_image(header, pixels)
+            else:  # pre-serialized: one copy of the pixels instead of three
+                message = serialize_image(header, pixels, encoding)
+            if out.publish(name, message, publishable):
+                sent.append(name)
+        if wanted["confidence"] and result.confidence is not None:
+            message = serialize_image(header, confidence_to_mono8(result.confidence), "mono8")
+            if out.publish("confidence", message, publishable):
+                sent.append("confidence")
+        info = self._camera_info(cam, header, result.labels.shape[:2], wanted["camera_info"])
+        if info is not None and out.publish("camera_info", info, publishable):
+            sent.append("camera_info")
+        t_done = time.perf_counter()
+        times = {"decode": decode_ms,
+                 "preprocess": float(result.timings.get("preprocess", 0.0)),
+                 "inference": float(result.timings.get("inference", 0.0)),
+                 "postprocess": float(result.timings.get("postprocess", 0.0)),
+                 "publish": (t_done - t0) * 1000.0,
+                 "end_to_end": (t_done - t_recv) * 1000.0}
+        cam.stages.add(times)
+        self._stages.add(times)
+        account(cam, "processed")
+        report = diagnostics.latency_report(
+            header, run.latency_name + (f"/{cam.key}" if cam.key else ""), str(seg.device),
+            times, (t_start - t_recv) * 1000.0, batch_size, sent)
+        out.publish("latency", report, publishable)
+
+    def _camera_info(self, cam, header, labels_hw, wanted: bool) -> Optional[Any]:
+        """``~/camera_info`` for this label image, from the camera's newest camera_info
+        (REP 104: its ROI and binning give the image size); one that describes another
+        size than the frame is counted and warned about, and none goes out with it."""
+        info = cam.camera_info
+        if info is None:
+            return None
+        mismatch = info_tools.size_mismatch(info, cam.frame_shape)
+        if mismatch:
+            with self._lock:
+                cam.counters.camera_info_mismatched += 1
+            self._log.warning(f"{cam.resolved_topic}: {mismatch}; the frame is segmented, its "
+                              f"camera_info is not published", throttle_duration_sec=5.0)
+            return None
+        if not wanted:
+            return None
+        return info_tools.for_labels(info, header, labels_hw)
