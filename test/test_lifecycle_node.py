@@ -318,9 +318,10 @@ def test_deactivate_stops_and_reactivation_is_immediate(managed, client):
 
 
 def test_pending_frames_are_dropped_on_deactivate(client):
-    """A burst then deactivate: the core counts every frame it did not process as dropped
-    (the lifecycle publisher's own silence once inactive would hide frames the core kept),
-    and nothing more is sent."""
+    """A burst then deactivate: the core counts every frame it did not publish as dropped,
+    never as processed. The lifecycle publishers' own silence once inactive would hide a
+    frame the core processed after deactivate, so the core's processed count is checked
+    against the label images that really came out."""
     def counts():
         for msg in reversed(client.messages("diag")):
             for st in msg.status:
@@ -329,6 +330,12 @@ def test_pending_frames_are_dropped_on_deactivate(client):
                     return v.get("lifecycle_state"), {k: int(v[f"frames_{k}"]) for k in (
                         "received", "processed", "dropped", "rejected")}
         return None, None
+
+    def settled(state):
+        s, c = counts()
+        return s == state and c["received"] == c["processed"] + c["dropped"] + c["rejected"]
+    client.clear("diag", *OUTPUTS)
+    client.wait_until(lambda: settled("active"), 10.0, "a settled /diagnostics status")
     before = counts()[1]
     for _ in range(5):
         send(client, (480, 640))
@@ -336,13 +343,13 @@ def test_pending_frames_are_dropped_on_deactivate(client):
     client.wait_until(lambda: counts()[1]["received"] > before["received"], 10.0,
                       "the node to receive the burst")
     assert client.lifecycle.change("deactivate") is True
+    client.wait_until(lambda: settled("inactive"), 10.0,
+                      "every received frame processed, dropped or rejected")
+    time.sleep(1.0)   # anything still on its way arrives
+    after = counts()[1]
+    labels = len(client.messages("labels"))
+    assert after["processed"] - before["processed"] == labels, (before, after, labels)
     client.clear(*OUTPUTS)
-
-    def settled():
-        state, c = counts()
-        return state == "inactive" and c["received"] == (c["processed"] + c["dropped"]
-                                                         + c["rejected"])
-    client.wait_until(settled, 10.0, "every received frame processed, dropped or rejected")
     time.sleep(1.0)
     assert not any(client.messages(k) for k in OUTPUTS)
 
@@ -474,5 +481,64 @@ def test_cleanup_drops_every_reference_to_the_model(checkpoint, device):
         assert node.trigger_shutdown() == ok and node.core.segmenter is None
         assert node.finished and node.state_label() == "finalized"
     finally:
+        node.destroy_node()
+        context.try_shutdown()
+
+
+@pytest.mark.parametrize("batch_in_flight", [False, True])
+def test_the_model_is_dead_before_memory_is_returned(checkpoint, monkeypatch,
+                                                     batch_in_flight):
+    """On the CPU, where it matters on a GPU: when cleanup collects garbage and empties
+    the CUDA cache (``return_device_memory``), no reference to the Segmenter survives
+    anywhere (a caller's local included), and "model released" is logged only after. With a
+    batch in flight the release runs in the worker, once it has left the batch."""
+    import gc
+    import threading
+    import weakref
+
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.lifecycle import TransitionCallbackReturn
+
+    from mfaranet_ros.ros import model_slot
+    from mfaranet_ros.ros.lifecycle_node import SegmentationLifecycleNode
+
+    seen = []
+
+    def check_then_return(device):
+        gc.collect()
+        seen.append((segmenter() is None, backend() is None, device))
+    monkeypatch.setattr(model_slot, "return_device_memory", check_then_return)
+    gate, entered = threading.Event(), threading.Event()
+    context = Context()
+    rclpy.init(context=context, args=["--ros-args", "-r", "__ns:=/release_order"])
+    node = SegmentationLifecycleNode(context=context, parameter_overrides=[
+        Parameter("weights", value=str(checkpoint)), Parameter("backend", value="torch"),
+        Parameter("device", value="cpu"), Parameter("input_size", value=[64, 128])])
+    try:
+        ok = TransitionCallbackReturn.SUCCESS
+        assert node.trigger_configure() == ok and node.trigger_activate() == ok
+        seg = node.core.segmenter
+        segmenter, backend = weakref.ref(seg), weakref.ref(seg.backend)
+        if batch_in_flight:   # the worker is inside a batch when cleanup comes
+            original = seg.segment
+
+            def blocked(*args, **kwargs):
+                entered.set()
+                assert gate.wait(10.0)
+                return original(*args, **kwargs)
+            seg.segment = blocked
+            cam = node.core.cameras[0]
+            node.core.worker.offer(cam, image_msg(np.zeros((48, 64, 3), np.uint8), "rgb8"))
+            assert entered.wait(10.0)
+        del seg
+        assert node.trigger_deactivate() == ok and node.trigger_cleanup() == ok
+        if batch_in_flight:
+            assert seen == []           # the worker still uses the model
+            gate.set()
+            assert node.core.worker.wait_stopped(10.0)
+        assert seen == [(True, True, "cpu")]
+    finally:
+        gate.set()
         node.destroy_node()
         context.try_shutdown()

@@ -1,10 +1,14 @@
-"""``~/camera_info`` and ``label_resolution`` over real DDS.
+"""``~/camera_info`` and ``label_resolution`` over real DDS, for plain, binned and ROI
+cameras.
 
 A camera publishes 96x128 frames on ``/cam/image_raw`` and its calibration on
 ``/cam/camera_info``; the node's network input is 64x128, so at network resolution the
-label image is the camera image's region of the letterbox at scale 2/3: 64x85. Every
-camera_info that comes out must describe the label image it goes with: the same header,
-its size, K and P scaled (checked here against numbers computed by hand).
+label image is the camera image's region of the letterbox at scale 2/3: 64x85. The three
+cameras send the same 96x128 frames: a plain one (calibrated at 128x96), one binned 2x2
+(calibrated at 256x192) and one sending an ROI of a 640x480 sensor (REP 104: the image is
+the ROI, offset first, then divided by binning). Every camera_info that comes out must
+describe the label image it goes with, as image_geometry reads it: the same header, its
+size, K and P (checked against numbers computed by hand, and by projecting a point).
 """
 from __future__ import annotations
 
@@ -37,12 +41,47 @@ P = [200.0, 0.0, 64.0, -20.0, 0.0, 210.0, 48.0, 0.0, 0.0, 0.0, 1.0, 0.0]
 LABEL_HW = {"camera": (96, 128), "network": (64, 85)}
 
 
-def calibration(height=96, width=128):
+def calibration(height=96, width=128, kind="plain"):
+    """The camera's camera_info: ``plain`` (K, P as they are), ``binned`` (a 2x2-binned
+    sensor calibrated at twice the size) or ``roi`` (a 96x128 ROI at (100, 50) of a
+    sensor calibrated at 640x480); all three describe 96x128 images with the same
+    effective intrinsics K, P."""
+    k, p = np.array(K).reshape(3, 3), np.array(P).reshape(3, 4)
     info = CameraInfo(height=height, width=width, distortion_model="plumb_bob",
-                      d=[0.1, -0.05, 0.0, 0.0, 0.0], k=K, p=P)
+                      d=[0.1, -0.05, 0.0, 0.0, 0.0])
+    if kind == "binned":
+        k, p = k * [[2], [2], [1]], p * [[2], [2], [1]]
+        info.height, info.width, info.binning_x, info.binning_y = 2 * height, 2 * width, 2, 2
+    elif kind == "roi":
+        k, p = k + [[0, 0, 100], [0, 0, 50], [0, 0, 0]], p + [[0, 0, 100, 0], [0, 0, 50, 0],
+                                                               [0, 0, 0, 0]]
+        info.height, info.width = 480, 640
+        info.roi.x_offset, info.roi.y_offset, info.roi.width, info.roi.height = \
+            100, 50, width, height
+    info.k, info.p = k.ravel().tolist(), p.ravel().tolist()
     info.header.frame_id = "cam_optical"
-    info.roi.x_offset, info.roi.y_offset, info.roi.width, info.roi.height = 12, 24, 90, 60
     return info
+
+
+def image_geometry_k(info):
+    """K as image_geometry's PinholeCameraModel adjusts it for the image on the wire
+    (vision_opencv, image_geometry/cameramodels.py: binning at least 1; an all-zero ROI is
+    the full size; fx / binning_x, (cx - roi.x_offset) / binning_x, likewise for y)."""
+    k = np.array(info.k, dtype=float).reshape(3, 3)
+    bx, by = max(1, info.binning_x), max(1, info.binning_y)
+    roi = info.roi
+    x0, y0 = roi.x_offset, roi.y_offset   # zero for an all-zero ROI
+    k[0, 0] /= bx
+    k[1, 1] /= by
+    k[0, 2] = (k[0, 2] - x0) / bx
+    k[1, 2] = (k[1, 2] - y0) / by
+    return k
+
+
+def project(info, point):
+    k = image_geometry_k(info)
+    u, v, w = k @ np.asarray(point, dtype=float)
+    return u / w, v / w
 
 
 def _node(tmp_path, resolution):
@@ -85,32 +124,49 @@ def _stamped(client, key, stamp):
             if (m.header.stamp.sec, m.header.stamp.nanosec) == stamp]
 
 
+@pytest.mark.parametrize("kind", ["plain", "binned", "roi"])
 @pytest.mark.parametrize("resolution", ["camera", "network"])
-def test_camera_info_describes_each_label_image(tmp_path, client, resolution):
+def test_camera_info_describes_each_label_image(tmp_path, client, resolution, kind):
     node = _node(tmp_path, resolution)
     try:
         h, w = LABEL_HW[resolution]
+        sent = calibration(kind=kind)
         for sec in range(1, 4):
-            stamp = _send(client, node, sec, calibration())
+            stamp = _send(client, node, sec, calibration(kind=kind))
             client.wait_until(lambda s=stamp: _stamped(client, "info", s)
                               and _stamped(client, "labels", s), 30.0,
                               f"labels and camera_info for {stamp}")
             labels = _stamped(client, "labels", stamp)[-1]
             info = _stamped(client, "info", stamp)[-1]
-            assert (labels.height, labels.width) == (info.height, info.width) == (h, w)
+            assert (labels.height, labels.width) == (h, w)
             assert np.all(to_array(labels) == CAR)
             assert info.header.frame_id == labels.header.frame_id == "cam_optical"
             client.wait_until(lambda s=stamp: _stamped(client, "overlay", s), 10.0, "overlay")
             overlay = _stamped(client, "overlay", stamp)[-1]
             assert (overlay.height, overlay.width) == (h, w)
-        sx, sy = w / 128, h / 96     # by hand: 85/128 and 64/96 at network resolution
-        want_k = [200 * sx, 0, 64 * sx, 0, 210 * sy, 48 * sy, 0, 0, 1]
-        want_p = [200 * sx, 0, 64 * sx, -20 * sx, 0, 210 * sy, 48 * sy, 0, 0, 0, 1, 0]
-        np.testing.assert_allclose(info.k, want_k, rtol=1e-12)
-        np.testing.assert_allclose(info.p, want_p, rtol=1e-12)
         assert list(info.d) == [0.1, -0.05, 0.0, 0.0, 0.0]
-        assert (info.roi.x_offset, info.roi.y_offset, info.roi.width, info.roi.height) == \
-            (round(12 * sx), round(24 * sy), round(90 * sx), round(60 * sy))
+        roi = (info.roi.x_offset, info.roi.y_offset, info.roi.width, info.roi.height)
+        if resolution == "camera":
+            # exactly what the camera said of its image: calibration size, binning, ROI
+            assert (info.height, info.width, info.binning_x, info.binning_y) == \
+                (sent.height, sent.width, sent.binning_x, sent.binning_y)
+            assert roi == (sent.roi.x_offset, sent.roi.y_offset, sent.roi.width,
+                           sent.roi.height)
+            assert list(info.k) == list(sent.k) and list(info.p) == list(sent.p)
+        else:
+            # ROI and binning folded into K and P: by hand, the same for all three cameras
+            sx, sy = w / 128, h / 96     # 85/128 and 64/96
+            want_k = [200 * sx, 0, 64 * sx, 0, 210 * sy, 48 * sy, 0, 0, 1]
+            want_p = [200 * sx, 0, 64 * sx, -20 * sx, 0, 210 * sy, 48 * sy, 0, 0, 0, 1, 0]
+            np.testing.assert_allclose(info.k, want_k, rtol=1e-12)
+            np.testing.assert_allclose(info.p, want_p, rtol=1e-12)
+            assert (info.height, info.width) == (h, w)
+            assert (info.binning_x, info.binning_y, roi) == (0, 0, (0, 0, 0, 0))
+        # image_geometry lands on the same pixel of the label image as of the camera image
+        for point in ([0.1, -0.2, 2.0], [-0.3, 0.25, 5.0]):
+            u, v = project(sent, point)
+            lu, lv = project(info, point)
+            np.testing.assert_allclose((lu, lv), (u * w / 128, v * h / 96), rtol=1e-12)
     finally:
         node.interrupt()
 

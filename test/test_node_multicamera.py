@@ -1,6 +1,7 @@
-"""Several cameras through one node and one model: own outputs and stamps per
-camera, batched cycles, a stalled camera does not block the others, per-camera counters,
-and QoS events in /diagnostics."""
+"""Several cameras through one node and one model: own outputs (under ~/<camera>/) and
+stamps per camera, every output subscribed at once (confidence, label_info, camera_info
+too), each camera's camera_info, batched cycles, a stalled camera does not block the
+others, per-camera counters, and QoS events in /diagnostics."""
 from __future__ import annotations
 
 import threading
@@ -23,9 +24,12 @@ from ros_helpers import (  # noqa: E402
     reliable,
     to_array,
 )
-from sensor_msgs.msg import Image  # noqa: E402
+from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
+
+K = [100.0, 0.0, 50.0, 0.0, 100.0, 40.0, 0.0, 0.0, 1.0]
+P = [100.0, 0.0, 50.0, 0.0, 0.0, 100.0, 40.0, 0.0, 0.0, 0.0, 1.0, 0.0]
 
 # name -> (height, width, rate Hz, stamp base)
 CAMERAS = {"front": (120, 160, 8.0, 100_000), "left": (240, 320, 4.0, 200_000),
@@ -48,12 +52,16 @@ def node(tmp_path_factory):
 def client(node):
     c = Client("mfaranet_multicam_test")
     c.collect(DiagnosticArray, "/diagnostics", reliable(20), "diag")
-    c.pubs = {}
+    c.pubs, c.infos = {}, {}
     for cam in CAMERAS:
-        c.collect(Image, f"/{cam}/overlay", reliable(20), f"{cam}/overlay")
-        c.collect(Image, f"/{cam}/labels", reliable(20), f"{cam}/labels")
-        c.collect(DiagnosticArray, f"/{cam}/latency", reliable(50), f"{cam}/latency")
+        c.collect(Image, f"/mfaranet/{cam}/overlay", reliable(20), f"{cam}/overlay")
+        c.collect(Image, f"/mfaranet/{cam}/labels", reliable(20), f"{cam}/labels")
+        c.collect(Image, f"/mfaranet/{cam}/color", reliable(20), f"{cam}/color")
+        c.collect(Image, f"/mfaranet/{cam}/confidence", reliable(20), f"{cam}/confidence")
+        c.collect(CameraInfo, f"/mfaranet/{cam}/camera_info", reliable(20), f"{cam}/info")
+        c.collect(DiagnosticArray, f"/mfaranet/{cam}/latency", reliable(50), f"{cam}/latency")
         c.pubs[cam] = c.node.create_publisher(Image, f"/{cam}/image", reliable(1))
+        c.infos[cam] = c.node.create_publisher(CameraInfo, f"/{cam}/camera_info", reliable(1))
     try:
         c.wait_until(lambda: all(p.get_subscription_count() for p in c.pubs.values())
                      or node.proc.poll() is not None, 60.0, "the node to subscribe")
@@ -74,6 +82,7 @@ def stream(client, cameras, seconds):
         i = 0
         while time.monotonic() - t0 < seconds:
             stamp = base + len(sent[cam])
+            client.infos[cam].publish(CameraInfo(height=h, width=w, k=K, p=P))
             client.pubs[cam].publish(image_msg(frame, "rgb8", stamp=(stamp, 0),
                                                frame_id=f"{cam}_optical"))
             sent[cam].append(stamp)
@@ -110,6 +119,14 @@ def test_each_camera_gets_its_own_outputs_and_stamps(client):
     batches = [int(kv(m.status[0])["batch_size"]) for cam in CAMERAS
                for m in client.messages(f"{cam}/latency")]
     assert max(batches) >= 2, "cameras with frames pending run as one batch"
+    for cam, (h, w, _, _base) in CAMERAS.items():
+        # every output subscribed at once: confidence and camera_info too, per camera
+        confidence, infos = client.messages(f"{cam}/confidence"), client.messages(f"{cam}/info")
+        assert confidence and infos, cam
+        assert all((m.height, m.width) == (h, w) for m in confidence)
+        assert {m.header.stamp.sec for m in infos} <= set(sent[cam])
+        assert all((i.height, i.width, list(i.k)) == (h, w, K) for i in infos)
+        assert all(i.header.frame_id == f"{cam}_optical" for i in infos)
 
 
 def test_per_camera_counters_in_diagnostics(client):
@@ -156,7 +173,7 @@ def test_qos_incompatible_subscriber_shows_in_diagnostics(node, client):
     the node says so in /diagnostics (WARN) instead of leaving the viewer wondering."""
     qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
-    sub = client.node.create_subscription(Image, "/rear/overlay", lambda m: None, qos)
+    sub = client.node.create_subscription(Image, "/mfaranet/rear/overlay", lambda m: None, qos)
     try:
         client.wait_until(lambda: client.messages("diag") and int(kv(
             client.messages("diag")[-1].status[0])["qos_incompatible_subscribers"]) >= 1,
@@ -164,20 +181,21 @@ def test_qos_incompatible_subscriber_shows_in_diagnostics(node, client):
         status = client.messages("diag")[-1].status[0]
         v = kv(status)
         assert v["qos_last_policy"] == "DURABILITY"
-        assert v["qos_last_topic"] == "/rear/overlay"
+        assert v["qos_last_topic"] == "/mfaranet/rear/overlay"
         assert status.level == b"\x01" and "QoS events" in status.message
-        assert node.wait_for_log("QoS event on /rear/overlay", 2.0)
+        assert node.wait_for_log("QoS event on /mfaranet/rear/overlay", 2.0)
     finally:
         client.node.destroy_subscription(sub)
 
 
-def test_a_cameras_camera_info_that_is_the_nodes_own_output_is_not_read(node, client):
-    """Cameras front/left/rear with the node in the root namespace: /front/camera_info is
-    both the camera's (beside /front/image) and the node's output for it; the node says
-    so and does not subscribe to its own output."""
-    assert node.wait_for_log("/front/camera_info is both /front/image's camera_info and "
-                             "this node's camera_info output", 5.0), node.output()
-    assert client.node.count_subscribers("/front/camera_info") == 0
+def test_the_node_reads_each_cameras_camera_info_and_none_of_its_own(node, client):
+    """Inputs beside the driver's image, outputs private to the node: the node subscribes
+    to each /<camera>/camera_info and never to a topic it publishes."""
+    for cam in CAMERAS:
+        assert client.node.count_subscribers(f"/{cam}/camera_info") == 1, cam
+        assert client.node.count_publishers(f"/mfaranet/{cam}/camera_info") == 1, cam
+        assert client.node.count_subscribers(f"/mfaranet/{cam}/camera_info") == 1  # ours
+    assert "is both" not in node.output()
 
 
 def test_sigint_exits_cleanly(node, client):

@@ -357,3 +357,26 @@ def test_node_config_has_a_field_per_parameter_with_the_tables_default():
     for spec in PARAMETERS:
         default = list(spec.default) if isinstance(spec.default, tuple) else spec.default
         assert getattr(cfg, spec.name) == default, spec.name
+
+
+def test_camera_info_effective_size_is_roi_then_binning():
+    """REP 104, as image_geometry reads it: the ROI (all zeros: the full size), offset
+    first, then divided by the binning (0 and 1: none)."""
+    import numpy as np
+    from sensor_msgs.msg import CameraInfo
+
+    from mfaranet_ros.ros.camera_info import effective_size, folded_intrinsics, size_mismatch
+
+    info = CameraInfo(height=480, width=640, binning_x=2, binning_y=2,
+                      k=[400.0, 0, 330, 0, 410.0, 250, 0, 0, 1],
+                      p=[400.0, 0, 330, 0, 0, 410.0, 250, 0, 0, 0, 1, 0])
+    info.roi.x_offset, info.roi.y_offset, info.roi.width, info.roi.height = 40, 20, 200, 100
+    assert effective_size(info) == (50, 100)
+    assert size_mismatch(info, (50, 100)) == ""
+    assert "its ROI and binning: images of 100x50" in size_mismatch(info, (480, 640))
+    k, p = folded_intrinsics(info)
+    # by hand: fx 400 / 2, cx (330 - 40) / 2, fy 410 / 2, cy (250 - 20) / 2
+    np.testing.assert_allclose(k, [200, 0, 145, 0, 205, 115, 0, 0, 1])
+    np.testing.assert_allclose(p, [200, 0, 145, 0, 0, 205, 115, 0, 0, 0, 1, 0])
+    plain = CameraInfo(height=480, width=640, binning_x=0, binning_y=1)
+    assert effective_size(plain) == (480, 640) and size_mismatch(plain, (480, 640)) == ""

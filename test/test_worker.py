@@ -44,8 +44,10 @@ class BlockingBatch:
 
 
 def balanced(worker, cam):
-    c = cam.counters
-    return c.received == c.processed + c.dropped + c.rejected + worker.in_flight(cam)
+    """received = processed + dropped + rejected + in flight, read in one step under the
+    worker's lock (two reads would see a frame move between them)."""
+    received, accounted = worker.balance(cam)
+    return received == accounted
 
 
 @pytest.fixture

@@ -150,6 +150,14 @@ class FrameWorker:
         with self.lock:
             return int(id(cam) in self._pending) + self._in_flight.get(id(cam), 0)
 
+    def balance(self, cam: Any) -> Tuple[int, int]:
+        """``(received, processed + dropped + rejected + in flight)`` of ``cam``, read in
+        one step under the lock (equal at every moment)."""
+        with self.lock:
+            c = cam.counters
+            in_flight = int(id(cam) in self._pending) + self._in_flight.get(id(cam), 0)
+            return c.received, c.processed + c.dropped + c.rejected + in_flight
+
     def busy(self) -> bool:
         """Whether a batch is being processed now."""
         with self.lock:

@@ -18,6 +18,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
+from ...names import DEFAULT_PRECISION
 from ..cache import ARTIFACT_FORMAT, CacheDir, lookup, store
 from ..graph import SegmentationGraph
 from .base import Backend, BackendUnavailable, ModelSource, Outputs, resolve_device
@@ -59,7 +60,7 @@ class EngineBuild:
     batch: int
     height: int
     width: int
-    precision: str = "fp16"
+    precision: str = DEFAULT_PRECISION
     confidence: bool = False
     device: str = "cuda"
 
@@ -184,7 +185,7 @@ class TensorRTBackend(Backend):
 
     name = "tensorrt"
 
-    def __init__(self, source: ModelSource, device: str, precision: str = "fp16", *,
+    def __init__(self, source: ModelSource, device: str, precision: str = DEFAULT_PRECISION, *,
                  cache: CacheDir) -> None:
         # "Not installed" is the more useful reason than "no GPU", and finding that out costs
         # no import. The import itself (seconds) is tried only where a GPU can use it.

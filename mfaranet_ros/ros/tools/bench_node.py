@@ -184,7 +184,8 @@ def format_outputs(r: Dict[str, object]) -> str:
 def _layout(ns: str, names: Sequence[str], batched: bool) -> List[Tuple[str, str, str]]:
     """(image, labels, latency) topics per camera, as the node names them in each setup."""
     if batched:
-        return [(f"{ns}/{c}/image", f"{ns}/{c}/labels", f"{ns}/{c}/latency") for c in names]
+        return [(f"{ns}/{c}/image", f"{ns}/mfaranet/{c}/labels", f"{ns}/mfaranet/{c}/latency")
+                for c in names]
     return [(f"{ns}/{c}/image", f"{ns}/{c}/mfaranet/labels", f"{ns}/{c}/mfaranet/latency")
             for c in names]
 
