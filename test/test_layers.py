@@ -150,6 +150,15 @@ def test_every_top_level_module_has_a_place_in_the_diagram():
     assert names <= set(RANKS), sorted(names - set(RANKS))
 
 
+def test_no_node_module_imports_the_tools():
+    """ros/tools/ builds on the node's modules; a node module importing a tool would pull
+    the benchmarks, the player or the live evaluation into every robot's process."""
+    found = [f"{where}: {a} imports {b}" for a, b, where in package_edges()
+             if a.startswith("mfaranet_ros.ros.") and not a.startswith("mfaranet_ros.ros.tools")
+             and b.startswith("mfaranet_ros.ros.tools")]
+    assert not found, "\n".join(found)
+
+
 def test_the_check_sees_each_kind_of_forbidden_edge():
     """The edges that were there before the layers were put right, fed to the check."""
     bad = [

@@ -485,6 +485,18 @@ def test_cleanup_drops_every_reference_to_the_model(checkpoint, device):
         context.try_shutdown()
 
 
+def _block_segment(seg, gate, entered):
+    """``seg.segment`` waits for ``gate``; the only references to ``seg`` this adds are its
+    own (a cycle the collection clears)."""
+    original = seg.segment
+
+    def blocked(*args, **kwargs):
+        entered.set()
+        assert gate.wait(10.0)
+        return original(*args, **kwargs)
+    seg.segment = blocked
+
+
 @pytest.mark.parametrize("batch_in_flight", [False, True])
 def test_the_model_is_dead_before_memory_is_returned(checkpoint, monkeypatch,
                                                      batch_in_flight):
@@ -521,13 +533,7 @@ def test_the_model_is_dead_before_memory_is_returned(checkpoint, monkeypatch,
         seg = node.core.segmenter
         segmenter, backend = weakref.ref(seg), weakref.ref(seg.backend)
         if batch_in_flight:   # the worker is inside a batch when cleanup comes
-            original = seg.segment
-
-            def blocked(*args, **kwargs):
-                entered.set()
-                assert gate.wait(10.0)
-                return original(*args, **kwargs)
-            seg.segment = blocked
+            _block_segment(seg, gate, entered)   # no reference in this frame
             cam = node.core.cameras[0]
             node.core.worker.offer(cam, image_msg(np.zeros((48, 64, 3), np.uint8), "rgb8"))
             assert entered.wait(10.0)

@@ -55,7 +55,7 @@ def test_confidence_matches_the_segmenters_and_the_labels_header(tmp_path, backe
         client.collect(Image, "/mfaranet/confidence", reliable(5), "confidence")
         client.collect(Image, "/mfaranet/labels", reliable(5), "labels")
         pub = client.node.create_publisher(Image, "/image", reliable(1))
-        client.wait_for_node(pub, node, 120.0)
+        client.wait_for_node(pub, node, 300.0)
         # the confidence variant was prepared at configure: said in the start-up line
         assert node.wait_for_log("confidence ready", 5.0), node.output()
         rng = np.random.default_rng(1)
@@ -102,7 +102,7 @@ def test_an_int8_model_without_confidence_costs_no_frame(tmp_path):
         client.collect(Image, "/mfaranet/labels", reliable(10), "labels")
         client.collect(DiagnosticArray, "/diagnostics", reliable(20), "diag")
         pub = client.node.create_publisher(Image, "/image", reliable(1))
-        client.wait_for_node(pub, node, 120.0)
+        client.wait_for_node(pub, node, 300.0)
         assert node.wait_for_log("~/confidence is off for 64x128 frames", 5.0), node.output()
         assert "--confidence" in node.output()
         assert client.node.count_publishers("/mfaranet/confidence") == 0
