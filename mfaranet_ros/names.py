@@ -42,10 +42,10 @@ def check_precision_name(precision: str) -> None:
 
 
 def check_precision_request(precision: str) -> None:
-    """ValueError unless ``precision`` is one of :data:`PRECISION_CHOICES` (``auto`` too)."""
-    if precision not in PRECISION_CHOICES:
+    """ValueError unless ``precision`` is ``auto`` or one of :data:`PRECISIONS`."""
+    if precision != AUTO_PRECISION and precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose from "
-                         f"{', '.join(PRECISION_CHOICES)}")
+                         f"{', '.join((*PRECISIONS, AUTO_PRECISION))}")
 
 
 #: ``input_size`` value meaning "the size the checkpoint's metadata records".
