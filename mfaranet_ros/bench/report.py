@@ -28,7 +28,7 @@ def machine_info() -> Dict[str, object]:
 
 
 def cpu_line() -> str:
-    """The CPU and its matrix units, printed beside every benchmark's figures."""
+    """The CPU and its matrix units, printed beside bench's figures."""
     from ..inference.cpu_units import detect_cpu_units
 
     units = detect_cpu_units()

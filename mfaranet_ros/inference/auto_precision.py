@@ -13,9 +13,11 @@ build-engine --precision int8 --calibration ...``) and never calibrates one here
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
+import time
 from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -148,6 +150,7 @@ def select_precision(backend: str, source: ModelSource, *, device: Optional[str]
     ``network_size``: the network input ``(H, W)``; None (full resolution): measured at
     :data:`PROBE_SIZE`. ``units``: the CPU's (default: this machine's).
     """
+    t0 = time.perf_counter()
     units = detect_cpu_units() if units is None else units
     create = dict(source=source, cache=cache, compile=compile)
     reference = create_backend(backend, device=device, precision="fp32", **create)
@@ -166,7 +169,8 @@ def select_precision(backend: str, source: ModelSource, *, device: Optional[str]
             break
     choice = choose_precision(units, on_gpu, measured, backend=backend, threshold=threshold,
                               measured_on=probe.describe(), notes=notes)
-    log.info("precision %s", choice.describe())
+    choice = dataclasses.replace(choice, seconds=time.perf_counter() - t0)
+    log.info("precision %s; chosen in %.1f s", choice.describe(), choice.seconds)
     if choice.precision != chosen.precision:  # the rule and the loop disagree: a bug
         raise RuntimeError(f"precision auto: the rule chose {choice.precision}, the "
                            f"measurements {chosen.precision}")

@@ -58,7 +58,8 @@ class PrecisionChoice:
     ``precision`` the one chosen; ``agreement`` its measured fraction of pixels labelled
     as fp32 labels them (None for fp32, the reference); ``trials`` every precision
     considered, fastest first; ``units`` the CPU's units as read; ``measured_on`` the
-    frames the agreements were measured on.
+    frames the agreements were measured on; ``seconds`` what building and measuring the
+    candidates took (the start-up cost of ``auto``).
     """
 
     precision: str
@@ -68,6 +69,7 @@ class PrecisionChoice:
     units: str
     trials: Tuple[Trial, ...]
     measured_on: str = ""
+    seconds: Optional[float] = None
 
     def describe(self) -> str:
         """One line for logs and diagnostics."""
