@@ -176,15 +176,21 @@ def _int8_files(cache):
     return sorted(cache.glob("mfaranet-*-int8-*.onnx"))
 
 
+@pytest.fixture(scope="module")
+def fp32_cache(tmp_path_factory):
+    """A cache with no int8 model: the fp32 export of the demo weights, made once."""
+    return tmp_path_factory.mktemp("auto_fp32_cache")
+
+
 @pytest.mark.slow
-def test_auto_on_this_cpu_follows_the_rule(demo_weights, tmp_path):
+def test_auto_on_this_cpu_follows_the_rule(demo_weights, fp32_cache):
     """Whatever CPU runs this: bf16 is measured where the detector reads bf16 units, int8
     is not built on its own (none exists in a fresh cache), and the choice is the rule's
     on what was measured."""
     from mfaranet_ros.inference import Segmenter
 
     seg = Segmenter.from_checkpoint(demo_weights, precision="auto", device="cpu",
-                                    input_size=(H, W), cache_dir=tmp_path)
+                                    input_size=(H, W), cache_dir=fp32_cache)
     units, choice = detect_cpu_units(), seg.precision_choice
     trials = _trials(choice)
     assert choice.units == units.describe() and choice.device == "CPU"
@@ -196,7 +202,7 @@ def test_auto_on_this_cpu_follows_the_rule(demo_weights, tmp_path):
         assert trials["bf16"].outcome == "skipped" and trials["bf16"].agreement is None
     if choice.precision != "bf16":
         assert trials["int8"].outcome == "unavailable"
-        assert "build-engine" in trials["int8"].reason and not _int8_files(tmp_path)
+        assert "build-engine" in trials["int8"].reason and not _int8_files(fp32_cache)
     assert choice.precision == choose_precision(units, False, _measured(choice)).precision
     assert seg.precision == choice.precision
     assert seg.segment(np.zeros((H, W, 3), np.uint8)).labels.shape == (H, W)
@@ -307,13 +313,13 @@ def test_bench_prints_and_records_the_cpu_units():
 
 
 @pytest.mark.slow
-def test_bench_runs_precision_auto(demo_weights, tmp_path, capsys):
+def test_bench_runs_precision_auto(demo_weights, fp32_cache, tmp_path, capsys):
     from mfaranet_ros.cli import main
 
     out_json = tmp_path / "bench.json"
     assert main(["bench", "--weights", str(demo_weights), "--backends", "onnxruntime:auto",
                  "--input-size", f"{H}x{W}", "--iterations", "1", "--warmup", "0",
-                 "--cache-dir", str(tmp_path), "--json", str(out_json)]) == 0
+                 "--cache-dir", str(fp32_cache), "--json", str(out_json)]) == 0
     out = capsys.readouterr().out
     assert "matrix units:" in out and "onnxruntime:auto: fp32 on the CPU" in out
     report = json.loads(out_json.read_text())
@@ -343,3 +349,21 @@ def test_unknown_cpu_units_never_choose_bf16():
     units = CpuUnits(frozenset(), False, "", "no /proc/cpuinfo on darwin")
     choice = choose_precision(units, False, {"bf16": 1.0})
     assert choice.precision == "fp32" and "darwin" in _trials(choice)["bf16"].reason
+
+
+@pytest.mark.slow
+def test_eval_bag_reports_the_choice(demo_weights, fp32_cache, tmp_path, capsys):
+    from mfaranet_ros.cli import main
+    from mfaranet_ros.evaluation.synthbag import SyntheticBagSpec, make_synthetic_bag
+
+    bag = make_synthetic_bag(tmp_path / "in", SyntheticBagSpec(frames=1, size=(H, W)))
+    rc = main(["eval-bag", bag["path"], "--out", str(tmp_path / "out"), "--weights",
+               str(demo_weights), "--precision", "auto", "--input-size", f"{H}x{W}",
+               "--device", "cpu", "--cache-dir", str(fp32_cache), "--no-progress",
+               "--no-bag"])
+    assert rc == 0, capsys.readouterr().err
+    model = json.loads((tmp_path / "out" / "report.json").read_text())["model"]
+    choice = model["precision_choice"]
+    assert choice["precision"] == model["precision"] and choice["units"] == \
+        detect_cpu_units().describe()
+    assert [t["precision"] for t in choice["trials"]] == ["bf16", "int8", "fp32"]
