@@ -150,6 +150,8 @@ def select_precision(backend: str, source: ModelSource, *, device: Optional[str]
     ``network_size``: the network input ``(H, W)``; None (full resolution): measured at
     :data:`PROBE_SIZE`. ``units``: the CPU's (default: this machine's).
     """
+    if frames < 1:
+        raise ValueError(f"precision auto needs at least 1 probe frame, got {frames}")
     t0 = time.perf_counter()
     units = detect_cpu_units() if units is None else units
     create = dict(source=source, cache=cache, compile=compile)
