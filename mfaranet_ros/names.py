@@ -10,11 +10,17 @@ from __future__ import annotations
 from typing import Dict, Sequence, Tuple, Union
 
 __all__ = ["BACKENDS", "PRECISIONS", "DEFAULT_PRECISION", "BACKEND_PRECISIONS",
-           "CHECKPOINT_SIZE", "InputSize", "check_precision_name"]
+           "AUTO_PRECISION", "PRECISION_CHOICES", "CHECKPOINT_SIZE", "InputSize",
+           "check_precision_name", "check_precision_request"]
 
 #: Every backend name, ``auto`` first (its order of trial is ``inference.backends``').
 BACKENDS: Tuple[str, ...] = ("auto", "tensorrt", "torch", "onnxruntime", "openvino")
 PRECISIONS: Tuple[str, ...] = ("fp32", "fp16", "bf16", "int8")
+#: What the node, ``eval-bag``, ``eval-fleet`` and ``bench`` may ask for: a precision, or
+#: ``auto``, the fastest one this machine has units for that labels as fp32 does (measured
+#: at load: ``inference.auto_precision``).
+AUTO_PRECISION = "auto"
+PRECISION_CHOICES: Tuple[str, ...] = (*PRECISIONS, AUTO_PRECISION)
 #: the precision the node runs and ``build-engine`` builds when none is given (one default,
 #: so a pre-built artifact is the one the node loads)
 DEFAULT_PRECISION = "fp32"
@@ -33,6 +39,13 @@ def check_precision_name(precision: str) -> None:
     it is ``inference.backends.check_precision``'s question)."""
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+
+
+def check_precision_request(precision: str) -> None:
+    """ValueError unless ``precision`` is ``auto`` or one of :data:`PRECISIONS`."""
+    if precision != AUTO_PRECISION and precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose from "
+                         f"{', '.join((*PRECISIONS, AUTO_PRECISION))}")
 
 
 #: ``input_size`` value meaning "the size the checkpoint's metadata records".

@@ -16,7 +16,7 @@ from mfaranet_ros.cli_args import network_hw, network_size, parse_input_size, pa
 SUMMARY_KEYS = {"median_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms", "fps", "n"}
 ROW_KEYS = {"backend", "precision", "description", "input_size", "frame_size", "model",
             "segmenter", "pre_post_ms", "pre_post_pct", "speedup_model", "speedup_segmenter",
-            "label_agreement", "error"}
+            "label_agreement", "error", "precision_choice"}
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,8 @@ class BackendPrecision(NamedTuple):
 
 
 def parse_backend(text: str) -> BackendPrecision:
-    """``"onnxruntime"`` -> ``("onnxruntime", "fp32")``; ``"tensorrt:fp16"`` -> as written.
+    """``"onnxruntime"`` -> ``("onnxruntime", "fp32")``; ``"tensorrt:fp16"`` -> as written;
+    ``"auto:auto"``: precision ``auto`` (chosen and measured when the backend loads).
 
     Validated against the one list of backends and precisions (:mod:`mfaranet_ros.names`),
     read at call time so that a name added there is accepted here unchanged. Raises
@@ -37,7 +38,7 @@ def parse_backend(text: str) -> BackendPrecision:
             f"unknown backend {name!r} in {text!r}; choose from {', '.join(BACKENDS)}")
     if sep:
         try:
-            names.check_precision_name(precision)
+            names.check_precision_request(precision)
         except ValueError as exc:
             raise argparse.ArgumentTypeError(f"{exc} (in {text!r})") from None
     return BackendPrecision(name, precision if sep else DEFAULT_PRECISION)

@@ -16,6 +16,7 @@ DEFAULT_BENCH_BACKENDS = "torch,onnxruntime"
 
 
 def _bench_single(args: argparse.Namespace, weights: str) -> list:
+    from .report import cpu_line
     from .segmenter import bench_segmenter, format_table
 
     rows = bench_segmenter(weights, args.backends, args.input_size, frame_size=args.frame_size,
@@ -25,12 +26,24 @@ def _bench_single(args: argparse.Namespace, weights: str) -> list:
     print(f"{'pruned' if args.pruned else 'full'} model, {args.iterations} iterations after "
           f"{args.warmup} warm-up; baseline = torch fp32 eager, NCHW, inference_mode, CPU; "
           f"labels = pixels labelled as the baseline labels them")
+    print(cpu_line())
     print(format_table(rows))
+    for r in rows:
+        if r.precision_choice:
+            print(f"{r.backend}:auto: {_choice_line(r.precision_choice)}")
     return [r.as_dict() for r in rows]
+
+
+def _choice_line(choice: dict) -> str:
+    """What precision auto chose, and each precision's outcome, on one line."""
+    trials = "; ".join(f"{t['precision']} {t['outcome']} ({t['reason']})"
+                       for t in choice["trials"])
+    return f"{choice['precision']} on the {choice['device']}: {trials}"
 
 
 def _bench_cameras(args: argparse.Namespace, weights: str) -> list:
     from .cameras import bench_cameras, format_camera_table
+    from .report import cpu_line
 
     results = [bench_cameras(weights, n, pair, input_size=size, frame_size=args.frame_size,
                              iterations=args.iterations, warmup=args.warmup,
@@ -38,6 +51,7 @@ def _bench_cameras(args: argparse.Namespace, weights: str) -> list:
                for pair in args.backends for size in args.input_size for n in args.cameras]
     print()
     print(f"multi-camera, {args.iterations} iterations per camera after {args.warmup} warm-up")
+    print(cpu_line())
     print(format_camera_table(results))
     return results
 
@@ -76,8 +90,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backends", type=parse_backends, default=DEFAULT_BENCH_BACKENDS,
                    metavar="B[:P],...",
                    help="comma-separated backend[:precision] pairs, e.g. "
-                        "torch,onnxruntime,onnxruntime:int8 (precision default fp32; default: "
-                        f"{DEFAULT_BENCH_BACKENDS})")
+                        "torch,onnxruntime,onnxruntime:int8 (precision default fp32; auto: "
+                        "the precision auto chooses on this machine, measured at load; "
+                        f"default: {DEFAULT_BENCH_BACKENDS})")
     p.add_argument("--input-size", type=network_size, nargs="+", default=[(512, 1024)],
                    metavar="HxW", help="network input size(s), or full (default: 512x1024)")
     add_run_arguments(p, process="process", iterations=10, warmup=2,

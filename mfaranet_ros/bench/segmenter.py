@@ -50,6 +50,8 @@ class Row:
     speedup_segmenter: Optional[float] = None
     label_agreement: Optional[float] = None   # fraction of pixels labelled as the baseline does
     error: Optional[str] = None
+    #: for ``backend:auto``: what was chosen (``precision``), tried and measured
+    precision_choice: Optional[Dict[str, object]] = None
 
     def as_dict(self) -> Dict[str, object]:
         return asdict(self)
@@ -63,8 +65,9 @@ def _run_model(seg, pixels: np.ndarray) -> None:
 class _Subject:
     """One segmenter under test with the timings collected so far."""
 
-    def __init__(self, name: str, precision: str, seg) -> None:
+    def __init__(self, name: str, precision: str, seg, choice=None) -> None:
         self.name, self.precision, self.seg = name, precision, seg
+        self.choice = choice   # a PrecisionChoice for precision auto
         self.model_ms: List[float] = []
         self.segment_ms: List[float] = []
         self.pre_post_ms: List[float] = []
@@ -89,13 +92,14 @@ class _Subject:
         return Row(self.name, self.precision, self.seg.describe(), input_size, frame_size, m, s,
                    pre_post, 100 * pre_post / m.median_ms, base_m.median_ms / m.median_ms,
                    base_s.median_ms / s.median_ms,
-                   float(np.mean(self.labels == base.labels)))
+                   float(np.mean(self.labels == base.labels)),
+                   precision_choice=self.choice.as_dict() if self.choice else None)
 
 
 def _subjects(source, pairs: Sequence[BackendPrecision], size, frame_size, device, cache
               ) -> Tuple[List[_Subject], List[Row]]:
     """The baseline first, then one subject per pair that loads; a row for each that does not."""
-    from ..inference.backends import BackendUnavailable, create_backend
+    from ..inference.backends import BackendUnavailable
     from ..inference.backends.torch_backend import TorchBackend
     from ..inference.segmenter import Segmenter
 
@@ -105,15 +109,30 @@ def _subjects(source, pairs: Sequence[BackendPrecision], size, frame_size, devic
     failed: List[Row] = []
     for pair in pairs:
         try:
-            backend = create_backend(pair.backend, source, device=device,
-                                     precision=pair.precision, cache=cache)
+            backend, choice = _backend(source, pair, size or frame_size, device, cache)
         except (BackendUnavailable, ValueError) as exc:
             log.warning("%s: unavailable: %s", pair.label, exc)
             failed.append(Row(pair.backend, pair.precision, "", size, frame_size, None, None,
                               error=str(exc)))
             continue
-        subjects.append(_Subject(pair.backend, pair.precision, Segmenter(backend, meta, size)))
+        precision = f"auto:{backend.precision}" if choice else pair.precision
+        subjects.append(_Subject(pair.backend, precision, Segmenter(backend, meta, size), choice))
     return subjects, failed
+
+
+def _backend(source, pair: BackendPrecision, network_size, device, cache):
+    """``(backend, None)`` for a named precision; ``(backend, its PrecisionChoice)`` for
+    ``auto``, chosen and measured at the network input size."""
+    from ..inference.backends import create_backend
+    from ..names import AUTO_PRECISION
+
+    if pair.precision == AUTO_PRECISION:
+        from ..inference.auto_precision import select_precision
+
+        return select_precision(pair.backend, source, device=device, cache=cache,
+                                network_size=network_size)
+    return create_backend(pair.backend, source, device=device, precision=pair.precision,
+                          cache=cache), None
 
 
 def _measure(subjects: Sequence[_Subject], size, frame_size, iterations: int,
@@ -168,7 +187,7 @@ def bench_segmenter(weights: str, pairs: Sequence[BackendPrecision],
 
 def format_table(rows: Sequence[Row]) -> str:
     """The rows as a fixed-width text table, one line per row."""
-    head = (f"{'backend':<24} {'prec':<4} {'input':>9} {'frame':>9} | "
+    head = (f"{'backend':<24} {'prec':<9} {'input':>9} {'frame':>9} | "
             f"{'model med/p90/p99 ms':>22} {'FPS':>6} {'x eager':>7} | "
             f"{'segmenter med/p90/p99 ms':>25} {'FPS':>6} {'x eager':>7} | "
             f"{'pre+post ms':>11} {'% model':>7} | {'labels':>7}")
@@ -176,7 +195,7 @@ def format_table(rows: Sequence[Row]) -> str:
     for r in rows:
         size = f"{r.input_size[0]}x{r.input_size[1]}" if r.input_size else "full"
         frame = f"{r.frame_size[0]}x{r.frame_size[1]}"
-        start = f"{r.backend:<24} {r.precision:<4} {size:>9} {frame:>9}"
+        start = f"{r.backend:<24} {r.precision:<9} {size:>9} {frame:>9}"
         if r.error:
             lines.append(f"{start} | unavailable: {r.error[:90]}")
             continue

@@ -13,7 +13,7 @@ from typing import Optional
 
 from ..cli_args import parse_input_size
 from ..model.weights import DEFAULT_WEIGHTS, resolve_weights
-from ..names import BACKENDS, PRECISIONS
+from ..names import BACKENDS, PRECISION_CHOICES
 
 __all__ = ["add_segmenter_options", "existing_weights", "load_segmenter",
            "add_label_map_option", "load_cli_label_map"]
@@ -28,7 +28,10 @@ def add_segmenter_options(p: argparse.ArgumentParser) -> None:
                         f"(default: {DEFAULT_WEIGHTS})")
     g.add_argument("--backend", default="auto", choices=BACKENDS)
     g.add_argument("--device", default="", help="cpu, cuda, cuda:N (default: CUDA if present)")
-    g.add_argument("--precision", default="fp32", choices=PRECISIONS)
+    g.add_argument("--precision", default="fp32", choices=PRECISION_CHOICES,
+                   help="auto: the fastest precision this machine has units for whose labels "
+                        "agree with fp32's on >= 99.5 %% of the pixels, measured at load "
+                        "(default: fp32)")
     add_input_size_option(g)
     g.add_argument("--pruned", action="store_true", help="the pruned network variant")
     g.add_argument("--cache-dir", default=None, help="engine / exported-model cache")

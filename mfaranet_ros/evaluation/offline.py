@@ -93,12 +93,14 @@ def model_info(segmenter, weights: Optional[str] = None,
     meta = segmenter.metadata
     size = segmenter.input_size
     reason = input_size_reason or getattr(segmenter, "input_size_reason", "")
+    choice = getattr(segmenter, "precision_choice", None)  # set by precision auto
     return {
         "weights": str(weights) if weights else "",
         "source": str(getattr(meta, "source", "")),
         "backend": str(segmenter.backend_name),
         "device": str(segmenter.device),
         "precision": str(segmenter.precision),
+        "precision_choice": choice.as_dict() if choice is not None else None,
         "input_size": list(size) if size is not None else None,
         "input_size_reason": str(reason),
         "num_classes": len(meta.class_names),

@@ -13,4 +13,6 @@ __all__, __getattr__ = lazy_exports(__name__, {
     "..names": ("CHECKPOINT_SIZE", "BACKENDS"),
     ".backends": ("BackendUnavailable", "Backend", "create_backend"),
     ".cache": ("default_cache_dir", "resolve_cache_dir"),
+    ".cpu_units": ("CpuUnits", "detect_cpu_units"),
+    ".precision_rule": ("PrecisionChoice", "choose_precision"),
 })

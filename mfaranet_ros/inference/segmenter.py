@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ..model import ModelMetadata
-from ..names import CHECKPOINT_SIZE, InputSize, check_precision_name
+from ..names import AUTO_PRECISION, CHECKPOINT_SIZE, InputSize, check_precision_request
 from .backends import (
     ARRAY_TYPES,
     BACKENDS,
@@ -22,6 +22,7 @@ from .backends import (
 )
 from .cache import resolve_cache_dir
 from .device_processing import DeviceProcessing
+from .precision_rule import PrecisionChoice
 from .processing import (
     Array,
     HostProcessing,
@@ -156,6 +157,8 @@ class Segmenter:
         # Letterbox padding = the normalisation mean, which the graph maps to ~0.
         fill = letterbox_fill(metadata.mean)
         self._processing = choose_processing(backend, lut, fill, device_processing)
+        #: what ``precision: auto`` chose and why (None: a precision was named)
+        self.precision_choice: Optional[PrecisionChoice] = None
 
     @classmethod
     def from_checkpoint(cls, weights: Union[str, os.PathLike], backend: str = "auto",
@@ -168,7 +171,11 @@ class Segmenter:
 
         ``backend``: ``auto`` (TensorRT -> torch on CUDA -> ONNX Runtime on CPU), ``torch``,
         ``onnxruntime`` or ``tensorrt``. ``device``: None (auto), ``cpu``, ``cuda[:N]``.
-        ``precision``: ``fp32`` or ``fp16`` (GPU). ``input_size``: ``"checkpoint"`` (the
+        ``precision``: ``fp32``, ``fp16`` (GPU), ``bf16`` (OpenVINO, CPUs with bf16
+        units), ``int8`` (a calibrated artifact) or ``auto``: the fastest of those this
+        machine runs whose labels agree with fp32's on >= 99.5 % of the pixels of probe
+        frames, measured now (:mod:`.auto_precision`; :attr:`precision_choice` says what
+        was tried and measured). ``input_size``: ``"checkpoint"`` (the
         size the checkpoint records; full resolution if none), None (full resolution)
         or ``(H, W)``. ``pruned``: MFARANet-Pruned (branch 2).
         ``cache_dir``: where exported / compiled artifacts are kept (default: the user
@@ -181,15 +188,25 @@ class Segmenter:
             _check_input_size(input_size)  # a bad size fails before the checkpoint is read
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-        check_precision_name(precision)
+        check_precision_request(precision)
         if device is not None:
             resolve_device(device)  # a malformed or unavailable device fails before any loading
         source = ModelSource(weights, pruned=pruned)
-        _, reason = resolve_input_size(input_size, source.metadata)  # before the backend loads
-        be = create_backend(backend, source, device=device, precision=precision,
-                            cache=resolve_cache_dir(cache_dir), compile=compile)
+        size, reason = resolve_input_size(input_size, source.metadata)  # before the backend
+        cache = resolve_cache_dir(cache_dir)
+        choice = None
+        if precision == AUTO_PRECISION:
+            from .auto_precision import select_precision
+
+            be, choice = select_precision(backend, source, device=device, cache=cache,
+                                          network_size=size, compile=compile)
+        else:
+            be = create_backend(backend, source, device=device, precision=precision,
+                                cache=cache, compile=compile)
         log.info("segmenter: %s, %s, network input %s", source.describe(), be.describe(), reason)
-        return cls(be, source.metadata, input_size, device_processing=device_processing)
+        seg = cls(be, source.metadata, input_size, device_processing=device_processing)
+        seg.precision_choice = choice
+        return seg
 
     # ------------------------------------------------------------------ properties
 
