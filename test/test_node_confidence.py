@@ -131,3 +131,26 @@ def test_an_int8_model_without_confidence_costs_no_frame(tmp_path):
         client.close()
         if node.proc.poll() is None:
             node.interrupt()
+
+
+def test_precision_auto_is_said_and_shown_in_diagnostics(tmp_path):
+    """precision: auto measures its candidates at start-up: the node logs the choice and
+    the agreement it measured, and /diagnostics carries them as precision_choice."""
+    ckpt = constant_checkpoint(tmp_path / "car.pth")
+    node = _node(tmp_path, ckpt, "torch", precision="auto")
+    client = Client("mfaranet_precision_auto")
+    try:
+        client.collect(DiagnosticArray, "/diagnostics", reliable(20), "diag")
+        assert node.wait_for_log("precision auto chose", 300.0), node.output()
+
+        def choice():
+            return [kv(s).get("precision_choice", "") for m in client.messages("diag")
+                    for s in m.status if s.name == "mfaranet: segmentation"]
+        client.wait_until(lambda: any(choice()), 30.0, "precision_choice in /diagnostics")
+        shown = [c for c in choice() if c][-1]
+        assert shown.startswith("auto chose ") and "CPU units" in shown
+        assert shown in node.output()
+    finally:
+        client.close()
+        if node.proc.poll() is None:
+            node.interrupt()

@@ -273,4 +273,6 @@ class SegmentationCore:
             name, self.node.get_name(), seg, self.cfg, self.cameras, self._lock,
             active=self.active, failing=failing, errors=errors, failed_sizes=failed_sizes,
             no_confidence=no_confidence, input_size=self.slot.input_size_text,
-            qos=self.qos_events.counters, stages=self.stages, extra=lifecycle)
+            qos=self.qos_events.counters, stages=self.stages,
+            extra=dict(lifecycle, **({"precision_choice": self.slot.precision_choice}
+                                     if self.slot.precision_choice else {})))

@@ -79,6 +79,7 @@ class ModelSlot:
         self.segmenter = None
         self.max_batch = 1
         self.input_size_text = ""
+        self.precision_choice = ""   # precision: auto: what it chose and why, else ''
         self._prepared: set = set()
         #: network (H, W) -> why its confidence variant cannot run (not retried)
         self._no_confidence: Dict[Shape, str] = {}
@@ -108,6 +109,10 @@ class ModelSlot:
             raise StartupError(f"cannot start the {cfg.backend} backend with "
                                f"{weights_path!r}: {type(exc).__name__}: {exc}") from None
         self.segmenter = seg
+        choice = getattr(seg, "precision_choice", None)
+        self.precision_choice = "" if choice is None else choice.describe()
+        if choice is not None:   # precision: auto: what it measured and chose
+            self._log.info(f"precision {self.precision_choice}")
         self.max_batch = max(1, len(cfg.cameras))
         self.input_size_text = size_text(seg.input_size)
         with self._lock:
