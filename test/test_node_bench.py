@@ -102,3 +102,22 @@ def test_bench_node_outputs_measures_the_variants_in_one_run(tmp_path, capsys):
     assert r["variants"][names[2]]["conditions"]["label_resolution"] == "network"
     deltas = r["median_delta_vs_three_outputs_ms"]
     assert deltas["three outputs"] == {"node_overhead_ms": 0.0, "end_to_end_ms": 0.0}
+
+
+def test_bench_node_publish_path_attributes_every_output_and_stage(tmp_path, capsys):
+    """--publish-path: per output, the node's own build and rclpy's publish() with no, a
+    reliable and a best-effort subscriber in another process, in ms and in passes."""
+    out = tmp_path / "pp.json"
+    assert main(["bench-node", "--publish-path", "--frame-size", "96x128", "--iterations", "3",
+                 "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "publish path, 96x128" in printed and "labels+color+overlay" in printed
+    report = json.loads(out.read_text())
+    stages = {"build", "publish_no_subscriber", "publish_reliable_subscriber",
+              "publish_best_effort_subscriber"}
+    assert set(report["outputs"]) == {"labels", "color", "overlay", "confidence"}
+    for name, o in report["outputs"].items():
+        assert o["bytes"] == 96 * 128 * (3 if name in ("color", "overlay") else 1)
+        assert set(o["stages_ms"]) == stages and all(v > 0 for v in o["stages_ms"].values())
+        assert set(o["passes"]) == stages and o["memcpy_ms"] > 0
+    assert report["rclpy"]

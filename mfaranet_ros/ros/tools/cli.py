@@ -95,6 +95,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="measure, one after another in this run, the node with three outputs, "
                         "with every output (+ confidence, camera_info) and with every output "
                         "at label_resolution network; print the differences of the medians")
+    p.add_argument("--publish-path", action="store_true",
+                   help="no node: where publishing an output costs, per output and stage "
+                        "(building the message, publish() with no subscriber, with a "
+                        "reliable and with a best-effort subscriber in another process), "
+                        "in ms and in passes of one memcpy, on the installed rclpy")
     p.add_argument("--no-camera-profile", action="store_true",
                    help="do not give the camera process the large shared-memory profile")
     p.add_argument("--rate", type=positive_float, default=15.0, metavar="HZ",
@@ -125,7 +130,13 @@ def _run(args: argparse.Namespace) -> int:
         format_report,
     )
 
-    if args.outputs:
+    if args.publish_path:
+        from .publish_path import bench_publish_path, format_publish_path
+
+        result = bench_publish_path(frame_size=args.frame_size or OVERHEAD_FRAME,
+                                    iterations=args.iterations)
+        print(format_publish_path(result))
+    elif args.outputs:
         result = bench_node_outputs(args.weights, pair=args.backend, input_size=args.input_size,
                                     frame_size=args.frame_size or OVERHEAD_FRAME,
                                     iterations=args.iterations, warmup=args.warmup,
