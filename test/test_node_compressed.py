@@ -127,6 +127,6 @@ def test_full_resolution_prepares_each_frame_size_once(node, client):
         assert _wait_stamp(client, "overlay", sec).width == shape[1]
     log = node.output()
     assert "network input full resolution, requested (input_size [0, 0])" in log
-    assert "warm-up at each camera's first frame size (full resolution)" in log
+    assert "each new camera size is prepared at its first frame (labels and confidence)" in log
     assert log.count("prepared the backend for 96x128 frames") == 1
     assert log.count("prepared the backend for 32x48 frames") == 1
