@@ -57,12 +57,24 @@ class TopicGroundTruth(GroundTruth):
     resolution costs tens of MB, not GB.
     """
 
-    def __init__(self, bag: BagReader, topic: str) -> None:
+    #: A window's labels are read from this much before its first frame's receive time to
+    #: this much after its last: a label is matched by header stamp and may be recorded a
+    #: little before or after its image. A label recorded further away is not found by
+    #: a window (its frame is skipped, counted: "no ground truth for the frame's stamp").
+    WINDOW_SLACK_NS = 2_000_000_000
+
+    def __init__(self, bag: BagReader, topic: str, start_ns: Optional[int] = None,
+                 stop_ns: Optional[int] = None) -> None:
         import cv2
 
         self.description = f"topic {topic}"
         self.by_stamp: Dict[int, bytes] = {}
-        for frame in bag.images(topic, mono=True):
+        window = start_ns is not None or stop_ns is not None
+        if start_ns is not None:
+            start_ns -= self.WINDOW_SLACK_NS
+        if stop_ns is not None:
+            stop_ns += self.WINDOW_SLACK_NS
+        for frame in bag.images(topic, mono=True, start_ns=start_ns, stop_ns=stop_ns):
             if frame.stamp_ns in self.by_stamp:
                 log.warning("label topic %s: two labels share stamp %d; keeping the last",
                             topic, frame.stamp_ns)
@@ -70,7 +82,7 @@ class TopicGroundTruth(GroundTruth):
             if not ok:
                 raise BagError(f"label {frame.index} on {topic!r} could not be held")
             self.by_stamp[frame.stamp_ns] = png.tobytes()
-        if not self.by_stamp:
+        if not self.by_stamp and not window:
             raise BagError(f"label topic {topic!r} holds no messages")
 
     def lookup(self, index: int, stamp_ns: int) -> Optional[np.ndarray]:
