@@ -218,21 +218,21 @@ class BagReader:
                            f"{len(times)} messages ({type(exc).__name__}: {exc})") from None
         return times
 
-    def images(self, topic: str, *, mono: bool = False, start_ns: Optional[int] = None,
-               stop_ns: Optional[int] = None, first_index: int = 0) -> Iterator[ImageFrame]:
-        """Decoded frames of one topic, in log-time order.
+    def messages(self, topic: str, *, what: str = "image", start_ns: Optional[int] = None,
+                 stop_ns: Optional[int] = None) -> Iterator[Tuple[int, object, str]]:
+        """``(receive time, deserialized message, type)`` of one image topic, in log-time
+        order, pixels not decoded (:func:`decode_image` does that).
 
         ``start_ns`` / ``stop_ns``: only the messages received at ``start_ns <= t <
         stop_ns`` are read (``rosbags`` seeks there through the storage's index: chunks and
-        rows outside the range are never read); ``first_index``: the topic index of the
-        first of them (see :meth:`log_times`).
+        rows outside the range are never read).
         """
-        msgtype = self.require_topic(topic, "label" if mono else "image")
+        msgtype = self.require_topic(topic, what)
         reader = self.reader
         conns = [c for c in reader.connections if c.topic == topic]
         errors = read_errors()
         it = reader.messages(connections=conns, start=start_ns, stop=stop_ns)
-        index = first_index
+        count = 0
         while True:
             try:
                 item = next(it)
@@ -241,18 +241,31 @@ class BagReader:
             except errors as exc:
                 raise BagError(
                     f"bag {str(self.path)!r} is damaged: reading {topic!r} failed after "
-                    f"{index} messages ({type(exc).__name__}: {exc})") from None
+                    f"{count} messages ({type(exc).__name__}: {exc})") from None
             conn, log_time, raw = item
             try:
                 msg = reader.deserialize(raw, conn.msgtype)
             except errors as exc:
-                raise BagError(f"message {index} on {topic!r} does not deserialize as "
+                raise BagError(f"message {count} on {topic!r} does not deserialize as "
                                f"{conn.msgtype} ({exc})") from None
+            yield int(log_time), msg, msgtype
+            count += 1
+
+    def images(self, topic: str, *, mono: bool = False, start_ns: Optional[int] = None,
+               stop_ns: Optional[int] = None, first_index: int = 0) -> Iterator[ImageFrame]:
+        """Decoded frames of one topic, in log-time order.
+
+        ``start_ns`` / ``stop_ns``: a receive-time range, as :meth:`messages`;
+        ``first_index``: the topic index of its first frame (see :meth:`log_times`).
+        """
+        index = first_index
+        for log_time, msg, msgtype in self.messages(topic, what="label" if mono else "image",
+                                                    start_ns=start_ns, stop_ns=stop_ns):
             image = decode_image(msg, msgtype, mono=mono)
             yield ImageFrame(
                 index=index,
                 stamp_ns=stamp_to_ns(msg.header.stamp),
-                log_time_ns=int(log_time),
+                log_time_ns=log_time,
                 frame_id=str(msg.header.frame_id),
                 msgtype=msgtype,
                 encoding=str(msg.encoding if msgtype == IMAGE else msg.format),

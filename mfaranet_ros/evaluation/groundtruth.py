@@ -12,11 +12,11 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 
-from .bags import BagError, BagReader
+from .bags import BagError, BagReader, decode_image, stamp_to_ns
 
 __all__ = ["GroundTruth", "TopicGroundTruth", "FolderGroundTruth", "cityscapes_id_to_train_id"]
 
@@ -55,46 +55,65 @@ class TopicGroundTruth(GroundTruth):
 
     Held in memory PNG-encoded (label images compress 20-50x), so a long bag at Cityscapes
     resolution costs tens of MB, not GB.
+
+    With ``start_ns`` / ``stop_ns`` (a window of the image topic, by receive time), only the
+    labels received in the window are decoded and held, plus those received up to
+    :attr:`WINDOW_SLACK_NS` before or after it: a label is matched by header stamp and may
+    be recorded a little before or after its image. Those are kept undecoded and decoded
+    only when a frame of the window asks for their stamp. A label recorded further from
+    its image is not found by a window (its frame is skipped, counted: "no ground truth
+    for the frame's stamp").
     """
 
-    #: A window's labels are read from this much before its first frame's receive time to
-    #: this much after its last: a label is matched by header stamp and may be recorded a
-    #: little before or after its image. A label recorded further away is not found by
-    #: a window (its frame is skipped, counted: "no ground truth for the frame's stamp").
     WINDOW_SLACK_NS = 2_000_000_000
 
     def __init__(self, bag: BagReader, topic: str, start_ns: Optional[int] = None,
                  stop_ns: Optional[int] = None) -> None:
+        self.description = f"topic {topic}"
+        self.topic = topic
+        self.by_stamp: Dict[int, bytes] = {}
+        self.undecoded: Dict[int, Tuple[object, str]] = {}    # stamp -> (message, type)
+        window = start_ns is not None or stop_ns is not None
+        lo = None if start_ns is None else start_ns - self.WINDOW_SLACK_NS
+        hi = None if stop_ns is None else stop_ns + self.WINDOW_SLACK_NS
+        for log_time, msg, msgtype in bag.messages(topic, what="label", start_ns=lo,
+                                                   stop_ns=hi):
+            stamp = stamp_to_ns(msg.header.stamp)
+            if stamp in self.by_stamp or stamp in self.undecoded:
+                log.warning("label topic %s: two labels share stamp %d; keeping the last",
+                            topic, stamp)
+                self.by_stamp.pop(stamp, None)
+            inside = (start_ns is None or log_time >= start_ns) and \
+                (stop_ns is None or log_time < stop_ns)
+            if inside:
+                self.undecoded.pop(stamp, None)
+                self.by_stamp[stamp] = self._hold(decode_image(msg, msgtype, mono=True), stamp)
+            else:
+                self.undecoded[stamp] = (msg, msgtype)
+        if not self.by_stamp and not self.undecoded and not window:
+            raise BagError(f"label topic {topic!r} holds no messages")
+
+    def _hold(self, labels: np.ndarray, stamp: int) -> bytes:
         import cv2
 
-        self.description = f"topic {topic}"
-        self.by_stamp: Dict[int, bytes] = {}
-        window = start_ns is not None or stop_ns is not None
-        if start_ns is not None:
-            start_ns -= self.WINDOW_SLACK_NS
-        if stop_ns is not None:
-            stop_ns += self.WINDOW_SLACK_NS
-        for frame in bag.images(topic, mono=True, start_ns=start_ns, stop_ns=stop_ns):
-            if frame.stamp_ns in self.by_stamp:
-                log.warning("label topic %s: two labels share stamp %d; keeping the last",
-                            topic, frame.stamp_ns)
-            ok, png = cv2.imencode(".png", frame.image, [cv2.IMWRITE_PNG_COMPRESSION, 1])
-            if not ok:
-                raise BagError(f"label {frame.index} on {topic!r} could not be held")
-            self.by_stamp[frame.stamp_ns] = png.tobytes()
-        if not self.by_stamp and not window:
-            raise BagError(f"label topic {topic!r} holds no messages")
+        ok, png = cv2.imencode(".png", labels, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+        if not ok:
+            raise BagError(f"label of stamp {stamp} on {self.topic!r} could not be held")
+        return png.tobytes()
 
     def lookup(self, index: int, stamp_ns: int) -> Optional[np.ndarray]:
         import cv2
 
         png = self.by_stamp.get(stamp_ns)
-        if png is None:
-            return None
-        return cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)
+        if png is not None:
+            return cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)
+        if stamp_ns in self.undecoded:          # a label recorded just outside the window
+            msg, msgtype = self.undecoded[stamp_ns]
+            return decode_image(msg, msgtype, mono=True)
+        return None
 
     def __len__(self) -> int:
-        return len(self.by_stamp)
+        return len(self.by_stamp) + len(self.undecoded)
 
 
 class FolderGroundTruth(GroundTruth):
