@@ -85,6 +85,15 @@ def _bag_index(entry: BagEntry, unit_frames: Optional[int]) -> Dict:
                 "topics": bag.topics()}
 
 
+def _topics(path: str) -> Dict[str, str]:
+    """The bag's topics where it opens at all (to say which label topic to pass)."""
+    try:
+        with BagReader(path) as bag:
+            return bag.topics()
+    except Exception:        # noqa: BLE001 - the unit reports why the bag is unusable
+        return {}
+
+
 def plan_units(manifest: Manifest, hash_bags: bool = False) -> Tuple[List[Unit], Dict]:
     """The manifest's bags cut into units of at most ``unit_frames`` frames each (about:
     a cut never separates frames received at the same time).
@@ -100,7 +109,7 @@ def plan_units(manifest: Manifest, hash_bags: bool = False) -> Tuple[List[Unit],
         except Exception as exc:      # the bag's unit fails with this reason, not the run
             problem = " ".join(f"{exc}".split()) if isinstance(exc, BagError) else \
                 f"{type(exc).__name__}: {' '.join(str(exc).split())}"
-            facts[entry.path] = {"problem": problem}
+            facts[entry.path] = {"problem": problem, "topics": _topics(entry.path)}
             units.append(Unit(f"{i:04d}", entry.path, entry.image_topic, entry.label_topic,
                               list(entry.tags), problem=problem))
             continue
