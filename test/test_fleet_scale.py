@@ -8,7 +8,6 @@ import json
 import shlex
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from mfaranet_ros.evaluation import bags as bags_module
@@ -286,11 +285,16 @@ def test_provenance_from_metadata_and_hashes_by_the_units(tmp_path, long_bag,
 def test_cpus_per_worker_come_from_the_nodes_not_the_cluster_total():
     from mfaranet_ros.evaluation.fleet.engine_ray import cpus_per_worker
 
-    # Two actors on a 4-node cluster of 16 cores: 15 each (one left for Ray Data), never
-    # the cluster's 64 / 2 = 32 that oversubscribed a node holding two of them.
-    assert cpus_per_worker([16, 16, 16, 16], 2) == 15
-    assert cpus_per_worker([16, 16, 16, 16], 8) == 7        # two per node
-    assert cpus_per_worker([16, 4], 2) == 3                 # the smallest node decides
+    # Two actors on a 4-node cluster of 16 cores: a node each, 16 threads; never the
+    # cluster's 64 / 2 = 32 threads that oversubscribed a node holding two of them.
+    assert cpus_per_worker([16, 16, 16, 16], 2) == 16
+    assert cpus_per_worker([16, 16, 16, 16], 8) == 7        # two per node, one CPU left
+    assert cpus_per_worker([16, 4], 2) == 7                 # both fit on the big node
     assert cpus_per_worker([3], 2) == 1 and cpus_per_worker([3], 1) == 2   # the local Ray
-    assert cpus_per_worker([], 2) == 1
-    assert np.all([cpus_per_worker([n], w) >= 1 for n in (1, 2, 64) for w in (1, 9)])
+    assert cpus_per_worker([], 2) == 1 and cpus_per_worker([2], 5) == 1
+    for nodes in ([16, 16, 16, 16], [16, 4], [8, 2, 2], [64]):
+        for workers in (1, 2, 3, 5, 9):
+            r = cpus_per_worker(nodes, workers)
+            fit = sorted(nodes, reverse=True)
+            fit[0] -= 1
+            assert r == 1 or sum(n // r for n in fit) >= workers

@@ -12,14 +12,13 @@ Traps this module avoids:
   torch keeps its memory; unit results are small JSON strings;
 * threads sized from the whole cluster (its total CPUs over the workers) oversubscribe a
   node that holds two actors: each actor reserves the CPUs it runs threads on
-  (:func:`cpus_per_worker`, from the smallest node's CPUs, one left there for Ray Data's
-  own tasks), and sets its thread count from that reservation and the node it landed on.
+  (:func:`cpus_per_worker`, from the nodes' own CPUs, one left for Ray Data's own tasks),
+  and sets its thread count from that reservation and the node it landed on.
 """
 from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import time
 from typing import Dict, Iterator, List, Optional
@@ -80,16 +79,21 @@ def start_ray(address: str = "local", workers: int = 1,
 def cpus_per_worker(node_cpus: List[float], workers: int) -> int:
     """CPUs each actor reserves (and runs torch threads on), from the nodes' own CPUs.
 
-    The actors spread over the nodes, ``ceil(workers / nodes)`` on a node at most where
-    they fit; each gets a share of the smallest node, less one CPU left there for Ray
-    Data's own tasks. Never the cluster's total over the workers: two actors on one
-    16-core node of a 4-node cluster would then run 32 threads on 16 cores.
+    The most CPUs per actor such that ``workers`` actors fit on the nodes as they are
+    (``sum(node // r) >= workers``), one CPU of the largest node left for Ray Data's own
+    tasks. An actor then runs as many threads as it reserved, and Ray places it only where
+    that many CPUs are free: no node runs more threads than it has CPUs. Never the
+    cluster's total over the workers: two actors on one 16-core node of a 4-node cluster
+    would then run 32 threads on 16 cores.
     """
-    nodes = [c for c in node_cpus if c >= 1]
+    nodes = sorted((int(c) for c in node_cpus if c >= 1), reverse=True)
     if not nodes:
         return 1
-    per_node = math.ceil(workers / len(nodes))
-    return max(1, int((min(nodes) - 1) // per_node))
+    nodes[0] -= 1
+    for per_actor in range(max(nodes), 0, -1):
+        if sum(n // per_actor for n in nodes) >= workers:
+            return per_actor
+    return 1
 
 
 def _node_cpus(ray) -> List[float]:
