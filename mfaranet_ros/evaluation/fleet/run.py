@@ -234,7 +234,7 @@ def run_fleet(run: FleetRun, metadata) -> Dict:
            "results": results,
            "units": {r["unit"]["unit_id"]: {k: r.get(k) for k in (
                "status", "error_type", "reason", "frames", "skipped", "rerun", "wall_s",
-               "worker")} for r in results_list},
+               "cpu_s", "bytes_read", "worker")} for r in results_list},
            "redone_units": facts.get("redone_units", []),
            "provenance": provenance(run, facts, bag_index, results_list,
                                     str(getattr(metadata, "source", "")))}

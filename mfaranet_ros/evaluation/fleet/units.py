@@ -26,7 +26,7 @@ from ..offline import EvalOptions, _FrameSink, _segment_frame, output_accumulato
 from .manifest import BagEntry, Manifest
 from .model import file_sha256
 
-__all__ = ["Unit", "plan_units", "evaluate_unit", "config_key", "bag_files"]
+__all__ = ["Unit", "plan_units", "evaluate_unit", "config_key", "bag_files", "bytes_read"]
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +129,16 @@ def plan_units(manifest: Manifest, hash_bags: bool = False) -> Tuple[List[Unit],
     return units, facts
 
 
+def bytes_read() -> Optional[int]:
+    """Bytes this process has read through read() calls so far (``rchar`` of
+    ``/proc/self/io``; None off Linux)."""
+    try:
+        with open("/proc/self/io") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("rchar:"))
+    except (OSError, StopIteration, ValueError):
+        return None
+
+
 def bag_files(path) -> List[Path]:
     """The files of a bag: every file of a rosbag2 folder, or the file itself."""
     path = Path(path)
@@ -197,13 +207,15 @@ def evaluate_unit(unit: Unit, segmenter, ignore_index: int = 255, label_map=None
     ``worker``: where it ran (node, threads), recorded as is.
 
     Returns ``{unit, status, error_type, reason, frames, frames_with_truth, skipped,
-    confusion_matrix ((C, C) list), per_frame, latency, wall_s, worker, bag_sha256}``.
+    confusion_matrix ((C, C) list), per_frame, latency, wall_s, cpu_s, bytes_read (by
+    this process while the unit ran; None off Linux), worker, bag_sha256}``.
     """
     run = output_accumulator(segmenter.metadata, label_map, ignore_index)
     skipped: Dict[str, int] = {}
     t0 = time.perf_counter()
     status, reason, error_type = "ok", "", ""
     digest: Dict[str, str] = {}
+    io_before, cpu_before = bytes_read(), time.process_time()
     try:
         if unit.problem:
             raise BagError(unit.problem)
@@ -223,8 +235,9 @@ def evaluate_unit(unit: Unit, segmenter, ignore_index: int = 255, label_map=None
             "frames_with_truth": run.with_gt, "skipped": skipped,
             "confusion_matrix": run.cm.matrix.tolist(),
             "per_frame": run.per_frame, "latency": run.latency.summary(),
-            "wall_s": time.perf_counter() - t0, "worker": worker or {},
-            "bag_sha256": digest}
+            "wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - cpu_before,
+            "bytes_read": None if io_before is None else bytes_read() - io_before,
+            "worker": worker or {}, "bag_sha256": digest}
 
 
 def config_key(config: Dict, unit: Unit) -> str:
