@@ -227,9 +227,18 @@ class BagReader:
         stop_ns`` are read (``rosbags`` seeks there through the storage's index: chunks and
         rows outside the range are never read).
         """
-        msgtype = self.require_topic(topic, what)
+        for _, log_time, msg, msgtype in self.stream({topic: what}, start_ns=start_ns,
+                                                     stop_ns=stop_ns):
+            yield log_time, msg, msgtype
+
+    def stream(self, topics: Dict[str, str], *, start_ns: Optional[int] = None,
+               stop_ns: Optional[int] = None) -> Iterator[Tuple[str, int, object, str]]:
+        """``(topic, receive time, message, type)`` of several image topics (``{topic:
+        "image" or "label"}``) in one pass, in log-time order: where they share chunks, as
+        a recorded camera and label topic do, each chunk is read once."""
+        types = {t: self.require_topic(t, what) for t, what in topics.items()}
         reader = self.reader
-        conns = [c for c in reader.connections if c.topic == topic]
+        conns = [c for c in reader.connections if c.topic in types]
         errors = read_errors()
         it = reader.messages(connections=conns, start=start_ns, stop=stop_ns)
         count = 0
@@ -240,16 +249,31 @@ class BagReader:
                 return
             except errors as exc:
                 raise BagError(
-                    f"bag {str(self.path)!r} is damaged: reading {topic!r} failed after "
-                    f"{count} messages ({type(exc).__name__}: {exc})") from None
+                    f"bag {str(self.path)!r} is damaged: reading {', '.join(types)} failed "
+                    f"after {count} messages ({type(exc).__name__}: {exc})") from None
             conn, log_time, raw = item
             try:
                 msg = reader.deserialize(raw, conn.msgtype)
             except errors as exc:
-                raise BagError(f"message {count} on {topic!r} does not deserialize as "
+                raise BagError(f"a message on {conn.topic!r} does not deserialize as "
                                f"{conn.msgtype} ({exc})") from None
-            yield int(log_time), msg, msgtype
+            yield conn.topic, int(log_time), msg, types[conn.topic]
             count += 1
+
+    def frame(self, msg, msgtype: str, index: int, log_time_ns: int, *,
+              mono: bool = False) -> ImageFrame:
+        """A message of :meth:`stream` decoded into an :class:`ImageFrame`."""
+        return ImageFrame(
+            index=index,
+            stamp_ns=stamp_to_ns(msg.header.stamp),
+            log_time_ns=log_time_ns,
+            frame_id=str(msg.header.frame_id),
+            msgtype=msgtype,
+            encoding=str(msg.encoding if msgtype == IMAGE else msg.format),
+            image=decode_image(msg, msgtype, mono=mono),
+            payload=bytes(np.asarray(msg.data, dtype=np.uint8)),
+            step=int(msg.step) if msgtype == IMAGE else 0,
+        )
 
     def images(self, topic: str, *, mono: bool = False, start_ns: Optional[int] = None,
                stop_ns: Optional[int] = None, first_index: int = 0) -> Iterator[ImageFrame]:
@@ -261,18 +285,7 @@ class BagReader:
         index = first_index
         for log_time, msg, msgtype in self.messages(topic, what="label" if mono else "image",
                                                     start_ns=start_ns, stop_ns=stop_ns):
-            image = decode_image(msg, msgtype, mono=mono)
-            yield ImageFrame(
-                index=index,
-                stamp_ns=stamp_to_ns(msg.header.stamp),
-                log_time_ns=log_time,
-                frame_id=str(msg.header.frame_id),
-                msgtype=msgtype,
-                encoding=str(msg.encoding if msgtype == IMAGE else msg.format),
-                image=image,
-                payload=bytes(np.asarray(msg.data, dtype=np.uint8)),
-                step=int(msg.step) if msgtype == IMAGE else 0,
-            )
+            yield self.frame(msg, msgtype, index, log_time, mono=mono)
             index += 1
 
 

@@ -18,7 +18,13 @@ import numpy as np
 
 from .bags import BagError, BagReader, decode_image, stamp_to_ns
 
-__all__ = ["GroundTruth", "TopicGroundTruth", "FolderGroundTruth", "cityscapes_id_to_train_id"]
+__all__ = ["GroundTruth", "TopicGroundTruth", "StreamedGroundTruth", "FolderGroundTruth",
+           "cityscapes_id_to_train_id", "LABEL_SLACK_NS"]
+
+#: How far (ns of receive time) a label may be recorded from its image for a window of
+#: eval-fleet to find it: a label is matched by header stamp and may be recorded a little
+#: before or after its image (a labelling node's delay).
+LABEL_SLACK_NS = 2_000_000_000
 
 log = logging.getLogger(__name__)
 
@@ -55,65 +61,78 @@ class TopicGroundTruth(GroundTruth):
 
     Held in memory PNG-encoded (label images compress 20-50x), so a long bag at Cityscapes
     resolution costs tens of MB, not GB.
-
-    With ``start_ns`` / ``stop_ns`` (a window of the image topic, by receive time), only the
-    labels received in the window are decoded and held, plus those received up to
-    :attr:`WINDOW_SLACK_NS` before or after it: a label is matched by header stamp and may
-    be recorded a little before or after its image. Those are kept undecoded and decoded
-    only when a frame of the window asks for their stamp. A label recorded further from
-    its image is not found by a window (its frame is skipped, counted: "no ground truth
-    for the frame's stamp").
     """
 
-    WINDOW_SLACK_NS = 2_000_000_000
-
-    def __init__(self, bag: BagReader, topic: str, start_ns: Optional[int] = None,
-                 stop_ns: Optional[int] = None) -> None:
-        self.description = f"topic {topic}"
-        self.topic = topic
-        self.by_stamp: Dict[int, bytes] = {}
-        self.undecoded: Dict[int, Tuple[object, str]] = {}    # stamp -> (message, type)
-        window = start_ns is not None or stop_ns is not None
-        lo = None if start_ns is None else start_ns - self.WINDOW_SLACK_NS
-        hi = None if stop_ns is None else stop_ns + self.WINDOW_SLACK_NS
-        for log_time, msg, msgtype in bag.messages(topic, what="label", start_ns=lo,
-                                                   stop_ns=hi):
-            stamp = stamp_to_ns(msg.header.stamp)
-            if stamp in self.by_stamp or stamp in self.undecoded:
-                log.warning("label topic %s: two labels share stamp %d; keeping the last",
-                            topic, stamp)
-                self.by_stamp.pop(stamp, None)
-            inside = (start_ns is None or log_time >= start_ns) and \
-                (stop_ns is None or log_time < stop_ns)
-            if inside:
-                self.undecoded.pop(stamp, None)
-                self.by_stamp[stamp] = self._hold(decode_image(msg, msgtype, mono=True), stamp)
-            else:
-                self.undecoded[stamp] = (msg, msgtype)
-        if not self.by_stamp and not self.undecoded and not window:
-            raise BagError(f"label topic {topic!r} holds no messages")
-
-    def _hold(self, labels: np.ndarray, stamp: int) -> bytes:
+    def __init__(self, bag: BagReader, topic: str) -> None:
         import cv2
 
-        ok, png = cv2.imencode(".png", labels, [cv2.IMWRITE_PNG_COMPRESSION, 1])
-        if not ok:
-            raise BagError(f"label of stamp {stamp} on {self.topic!r} could not be held")
-        return png.tobytes()
+        self.description = f"topic {topic}"
+        self.by_stamp: Dict[int, bytes] = {}
+        for frame in bag.images(topic, mono=True):
+            if frame.stamp_ns in self.by_stamp:
+                log.warning("label topic %s: two labels share stamp %d; keeping the last",
+                            topic, frame.stamp_ns)
+            ok, png = cv2.imencode(".png", frame.image, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+            if not ok:
+                raise BagError(f"label {frame.index} on {topic!r} could not be held")
+            self.by_stamp[frame.stamp_ns] = png.tobytes()
+        if not self.by_stamp:
+            raise BagError(f"label topic {topic!r} holds no messages")
 
     def lookup(self, index: int, stamp_ns: int) -> Optional[np.ndarray]:
         import cv2
 
         png = self.by_stamp.get(stamp_ns)
-        if png is not None:
-            return cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)
-        if stamp_ns in self.undecoded:          # a label recorded just outside the window
-            msg, msgtype = self.undecoded[stamp_ns]
-            return decode_image(msg, msgtype, mono=True)
-        return None
+        if png is None:
+            return None
+        return cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)
 
     def __len__(self) -> int:
-        return len(self.by_stamp) + len(self.undecoded)
+        return len(self.by_stamp)
+
+
+class StreamedGroundTruth(GroundTruth):
+    """Labels of a label topic as one pass over the bag meets them, read in the same pass
+    as the images (:meth:`.bags.BagReader.stream`): each chunk read once.
+
+    Held undecoded (the message as deserialized) and decoded only when a frame asks for
+    its stamp; a label received more than ``2 * LABEL_SLACK_NS`` before the pass's
+    current time is forgotten (it can match no frame still to come), so memory is bounded
+    by the labels of a few seconds.
+    """
+
+    def __init__(self, topic: str) -> None:
+        self.description = f"topic {topic}"
+        self.topic = topic
+        self.labels: Dict[int, Tuple[int, object, str]] = {}   # stamp -> (log time, msg, type)
+        self._decoded: Tuple[Optional[int], Optional[np.ndarray]] = (None, None)
+
+    def add(self, log_time_ns: int, msg, msgtype: str) -> None:
+        stamp = stamp_to_ns(msg.header.stamp)
+        if stamp in self.labels:
+            log.warning("label topic %s: two labels share stamp %d; keeping the last",
+                        self.topic, stamp)
+        self.labels[stamp] = (log_time_ns, msg, msgtype)
+
+    def has(self, stamp_ns: int) -> bool:
+        return stamp_ns in self.labels
+
+    def forget_before(self, log_time_ns: int) -> None:
+        for stamp in [s for s, (t, _, _) in self.labels.items() if t < log_time_ns]:
+            del self.labels[stamp]
+
+    def lookup(self, index: int, stamp_ns: int) -> Optional[np.ndarray]:
+        if self._decoded[0] == stamp_ns:      # a frame asks twice (skip check, then scoring)
+            return self._decoded[1]
+        entry = self.labels.get(stamp_ns)
+        if entry is None:
+            return None
+        labels = decode_image(entry[1], entry[2], mono=True)
+        self._decoded = (stamp_ns, labels)
+        return labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
 
 
 class FolderGroundTruth(GroundTruth):

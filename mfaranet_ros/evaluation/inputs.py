@@ -59,14 +59,11 @@ def _check_truth_sources(label_topic: Optional[str], gt_folder: Optional[str]) -
 
 def open_ground_truth(bag: BagReader, label_topic: Optional[str] = None,
                       gt_folder: Optional[str] = None, gt_match: str = "auto",
-                      gt_ids: str = "train", start_ns: Optional[int] = None,
-                      stop_ns: Optional[int] = None) -> Optional[GroundTruth]:
-    """The ground truth the options name (a label topic of ``bag``, or a PNG folder);
-    ``start_ns`` / ``stop_ns``: a window's receive times (a label topic's labels are then
-    read around that window only)."""
+                      gt_ids: str = "train") -> Optional[GroundTruth]:
+    """The ground truth the options name (a label topic of ``bag``, or a PNG folder)."""
     _check_truth_sources(label_topic, gt_folder)
     if label_topic:
-        return TopicGroundTruth(bag, label_topic, start_ns, stop_ns)
+        return TopicGroundTruth(bag, label_topic)
     if gt_folder:
         return FolderGroundTruth(gt_folder, gt_match, gt_ids)
     return None

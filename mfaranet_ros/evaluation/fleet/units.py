@@ -5,8 +5,9 @@ planned from the bag's index (:meth:`..bags.BagReader.log_times`: message counts
 receive times, no message read), and each window is also a receive-time range
 ``[start_ns, stop_ns)`` cut between two frames: a unit reads only its range (``rosbags``
 seeks there) and the labels recorded around it, so a bag in ten windows is read once, not
-ten times up to each window. Windows of one bag tile it exactly: no frame is lost or
-counted twice at their edges. A unit runs eval-bag's own per-frame step
+ten times up to each window; a window's labels are read in the same pass as its images.
+Windows of one bag tile it exactly: no frame is lost or counted twice at their edges. A
+unit runs eval-bag's own per-frame step
 (:func:`..offline._segment_frame`) into a :class:`..accumulator.FrameAccumulator`; its
 result is plain JSON-able data.
 """
@@ -15,12 +16,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Deque, Dict, Iterator, List, Optional, Tuple
 
 from ..accumulator import FrameAccumulator
-from ..bags import BagError, BagReader
+from ..bags import BagError, BagReader, ImageFrame, stamp_to_ns
+from ..groundtruth import LABEL_SLACK_NS, StreamedGroundTruth
 from ..inputs import choose_image_topic, open_ground_truth
 from ..offline import EvalOptions, _FrameSink, _segment_frame, output_accumulator
 from .manifest import BagEntry, Manifest
@@ -156,19 +159,70 @@ def _skip_reason(unit: Unit, index: int, offset_s: float) -> Optional[str]:
     return None
 
 
+def _window_frames(bag: BagReader, topic: str, unit: Unit,
+                   truth: StreamedGroundTruth) -> Iterator[ImageFrame]:
+    """A window's frames in index order, its labels read in the same pass.
+
+    The pass covers the window's receive times and ``LABEL_SLACK_NS`` on each side (a label
+    may be recorded a little before or after its image). A frame waits, undecoded, until
+    its label has been read or the pass is ``LABEL_SLACK_NS`` past it; frames of the margins
+    are not decoded.
+    """
+    slack = LABEL_SLACK_NS
+    lo = None if unit.start_ns is None else unit.start_ns - slack
+    hi = None if unit.stop_ns is None else unit.stop_ns + slack
+    pending: Deque[Tuple[int, object, str]] = deque()
+    index = unit.first
+
+    def inside(t: int) -> bool:
+        return (unit.start_ns is None or t >= unit.start_ns) and \
+            (unit.stop_ns is None or t < unit.stop_ns)
+
+    def ready(now: Optional[int]) -> bool:
+        t, msg, _ = pending[0]
+        return now is None or truth.has(stamp_to_ns(msg.header.stamp)) or now - t > slack
+
+    now: Optional[int] = None
+    for name, now, msg, msgtype in bag.stream({topic: "image", truth.topic: "label"},
+                                               start_ns=lo, stop_ns=hi):
+        if name == truth.topic:
+            truth.add(now, msg, msgtype)
+        elif inside(now):
+            pending.append((now, msg, msgtype))
+        while pending and ready(now):
+            t, m, typ = pending.popleft()
+            yield bag.frame(m, typ, index, t)
+            index += 1
+        truth.forget_before(now - 2 * slack)
+    while pending:
+        t, m, typ = pending.popleft()
+        yield bag.frame(m, typ, index, t)
+        index += 1
+
+
 def _run_frames(unit: Unit, segmenter, run: FrameAccumulator, skipped: Dict[str, int],
                 label_map=None) -> int:
-    """Segments the unit's frames into ``run``; returns how many frames were read."""
+    """Segments the unit's frames into ``run``; returns how many frames were read.
+
+    A window with a label topic reads both topics in one pass (:func:`_window_frames`); a
+    whole bag reads its label topic first, as eval-bag does (a label anywhere in the bag
+    counts).
+    """
     options = EvalOptions(write_bag=False, progress=False, label_map=label_map)
     with BagReader(unit.bag) as bag:
         topic = choose_image_topic(bag, unit.image_topic, unit.label_topic)
-        truth = open_ground_truth(bag, unit.label_topic, start_ns=unit.start_ns,
-                                  stop_ns=unit.stop_ns)
+        windowed = unit.start_ns is not None or unit.stop_ns is not None
+        if windowed and unit.label_topic:
+            truth = StreamedGroundTruth(unit.label_topic)
+            frames = _window_frames(bag, topic, unit, truth)
+        else:
+            truth = open_ground_truth(bag, unit.label_topic)
+            frames = bag.images(topic, start_ns=unit.start_ns, stop_ns=unit.stop_ns,
+                                first_index=unit.first)
         sink = _FrameSink(run, None, "", topic, str(segmenter.device))
         start_ns = bag.start_time_ns       # skip_time's zero: the bag's, not the window's
         read = 0
-        for frame in bag.images(topic, start_ns=unit.start_ns, stop_ns=unit.stop_ns,
-                                first_index=unit.first):
+        for frame in frames:
             read += 1
             reason = _skip_reason(unit, frame.index, (frame.log_time_ns - start_ns) / 1e9)
             if reason is None and truth is not None and \
