@@ -99,7 +99,7 @@ def test_ray_equals_serial_equals_eval_bag(tmp_path, bags, local_ray, tiny_check
     bad = {u: r for u, r in on_ray["units"].items() if r["status"] != "ok"}
     assert len(bad) == 2 and on_ray["results"]["failed_units"] == 2
     reasons = " | ".join(r["reason"] for r in bad.values())
-    assert "label" in reasons and "eval-bag" in next(iter(bad.values()))["rerun"]
+    assert "label" in reasons and "--unit" in next(iter(bad.values()))["rerun"]
     # skip_first: frame 0 of the first bag, counted by reason, never hidden.
     assert fleet_r["skipped"] == {"manifest: skip_first": 1}
     assert fleet_r["frames"] == 9 - 1 + 6
@@ -196,10 +196,20 @@ def test_criteria_exit_codes_and_baseline_deltas(tmp_path, bags, tiny_checkpoint
     assert err.startswith("error: bags[0].path: the glob") and err.count("\n") == 1
     assert _cli([*good, "--out", str(tmp_path / "o6"), "--criteria",
                  str(tmp_path / "better.json")], tiny_checkpoint) == 2
-    assert _cli([*bags["bad"], "--label-topic", LABEL_TOPIC, "--engine", "serial",
-                 "--max-failed-units", "0", "--out", str(tmp_path / "o7")],
-                tiny_checkpoint) == 2
-    assert "more than max_failed_units" in capsys.readouterr().err
+    # Failed units fail the gate (exit 1), listed; an explicit limit also stops the run.
+    mixed = [bags["good"][0], *bags["bad"], "--label-topic", LABEL_TOPIC, "--engine", "serial"]
+    assert _cli([*mixed, "--out", str(tmp_path / "o7")], tiny_checkpoint) == 1
+    assert "criterion failed: 2 failed units > 0 (no max_failed_units given)" in \
+        capsys.readouterr().out
+    assert _cli([*mixed, "--max-failed-units", "1", "--out", str(tmp_path / "o8")],
+                tiny_checkpoint) == 1
+    assert "failed units > 1 (max_failed_units)" in capsys.readouterr().out
+    assert _cli([*mixed, "--max-failed-units", "2", "--out", str(tmp_path / "o9")],
+                tiny_checkpoint) == 0
+    # ... and means the same in the criteria: two different values are refused.
+    assert _cli([*good, "--max-failed-units", "1", "--criteria", str(tmp_path / "pass.yaml"),
+                 "--out", str(tmp_path / "o10")], tiny_checkpoint) == 2
+    assert "give one value" in capsys.readouterr().err
 
 
 def test_manifest_errors_name_the_field(bags):

@@ -185,14 +185,63 @@ class BagReader:
         info = self.reader.topics.get(topic)
         return int(info.msgcount) if info is not None else 0
 
-    def images(self, topic: str, *, mono: bool = False) -> Iterator[ImageFrame]:
-        """Decoded frames of one topic, in log-time order."""
-        msgtype = self.require_topic(topic, "label" if mono else "image")
+    def log_times(self, topic: str) -> List[int]:
+        """Receive times (ns) of every message of ``topic``, in the order :meth:`images`
+        yields them, read from the storage's index: no message is read or decoded.
+
+        rosbag2 MCAP: the Message Index records that follow each chunk (one
+        ``(log_time, offset)`` pair per message); rosbag2 sqlite3: the ``timestamp``
+        column; ROS 1: the bag's index records, which ``rosbags`` reads when it opens the
+        bag. A storage without an index (an unchunked MCAP, a file-compressed rosbag2)
+        falls back to reading the messages' raw bytes, still without deserializing them.
+        """
+        self.require_topic(topic, "image")
+        conns = [c for c in self.reader.connections if c.topic == topic]
+        try:
+            times = _indexed_log_times(self.reader, topic, conns)
+        except read_errors() + (OSError,) as exc:
+            raise BagError(f"bag {str(self.path)!r}: the index of {topic!r} cannot be read "
+                           f"({type(exc).__name__}: {exc})") from None
+        if times is None or len(times) != self.message_count(topic):
+            log.debug("%s: no usable index for %s; reading its messages' times", self.path,
+                      topic)
+            times = self._scanned_log_times(conns, topic)
+        return sorted(times)
+
+    def _scanned_log_times(self, conns, topic: str) -> List[int]:
+        times = []
+        try:
+            for _, log_time, _ in self.reader.messages(connections=conns):
+                times.append(int(log_time))
+        except read_errors() as exc:
+            raise BagError(f"bag {str(self.path)!r} is damaged: reading {topic!r} failed after "
+                           f"{len(times)} messages ({type(exc).__name__}: {exc})") from None
+        return times
+
+    def messages(self, topic: str, *, what: str = "image", start_ns: Optional[int] = None,
+                 stop_ns: Optional[int] = None) -> Iterator[Tuple[int, object, str]]:
+        """``(receive time, deserialized message, type)`` of one image topic, in log-time
+        order, pixels not decoded (:func:`decode_image` does that).
+
+        ``start_ns`` / ``stop_ns``: only the messages received at ``start_ns <= t <
+        stop_ns`` are read (``rosbags`` seeks there through the storage's index: chunks and
+        rows outside the range are never read).
+        """
+        for _, log_time, msg, msgtype in self.stream({topic: what}, start_ns=start_ns,
+                                                     stop_ns=stop_ns):
+            yield log_time, msg, msgtype
+
+    def stream(self, topics: Dict[str, str], *, start_ns: Optional[int] = None,
+               stop_ns: Optional[int] = None) -> Iterator[Tuple[str, int, object, str]]:
+        """``(topic, receive time, message, type)`` of several image topics (``{topic:
+        "image" or "label"}``) in one pass, in log-time order: where they share chunks, as
+        a recorded camera and label topic do, each chunk is read once."""
+        types = {t: self.require_topic(t, what) for t, what in topics.items()}
         reader = self.reader
-        conns = [c for c in reader.connections if c.topic == topic]
+        conns = [c for c in reader.connections if c.topic in types]
         errors = read_errors()
-        it = reader.messages(connections=conns)
-        index = 0
+        it = reader.messages(connections=conns, start=start_ns, stop=stop_ns)
+        count = 0
         while True:
             try:
                 item = next(it)
@@ -200,27 +249,104 @@ class BagReader:
                 return
             except errors as exc:
                 raise BagError(
-                    f"bag {str(self.path)!r} is damaged: reading {topic!r} failed after "
-                    f"{index} messages ({type(exc).__name__}: {exc})") from None
+                    f"bag {str(self.path)!r} is damaged: reading {', '.join(types)} failed "
+                    f"after {count} messages ({type(exc).__name__}: {exc})") from None
             conn, log_time, raw = item
             try:
                 msg = reader.deserialize(raw, conn.msgtype)
             except errors as exc:
-                raise BagError(f"message {index} on {topic!r} does not deserialize as "
+                raise BagError(f"a message on {conn.topic!r} does not deserialize as "
                                f"{conn.msgtype} ({exc})") from None
-            image = decode_image(msg, msgtype, mono=mono)
-            yield ImageFrame(
-                index=index,
-                stamp_ns=stamp_to_ns(msg.header.stamp),
-                log_time_ns=int(log_time),
-                frame_id=str(msg.header.frame_id),
-                msgtype=msgtype,
-                encoding=str(msg.encoding if msgtype == IMAGE else msg.format),
-                image=image,
-                payload=bytes(np.asarray(msg.data, dtype=np.uint8)),
-                step=int(msg.step) if msgtype == IMAGE else 0,
-            )
+            yield conn.topic, int(log_time), msg, types[conn.topic]
+            count += 1
+
+    def frame(self, msg, msgtype: str, index: int, log_time_ns: int, *,
+              mono: bool = False) -> ImageFrame:
+        """A message of :meth:`stream` decoded into an :class:`ImageFrame`."""
+        return ImageFrame(
+            index=index,
+            stamp_ns=stamp_to_ns(msg.header.stamp),
+            log_time_ns=log_time_ns,
+            frame_id=str(msg.header.frame_id),
+            msgtype=msgtype,
+            encoding=str(msg.encoding if msgtype == IMAGE else msg.format),
+            image=decode_image(msg, msgtype, mono=mono),
+            payload=bytes(np.asarray(msg.data, dtype=np.uint8)),
+            step=int(msg.step) if msgtype == IMAGE else 0,
+        )
+
+    def images(self, topic: str, *, mono: bool = False, start_ns: Optional[int] = None,
+               stop_ns: Optional[int] = None, first_index: int = 0) -> Iterator[ImageFrame]:
+        """Decoded frames of one topic, in log-time order.
+
+        ``start_ns`` / ``stop_ns``: a receive-time range, as :meth:`messages`;
+        ``first_index``: the topic index of its first frame (see :meth:`log_times`).
+        """
+        index = first_index
+        for log_time, msg, msgtype in self.messages(topic, what="label" if mono else "image",
+                                                    start_ns=start_ns, stop_ns=stop_ns):
+            yield self.frame(msg, msgtype, index, log_time, mono=mono)
             index += 1
+
+
+def _indexed_log_times(reader, topic: str, conns) -> Optional[List[int]]:
+    """The topic's receive times from every storage's index; None where one has none.
+
+    Uses the storages ``rosbags`` opened (0.10 and 0.11: ``Reader1.indexes``; rosbag2's
+    ``storage`` / ``storages`` with their MCAP chunk list or sqlite3 connection).
+    """
+    times: List[int] = []
+    for bag in reader.readers:
+        indexes = getattr(bag, "indexes", None)
+        if indexes is not None:                       # ROS 1
+            for conn in bag.connections:
+                if conn.topic == topic:
+                    times += [int(entry.time) for entry in indexes.get(conn.id, [])]
+            continue
+        storage = getattr(bag, "storage", None)
+        for part in getattr(storage, "storages", None) or [storage]:
+            found = _storage_log_times(part, topic)
+            if found is None:
+                return None
+            times += found
+    return times
+
+
+def _storage_log_times(storage, topic: str) -> Optional[List[int]]:
+    """One rosbag2 storage file's index: MCAP chunks' message indexes, or sqlite3 rows."""
+    dbconn = getattr(storage, "dbconn", None)
+    if dbconn is not None:
+        rows = dbconn.execute(
+            "SELECT messages.timestamp FROM messages JOIN topics ON "
+            "messages.topic_id = topics.id WHERE topics.name = ?", (topic,))
+        return [int(t) for (t,) in rows]
+    chunks, bio = getattr(storage, "chunks", None), getattr(storage, "bio", None)
+    if not chunks or bio is None:
+        return None
+    ids = {c.id for c in getattr(storage, "connections", []) if c.topic == topic}
+    times: List[int] = []
+    for chunk in chunks:
+        for channel, offset in chunk.message_index_offsets.items():
+            if channel in ids:
+                times += _mcap_message_index(bio, offset, channel)
+    return times
+
+
+def _mcap_message_index(bio, offset: int, channel: int) -> List[int]:
+    """Log times of one MCAP Message Index record (MCAP spec: opcode 0x07; uint16 channel
+    id, then a uint32-prefixed array of ``(uint64 log_time, uint64 offset)`` pairs)."""
+    bio.seek(offset)
+    head = bio.read(15)
+    if len(head) != 15 or head[0] != 0x07:
+        raise ValueError(f"no MCAP message index at offset {offset}")
+    record_channel, size = struct.unpack_from("<HI", head, 9)
+    if record_channel != channel:
+        raise ValueError(f"message index at {offset} is for channel {record_channel}, "
+                         f"not {channel}")
+    pairs = np.frombuffer(bio.read(size), dtype="<u8")
+    if pairs.size * 8 != size or pairs.size % 2:
+        raise ValueError(f"truncated MCAP message index at offset {offset}")
+    return pairs[0::2].astype(np.int64).tolist()
 
 
 # ------------------------------------------------------------------------------ writing

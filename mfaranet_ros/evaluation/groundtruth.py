@@ -12,13 +12,19 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 
-from .bags import BagError, BagReader
+from .bags import BagError, BagReader, decode_image, stamp_to_ns
 
-__all__ = ["GroundTruth", "TopicGroundTruth", "FolderGroundTruth", "cityscapes_id_to_train_id"]
+__all__ = ["GroundTruth", "TopicGroundTruth", "StreamedGroundTruth", "FolderGroundTruth",
+           "cityscapes_id_to_train_id", "LABEL_SLACK_NS"]
+
+#: How far (ns of receive time) a label may be recorded from its image for a window of
+#: eval-fleet to find it: a label is matched by header stamp and may be recorded a little
+#: before or after its image (a labelling node's delay).
+LABEL_SLACK_NS = 2_000_000_000
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +89,50 @@ class TopicGroundTruth(GroundTruth):
 
     def __len__(self) -> int:
         return len(self.by_stamp)
+
+
+class StreamedGroundTruth(GroundTruth):
+    """Labels of a label topic as one pass over the bag meets them, read in the same pass
+    as the images (:meth:`.bags.BagReader.stream`): each chunk read once.
+
+    Held undecoded (the message as deserialized) and decoded only when a frame asks for
+    its stamp; a label received more than ``2 * LABEL_SLACK_NS`` before the pass's
+    current time is forgotten (it can match no frame still to come), so memory is bounded
+    by the labels of a few seconds.
+    """
+
+    def __init__(self, topic: str) -> None:
+        self.description = f"topic {topic}"
+        self.topic = topic
+        self.labels: Dict[int, Tuple[int, object, str]] = {}   # stamp -> (log time, msg, type)
+        self._decoded: Tuple[Optional[int], Optional[np.ndarray]] = (None, None)
+
+    def add(self, log_time_ns: int, msg, msgtype: str) -> None:
+        stamp = stamp_to_ns(msg.header.stamp)
+        if stamp in self.labels:
+            log.warning("label topic %s: two labels share stamp %d; keeping the last",
+                        self.topic, stamp)
+        self.labels[stamp] = (log_time_ns, msg, msgtype)
+
+    def has(self, stamp_ns: int) -> bool:
+        return stamp_ns in self.labels
+
+    def forget_before(self, log_time_ns: int) -> None:
+        for stamp in [s for s, (t, _, _) in self.labels.items() if t < log_time_ns]:
+            del self.labels[stamp]
+
+    def lookup(self, index: int, stamp_ns: int) -> Optional[np.ndarray]:
+        if self._decoded[0] == stamp_ns:      # a frame asks twice (skip check, then scoring)
+            return self._decoded[1]
+        entry = self.labels.get(stamp_ns)
+        if entry is None:
+            return None
+        labels = decode_image(entry[1], entry[2], mono=True)
+        self._decoded = (stamp_ns, labels)
+        return labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
 
 
 class FolderGroundTruth(GroundTruth):

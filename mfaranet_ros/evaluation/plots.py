@@ -86,9 +86,10 @@ class ThumbnailStrip:
 
 
 def plot_iou(accuracy: Optional[Dict], palette: Sequence[Sequence[int]], path: Path) -> bool:
-    """Bars of per-class IoU in the classes' colours; False when there is no accuracy."""
+    """Bars of per-class IoU in the classes' colours; False when there is no accuracy
+    (no ground truth, or none of it scored: the mIoU is then absent)."""
     acc = accuracy
-    if not acc:
+    if not acc or acc.get("miou") is None:
         return False
     plt = _pyplot()
 

@@ -6,13 +6,20 @@ YAML::
     bag_miou_min: 0.55              # per-bag mIoU floor ...
     bag_pass_rate_min: 0.95         # ... that at least this share of the bags reach
     class_iou_min: {road: 0.90, person: 0.40}
-    max_failed_units: 0
+    max_failed_units: 0             # more failed units fail the gate (the default: 0)
     baseline:                       # with --baseline earlier/fleet.json
       fleet_miou_drop_max: 0.01     # the fleet mIoU may fall at most this much
       class_iou_drop_max: 0.03      # any class's IoU
       bag_miou_drop_max: 0.05       # any bag's mIoU
 
-Exit codes of ``eval-fleet``: 0 pass, 1 a criterion failed, 2 the run could not be done.
+``max_failed_units`` means one thing wherever it is given (here, in the manifest, or as
+``--max-failed-units``): more failed units than that fail the gate, exit 1. Without any,
+no unit may fail. Given in the manifest or on the command line, the run also stops as soon
+as the limit is passed (its report covers the units done). Two different values are
+refused.
+
+Exit codes of ``eval-fleet``: 0 pass, 1 the gate failed (a criterion, or failed units),
+2 the run could not be done or had nothing to score.
 """
 from __future__ import annotations
 
@@ -20,7 +27,8 @@ from typing import Dict, List, Optional
 
 from .manifest import ManifestError, check_fields
 
-__all__ = ["load_criteria", "check_criteria", "baseline_deltas"]
+__all__ = ["load_criteria", "check_criteria", "baseline_deltas", "failed_units_limit",
+           "check_failed_units", "check_baseline_scoring"]
 
 _KEYS = {"fleet_miou_min", "bag_miou_min", "bag_pass_rate_min", "class_iou_min",
          "max_failed_units", "baseline"}
@@ -116,9 +124,51 @@ def check_criteria(criteria: Dict, fleet: Dict, deltas: Optional[Dict] = None) -
         iou = fleet["fleet"]["per_class"][name]["iou"]
         if iou is None or iou < floor:
             failures.append(f"class {name}: IoU {iou} < {floor}")
-    limit = criteria.get("max_failed_units")
-    if limit is not None and fleet["failed_units"] > limit:
-        failures.append(f"{fleet['failed_units']} failed units > {int(limit)}")
     if deltas is not None:
         failures += _check_baseline(criteria.get("baseline", {}), deltas)
     return failures
+
+
+def failed_units_limit(manifest_limit: Optional[int], criteria: Dict) -> Optional[int]:
+    """The one ``max_failed_units`` of a run (None: not given, so 0 applies at the gate);
+    :class:`ManifestError` where the manifest / command line and the criteria differ."""
+    from_criteria = criteria.get("max_failed_units")
+    if from_criteria is not None and int(from_criteria) != from_criteria:
+        raise ManifestError(f"criteria max_failed_units: expected a whole number, got "
+                            f"{from_criteria!r}")
+    if manifest_limit is not None and from_criteria is not None and \
+            int(from_criteria) != manifest_limit:
+        raise ManifestError(f"max_failed_units is {manifest_limit} in the manifest or on the "
+                            f"command line but {int(from_criteria)} in the criteria; give "
+                            f"one value")
+    return manifest_limit if manifest_limit is not None else \
+        (None if from_criteria is None else int(from_criteria))
+
+
+def check_failed_units(failed: List[Dict], limit: Optional[int]) -> List[str]:
+    """The gate's line on failed units (``failed``: their ``{unit, reason}``), if any."""
+    allowed = 0 if limit is None else limit
+    if len(failed) <= allowed:
+        return []
+    first = failed[0]
+    why = "max_failed_units" if limit is not None else "no max_failed_units given"
+    return [f"{len(failed)} failed units > {allowed} ({why}); first: {first['unit']}: "
+            f"{first['reason']}"]
+
+
+def check_baseline_scoring(baseline: Dict, scoring: Dict) -> None:
+    """Refuses (:class:`ManifestError`) a baseline scored over other classes, another
+    label map or another ignore id: its deltas would compare different things."""
+    old = baseline.get("scoring")
+    names = list(baseline["results"]["fleet"]["per_class"])
+    if names != scoring["class_names"]:
+        raise ManifestError(f"--baseline is scored over other classes ({len(names)}: "
+                            f"{', '.join(names[:4])}, ...) than this run "
+                            f"({len(scoring['class_names'])}: "
+                            f"{', '.join(scoring['class_names'][:4])}, ...)")
+    if old is None:      # an eval-fleet from before these were recorded: classes only
+        return
+    for key, what in (("label_map_sha256", "label map"), ("ignore_index", "ignore id")):
+        if old.get(key) != scoring[key]:
+            raise ManifestError(f"--baseline was scored with another {what} "
+                                f"({old.get(key)!r}, this run {scoring[key]!r})")

@@ -51,11 +51,14 @@ def _markdown(doc: Dict, images: Dict[str, str]) -> str:
     worst_cls = sorted((v["iou"], n) for n, v in fleet["per_class"].items()
                        if v["iou"] is not None)[:5]
     lines = ["# mfaranet eval-fleet", "",
-             f"status: **{doc['status']}**; gate: **{doc['gate']['verdict']}**", "",
-             f"- fleet mIoU (summed confusion matrices): **{_pct(fleet['miou'])}**",
-             f"- macro mIoU over bags: {_pct(doc['results']['macro_miou'])}",
-             f"- frames: {fleet['frames']}; skipped: {fleet['skipped'] or 'none'}",
-             f"- failed units: {doc['results']['failed_units']}", ""]
+             f"status: **{doc['status']}**; gate: **{doc['gate']['verdict']}**", ""]
+    for note in (doc.get("status_detail"), doc.get("error")):
+        if note:
+            lines += [f"> {note}", ""]
+    lines += [f"- fleet mIoU (summed confusion matrices): **{_pct(fleet['miou'])}**",
+              f"- macro mIoU over bags: {_pct(doc['results']['macro_miou'])}",
+              f"- frames: {fleet['frames']}; skipped: {fleet['skipped'] or 'none'}",
+              f"- failed units: {doc['results']['failed_units']}", ""]
     lines += [f"- criterion failed: {f}" for f in doc["gate"]["failures"]]
     lines += ["", "## Worst bags", ""] + _md_table(
         {b: doc["results"]["per_bag"][b] for b in worst_bags(doc["results"], 10)}, "bag")
@@ -65,7 +68,13 @@ def _markdown(doc: Dict, images: Dict[str, str]) -> str:
     failures = [f for b in doc["results"]["per_bag"].values() for f in b["failures"]]
     if failures:
         lines += ["", "## Failed units", ""] + [
-            f"- {f['unit']}: {f['reason']} (alone: `{f['rerun']}`)" for f in failures]
+            f"- {f['unit']}: {f['reason']} (alone: `{f.get('rerun', '')}`)" for f in failures]
+    latency = doc["results"].get("latency_ms") or {}
+    if latency:
+        lines += ["", "## Latency (ms per frame, every unit)", "",
+                  "| stage | frames | p50 | p90 | p99 | max |", "|---|---|---|---|---|---|"]
+        lines += [f"| {k} | {v['count']} | {v['p50']:.1f} | {v['p90']:.1f} | {v['p99']:.1f} | "
+                  f"{v['max']:.1f} |" for k, v in latency.items()]
     lines += ["", "## Plots", ""] + [f"![{k}]({v})" for k, v in images.items()]
     return "\n".join(lines) + "\n"
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..metrics import ConfusionMatrix
 
-__all__ = ["ResultStore", "aggregate", "write_frames_jsonl"]
+__all__ = ["ResultStore", "aggregate", "latency_summary", "write_frames_jsonl"]
 
 
 class ResultStore:
@@ -72,10 +72,12 @@ def _sum_group(results: List[Dict], names: Sequence[str], ignore_index: int) -> 
             skipped[reason] = skipped.get(reason, 0) + n
     return {**_summary(matrix, names, ignore_index),
             "status": "ok" if len(ok) == len(results) else "failed",
-            "frames": sum(r["frames"] for r in ok), "skipped": skipped,
-            "units": len(results),
-            "failures": [{"unit": r["unit"]["unit_id"], "reason": r["reason"],
-                          "rerun": r["rerun"]} for r in results if r["status"] != "ok"]}
+            "frames": sum(r["frames"] for r in ok),
+            "frames_with_truth": sum(r.get("frames_with_truth", 0) for r in ok),
+            "skipped": skipped, "units": len(results),
+            "failures": [{"unit": r["unit"]["unit_id"], "error_type": r.get("error_type", ""),
+                          "reason": r["reason"], "rerun": r.get("rerun", "")}
+                         for r in results if r["status"] != "ok"]}
 
 
 def aggregate(results: List[Dict], names: Sequence[str], ignore_index: int) -> Dict:
@@ -91,6 +93,20 @@ def aggregate(results: List[Dict], names: Sequence[str], ignore_index: int) -> D
             "macro_miou": float(np.mean(bag_mious)) if bag_mious else None,
             "per_bag": per_bag, "per_tag": per_tag,
             "failed_units": sum(1 for r in results if r["status"] != "ok")}
+
+
+def latency_summary(results: List[Dict]) -> Dict:
+    """``{stage: {count, mean, p50, ...}}`` in ms over every evaluated frame of the run
+    (frames of failed units too: their time was spent), from the per-frame records."""
+    from ...timing import summarize_times
+    from ..metrics import LatencyStats
+
+    samples: Dict[str, List[float]] = {}
+    for r in results:
+        for rec in r["per_frame"]:
+            for stage, ms in rec.get("latency_ms", {}).items():
+                samples.setdefault(stage, []).append(ms)
+    return {stage: summarize_times(v, LatencyStats.PERCENTILES) for stage, v in samples.items()}
 
 
 def write_frames_jsonl(path: Path, results: List[Dict]) -> None:
