@@ -1,6 +1,7 @@
 """The ament_python package itself: package.xml, the colcon build layout, the CLI entry point."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -42,10 +43,81 @@ def test_package_xml_pulls_in_no_gui_and_only_known_rosdep_keys():
     assert not any(d.startswith(("rqt", "rviz")) for d in run_deps), sorted(run_deps)
     python_keys = {e.text for e in root.iter() if e.text and e.text.startswith("python3-")}
     assert python_keys <= ROSDEP_PYTHON_KEYS, sorted(python_keys - ROSDEP_PYTHON_KEYS)
-    # what rosdep does not install comes from requirements.txt
-    core = (REPO / "requirements.txt").read_text()
-    for name in ("torch", "onnxruntime", "rosbags", "matplotlib", "cityscapesscripts"):
-        assert name in core, name
+
+
+def _setup_requirements():
+    """setup.py's install_requires and extras_require, as setup.py computes them (in a
+    fresh interpreter)."""
+    script = ("import json, runpy, setuptools\n"
+              "seen = {}\n"
+              "setuptools.setup = lambda **kw: seen.update(kw)\n"
+              "runpy.run_path('setup.py')\n"
+              "print(json.dumps([seen['install_requires'], seen['extras_require']]))\n")
+    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def _names(requirements):
+    return {re.split(r"[<>=!\[ ;]", r, maxsplit=1)[0].lower() for r in requirements}
+
+
+#: the runtime's pip names -> the rosdep keys package.xml gives them (torch: pip only)
+ROSDEP_OF = {"numpy": "python3-numpy", "opencv-python-headless": "python3-opencv",
+             "pyyaml": "python3-yaml"}
+#: what only evaluation, training or fleet evaluation use: never the node's runtime
+NOT_RUNTIME = {"cityscapesscripts", "matplotlib", "tqdm", "rosbags", "ray"}
+
+
+def test_install_sets_agree_in_setup_py_package_xml_and_the_installer():
+    """One list per set: setup.py's extras read requirements[-<set>].txt, the installer
+    knows the same sets, and package.xml's rosdep keys are the runtime's."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        import install_runtime
+    finally:
+        sys.path.remove(str(REPO / "scripts"))
+    install_requires, extras = _setup_requirements()
+    # only extras: a console script of `colcon build --symlink-install` checks
+    # install_requires at start-up, and JetPack's OpenCV is no pip distribution
+    assert install_requires == ["setuptools"]
+    assert set(extras) == {"runtime", *install_runtime.SETS}
+    for name, files in install_runtime.SETS.items():
+        from_files = [r for f in files for r in install_runtime.read_set(f)]
+        assert sorted(set(extras[name])) == sorted(set(from_files)), name
+    runtime = _names(extras["runtime"])
+    assert runtime == {"torch", *ROSDEP_OF}, sorted(runtime)
+    assert not runtime & NOT_RUNTIME
+    assert "ray" in _names(extras["fleet"]) and "rosbags" in _names(extras["fleet"])
+    root = ET.parse(REPO / "package.xml").getroot()
+    python_keys = {e.text for e in root.findall("exec_depend") if e.text.startswith("python3-")}
+    assert python_keys == set(ROSDEP_OF.values()), sorted(python_keys)
+    # the tests install everything: requirements-test.txt includes every set
+    test_reqs = (REPO / "requirements-test.txt").read_text()
+    for f in {"requirements.txt", *(f"requirements-{n}.txt" for n in
+                                    ("onnxruntime", "openvino", "eval", "train", "fleet"))}:
+        assert f"-r {f}" in test_reqs, f
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+@pytest.mark.parametrize("managed", [False, True], ids=["plain", "managed"])
+def test_node_imports_no_evaluation_or_training_package(managed):
+    """Both nodes, run for real (scripts/node_imports.py: labels come back for a published
+    frame), import nothing of the evaluation, training or test sets from the package's
+    own code."""
+    pytest.importorskip("rclpy", reason="needs rclpy (requirements-ros-pypi.txt)")
+    pytest.importorskip("lifecycle_msgs", reason="needs lifecycle_msgs")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    command = [sys.executable, str(REPO / "scripts" / "node_imports.py"), "--timeout", "240"]
+    out = subprocess.run(command + (["--managed"] if managed else []), env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert "labels: 160x120 mono8" in out.stdout
+    imported = out.stdout.split(" imported: ", 1)[1].splitlines()[0].split(", ")
+    assert "torch" in imported and "rclpy" in imported
 
 
 def test_ros_wheels_are_kept_apart_from_core_requirements():
