@@ -3,8 +3,9 @@ one-line refusals, and (slow) a real install into a throwaway venv that has nump
 and an OpenCV without pip metadata, as a Jetson has."""
 from __future__ import annotations
 
+import importlib.metadata
 import json
-import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -110,26 +111,43 @@ def pip(python, *args):
     assert res.returncode == 0, res.stderr[-2000:]
 
 
+def system_torch(side: Path) -> None:
+    """This interpreter's torch, linked into ``side`` with its metadata, as a system torch
+    (a Jetson's NVIDIA wheel in the system's site-packages) is seen from a venv."""
+    try:
+        dist = importlib.metadata.distribution("torch")
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("needs torch installed beside the tests")
+    base = Path(dist.locate_file(""))
+    meta = base / f"torch-{dist.version}.dist-info"
+    if not meta.is_dir():
+        pytest.skip(f"torch's metadata is not at {meta}")
+    side.mkdir()
+    (side / "torch").symlink_to(base / "torch")
+    (side / meta.name).symlink_to(meta)
+
+
 @pytest.mark.slow
 def test_installs_the_runtime_into_a_jetson_like_venv(tmp_path):
-    """A venv with numpy 1.26.4, torch (the CPU build of requirements-torch-cpu.txt, without
-    its dependencies: only its metadata counts here) and OpenCV 4.10's cv2 without pip
-    metadata on the path: the command installs the runtime and leaves all three as they were."""
+    """A venv with numpy 1.26.4, and, as a Jetson's system packages, a torch and OpenCV
+    4.10's cv2 without pip metadata on its path: the command installs the runtime and leaves
+    all three as they were."""
     env_dir = tmp_path / "jetson"
     venv.create(env_dir, with_pip=True)
     python = env_dir / "bin" / "python"
     pip(python, "numpy==1.26.4")
-    pip(python, "--no-deps", "-r", str(REPO / "requirements-torch-cpu.txt"))
-    system = tmp_path / "system-opencv"
+    system = tmp_path / "system"
+    system_torch(system)
     pip(python, "--no-deps", "--target", str(system), "opencv-python-headless==4.10.0.84")
-    for meta in system.glob("*.dist-info"):
-        subprocess.run(["rm", "-rf", str(meta)], check=True)
+    for meta in system.glob("opencv*.dist-info"):
+        shutil.rmtree(meta)
     site = subprocess.run([str(python), "-c", "import sysconfig; "
                            "print(sysconfig.get_paths()['purelib'])"],
                           capture_output=True, text=True, check=True).stdout.strip()
-    Path(site, "system-opencv.pth").write_text(f"{system}\n")
+    Path(site, "system.pth").write_text(f"{system}\n")
     before = install_runtime.probe(str(python))
     assert before["numpy"] == "1.26.4" and before["cv2_wheels"] == {}
+    assert before["torch"] == importlib.metadata.version("torch")
 
     out = run(python, timeout=900)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
@@ -146,4 +164,3 @@ def test_installs_the_runtime_into_a_jetson_like_venv(tmp_path):
     installed = {p["name"].lower() for p in json.loads(listed)}
     assert "pyyaml" in installed
     assert not installed & {"matplotlib", "tqdm", "rosbags", "cityscapesscripts", "onnx"}
-    assert os.path.isdir(system / "cv2")

@@ -227,3 +227,42 @@ def test_readme_lists_every_command_once():
     table = table[:table.index("\n## ")]
     listed = [line.split("`")[1] for line in table.splitlines() if line.startswith("| `")]
     assert sorted(listed) == sorted(sub.choices)
+
+
+def test_python310_leg_without_python310_says_so_and_is_skipped(tmp_path):
+    """No Python 3.10 anywhere it looks: one line, exit 3 (scripts/test.sh: skipped), never
+    a silent pass."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("bash", "dirname", "sha256sum", "cut", "grep", "cat"):
+        found = shutil.which(tool)
+        if found:
+            (bin_dir / tool).symlink_to(found)
+    env = {"PATH": str(bin_dir), "HOME": str(tmp_path), "PYENV_ROOT": str(tmp_path / "pyenv")}
+    if Path("/usr/bin/python3.10").exists() or Path("/usr/local/bin/python3.10").exists():
+        pytest.skip("this machine has a system Python 3.10")
+    out = subprocess.run([str(bin_dir / "bash"), str(REPO / "scripts" / "leg_py310.sh")],
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 3, out.stdout + out.stderr
+    assert out.stdout.strip().startswith("Python 3.10 leg: SKIPPED: no Python 3.10 found")
+    assert len(out.stdout.strip().splitlines()) == 1
+
+
+def test_a_command_without_its_install_set_names_the_set(tmp_path):
+    """`mfaranet make-bag` where rosbags is not installed (a machine with the node's runtime
+    only): one line naming the set to install, exit 2, no traceback."""
+    script = ("import sys\n"
+              "class NotInstalled:\n"
+              "    def find_spec(self, name, path=None, target=None):\n"
+              "        if name.partition('.')[0] == 'rosbags':\n"
+              "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+              "sys.meta_path.insert(0, NotInstalled())\n"
+              "from mfaranet_ros.cli import main\n"
+              f"sys.exit(main(['make-bag', '--frames', '1', {str(tmp_path / 'bag')!r}]))\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=120, cwd=REPO)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.strip().splitlines()[-1] == (
+        "error: mfaranet make-bag needs rosbags, which is not installed: pip install -r "
+        "requirements-eval.txt (or python3 scripts/install_runtime.py --with eval)")
+    assert "Traceback" not in out.stderr
