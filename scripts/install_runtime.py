@@ -78,6 +78,7 @@ if out["cv2_at"]:
         out["cv2_at"] = os.path.dirname(cv2.__file__)
     except Exception as exc:  # what a broken cv2 raises varies (ImportError, AttributeError)
         out["cv2_error"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
+out["numpy_wheel"] = out["numpy"] is not None
 if out["numpy"] is None and out["numpy_at"]:
     import numpy
     out["numpy"] = numpy.__version__
@@ -153,10 +154,14 @@ def plan(sets: List[str], have: Dict) -> Dict:
                     "no OpenCV wheel installed beside it")
 
     numpy = have["numpy"]
+    if numpy is not None and not have.get("numpy_wheel", True):
+        # a pip requirement on numpy would put a wheel in front of it
+        requirements = [r for r in requirements if requirement_name(r) != "numpy"]
+        kept.append(f"numpy {numpy} at {have['numpy_at']} (no pip metadata: left alone)")
     if numpy is not None and numpy.split(".")[0] == "1":
         constraints += requirement_lines(NUMPY1_CONSTRAINTS)
         kept.append(f"numpy {numpy}: stays 1.x ({NUMPY1_CONSTRAINTS.name})")
-    elif numpy is not None:
+    elif numpy is not None and have.get("numpy_wheel", True):
         kept.append(f"numpy {numpy}")
     return {"requirements": requirements, "constraints": constraints, "kept": kept}
 

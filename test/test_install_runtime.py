@@ -164,3 +164,13 @@ def test_installs_the_runtime_into_a_jetson_like_venv(tmp_path):
     installed = {p["name"].lower() for p in json.loads(listed)}
     assert "pyyaml" in installed
     assert not installed & {"matplotlib", "tqdm", "rosbags", "cityscapesscripts", "onnx"}
+
+
+def test_plan_leaves_a_numpy_without_pip_metadata_alone():
+    system_numpy = dict(JETSON, numpy="1.21.5", numpy_wheel=False,
+                        numpy_at="/usr/lib/python3/dist-packages/numpy")
+    todo = install_runtime.plan([], system_numpy)
+    assert "numpy" not in names(todo["requirements"])
+    assert "numpy<2" in todo["constraints"]
+    assert any("numpy 1.21.5 at /usr/lib/python3/dist-packages/numpy (no pip metadata"
+               in k for k in todo["kept"])
