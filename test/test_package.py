@@ -140,7 +140,7 @@ def test_cli_lists_subcommands():
 def test_colcon_build_installs_ros_layout(tmp_path):
     src = tmp_path / "ws" / "src" / "mfaranet_ros"
     shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(
-        ".venv", ".git", "out", "build", "install", "log", "__pycache__", "*.egg-info"))
+        ".venv*", ".git", "out", "build", "install", "log", "__pycache__", "*.egg-info"))
     colcon = shutil.which("colcon") or str(Path(sys.executable).parent / "colcon")
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
     res = subprocess.run([colcon, "build", "--packages-select", "mfaranet_ros"],
