@@ -100,7 +100,8 @@ def test_install_sets_agree_in_setup_py_package_xml_and_the_installer():
         assert f"-r {f}" in test_reqs, f
 
 
-@pytest.mark.ros
+# needs rclpy, but not marked `ros`: its node runs on the installed rclpy as it is, so the
+# Humble emulation leg (which selects by that marker) would only repeat it
 @pytest.mark.slow
 @pytest.mark.parametrize("managed", [False, True], ids=["plain", "managed"])
 def test_node_imports_no_evaluation_or_training_package(managed):
