@@ -231,7 +231,7 @@ def test_readme_lists_every_command_once():
 
 
 def test_python310_leg_without_python310_says_so_and_is_skipped(tmp_path):
-    """No Python 3.10 anywhere it looks: one line, exit 3 (scripts/test.sh: skipped), never
+    """No Python 3.10 anywhere it looks: one line, exit 77 (scripts/test.sh: skipped), never
     a silent pass."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -244,7 +244,7 @@ def test_python310_leg_without_python310_says_so_and_is_skipped(tmp_path):
         pytest.skip("this machine has a system Python 3.10")
     out = subprocess.run([str(bin_dir / "bash"), str(REPO / "scripts" / "leg_py310.sh")],
                          env=env, capture_output=True, text=True, timeout=60)
-    assert out.returncode == 3, out.stdout + out.stderr
+    assert out.returncode == 77, out.stdout + out.stderr
     assert out.stdout.strip().startswith("Python 3.10 leg: SKIPPED: no Python 3.10 found")
     assert len(out.stdout.strip().splitlines()) == 1
 
