@@ -45,7 +45,8 @@ JETPACK=(torch==2.8.0 numpy==1.26.4)
 SYSTEM_OPENCV=opencv-python-headless==4.8.0.76
 tools=$(grep -E '^(pytest|pytest-timeout|mcap|mcap-ros2-support)[<>=]' requirements-test.txt)
 want=$( (cat requirements.txt requirements-onnxruntime.txt requirements-eval.txt \
-         constraints-numpy1.txt requirements-ros-jazzy.txt setup.py scripts/install_runtime.py "$0"
+         constraints-numpy1.txt requirements-ros-jazzy.txt setup.py scripts/install_runtime.py \
+         scripts/leg_py310.sh
          "$py310" --version; echo "$tools") | sha256sum | cut -d' ' -f1)
 
 jetpack() {  # torch, numpy and cv2 as step 1 left them (--record), or as they are now
