@@ -5,10 +5,33 @@ from glob import glob
 from setuptools import find_packages, setup
 
 package_name = "mfaranet_ros"
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def _files(pattern):
     return [f for f in glob(pattern) if os.path.isfile(f)]
+
+
+def _requirements(name):
+    """The requirements of ``requirements-<name>.txt`` (``requirements.txt`` for the
+    runtime): one list, kept in those files, for pip, this file and the installer."""
+    path = os.path.join(HERE, "requirements.txt" if name == "runtime" else
+                        f"requirements-{name}.txt")
+    with open(path, encoding="utf-8") as f:
+        lines = (line.split("#", 1)[0].strip() for line in f)
+        return [line for line in lines if line and not line.startswith("-")]
+
+
+# Install sets by what a machine runs. "runtime" is what both nodes import; the rest are
+# optional: the CPU backends, evaluation, training, fleet evaluation. They are extras, not
+# install_requires, on purpose: a console script made by `colcon build --symlink-install`
+# checks install_requires at every start, and a Jetson's OpenCV (JetPack's) and torch
+# (NVIDIA's) need not be pip distributions. scripts/install_runtime.py installs a set while
+# keeping the machine's torch, numpy and OpenCV.
+EXTRAS = {name: _requirements(name) for name in
+          ("runtime", "onnxruntime", "openvino", "eval", "train", "fleet")}
+EXTRAS["bench"] = sorted(set(EXTRAS["onnxruntime"] + EXTRAS["openvino"]))
+EXTRAS["fleet"] = EXTRAS["eval"] + EXTRAS["fleet"]
 
 
 setup(
@@ -25,7 +48,7 @@ setup(
         ("share/" + package_name + "/models", _files("models/*")),
     ],
     install_requires=["setuptools"],
-    extras_require={"fleet": ["ray[data]==2.60.0"]},
+    extras_require=EXTRAS,
     zip_safe=False,
     maintainer="mfaranet_ros maintainers",
     maintainer_email="maintainers@mfaranet-ros.dev",

@@ -21,6 +21,13 @@ COMMAND_MODULES = [
     "mfaranet_ros.bench.cli",
     "mfaranet_ros.ros.tools.cli",
 ]
+#: packages of the optional install sets (requirements-<set>.txt) -> the set; a command that
+#: meets one missing says which set to install instead of a traceback
+OPTIONAL_PACKAGES = {"rosbags": "eval", "matplotlib": "eval", "cityscapesscripts": "eval",
+                     "tqdm": "eval", "ray": "fleet", "onnx": "onnxruntime",
+                     "onnxscript": "onnxruntime", "onnxruntime": "onnxruntime",
+                     "openvino": "openvino", "nncf": "openvino"}
+COMMAND_SETS = {"train": "train", "eval-fleet": "fleet", "bench-fleet": "fleet"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,6 +54,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except ModuleNotFoundError as exc:
+        package = (exc.name or "").partition(".")[0]
+        if package not in OPTIONAL_PACKAGES:
+            raise
+        wanted = OPTIONAL_PACKAGES[package]
+        if wanted in ("eval", "fleet"):
+            wanted = COMMAND_SETS.get(args.command, wanted)
+        print(f"error: mfaranet {args.command} needs {package}, which is not installed: "
+              f"pip install -r requirements-{wanted}.txt (or python3 "
+              f"scripts/install_runtime.py --with {wanted})", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

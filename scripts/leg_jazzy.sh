@@ -7,14 +7,17 @@ cd "$(dirname "$0")/.."
 VENV=.venv-jazzy
 PY=$VENV/bin/python
 tools=$(grep -E '^(pytest|pytest-timeout|mcap|mcap-ros2-support)[<>=]' requirements-test.txt)
-want=$( (cat requirements-ros-jazzy.txt requirements-torch-cpu.txt requirements.txt setup.py
+# the node's runtime and the sets the ROS tests use: ONNX Runtime, evaluation (bags)
+sets=(-r requirements.txt -r requirements-onnxruntime.txt -r requirements-eval.txt)
+want=$( (cat requirements-ros-jazzy.txt requirements-torch-cpu.txt requirements.txt \
+         requirements-onnxruntime.txt requirements-eval.txt setup.py
          echo "$tools") | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$VENV/.leg-stamp" 2>/dev/null)" != "$want" ]; then
   echo "building $VENV (ROS 2 Jazzy from PyPI; first run: a few minutes) ..."
   [ -x "$PY" ] || python3 -m venv "$VENV"
   "$PY" -m pip install -q -r requirements-ros-jazzy.txt -r requirements-torch-cpu.txt
   # shellcheck disable=SC2086  # one requirement per word
-  "$PY" -m pip install -q -r requirements.txt $tools
+  "$PY" -m pip install -q "${sets[@]}" $tools
   "$PY" -m pip install -q --no-deps -e .
   echo "$want" > "$VENV/.leg-stamp"
 fi

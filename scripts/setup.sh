@@ -35,14 +35,18 @@ if [ ! -x "$VENV/bin/python" ]; then
   fi
 fi
 
-reqs=(requirements.txt requirements-test.txt)
+# requirements-test.txt: the node's runtime (requirements.txt), every optional set
+# (requirements-<set>.txt) and the test tools: the tests run everything.
+reqs=(requirements-test.txt)
 if [ $ros_system = 0 ] && ! "$VENV/bin/python" -c 'import rclpy' >/dev/null 2>&1 || \
    [ -f "$VENV/.ros-pypi" ]; then
   reqs+=(requirements-ros-pypi.txt)
   touch "$VENV/.ros-pypi"
 fi
 stamp="$VENV/.mfaranet-stamp"
-want=$(cat "${reqs[@]}" requirements-torch-cpu.txt setup.py | sha256sum | cut -d' ' -f1)
+sets=(requirements.txt requirements-onnxruntime.txt requirements-openvino.txt requirements-eval.txt
+      requirements-train.txt requirements-fleet.txt)
+want=$(cat "${reqs[@]}" "${sets[@]}" requirements-torch-cpu.txt setup.py | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "installing Python dependencies into $VENV (first run: a few minutes) ..."
   "$VENV/bin/python" -m pip install -q --upgrade pip
