@@ -15,11 +15,7 @@ if [ "${1:-}" = --legs ]; then legs=1; shift; fi
 # Every ROS test again (those marked `ros`: each starts the node in its own process, so a new
 # ROS test file is included by its marker), every node process on an rclpy made to look like
 # Humble's (test/humble_emulation/sitecustomize.py): `--humble [paths]`.
-# One test is left out, and why: it asserts what Iron and later do with `-p overlay_alpha:=1`
-# (stored as a double); Humble stores the integer as given (docs/ros_distros.md, "What behaves
-# differently on Humble"), so under the emulation it fails as documented.
-HUMBLE=(-m ros test/
-        --deselect test/test_node_launch.py::test_every_listed_parameter_has_a_value)
+HUMBLE=(-m ros test/)
 if [ "${1:-}" = --humble ]; then
   shift
   bash scripts/setup.sh

@@ -7,6 +7,7 @@ for the decimal ``overlay_alpha``. The camera appears while the node waits for p
 """
 from __future__ import annotations
 
+import os
 import signal
 import time
 
@@ -143,9 +144,15 @@ def test_every_listed_parameter_has_a_value(client):
     assert list(by_name["cameras"].string_array_value) == []
     assert by_name["input_size"].type == ParameterType.PARAMETER_INTEGER_ARRAY
     assert list(by_name["input_size"].integer_array_value) == []
-    # -p overlay_alpha:=1 was an integer: taken as 1.0
-    assert by_name["overlay_alpha"].type == ParameterType.PARAMETER_DOUBLE
-    assert by_name["overlay_alpha"].double_value == 1.0
+    # -p overlay_alpha:=1 was an integer: taken as 1.0 (Iron and later); Humble has no
+    # pre-set callback to convert it, so it keeps the integer, which the node accepts as a
+    # number (docs/ros_distros.md)
+    if os.environ.get("MFARANET_TEST_EMULATE") == "humble":
+        assert by_name["overlay_alpha"].type == ParameterType.PARAMETER_INTEGER
+        assert by_name["overlay_alpha"].integer_value == 1
+    else:
+        assert by_name["overlay_alpha"].type == ParameterType.PARAMETER_DOUBLE
+        assert by_name["overlay_alpha"].double_value == 1.0
 
 
 def _set(client, name, value):
