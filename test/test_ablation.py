@@ -113,7 +113,8 @@ def test_tiny_study_table_matches_eval_weights_and_resumes(tmp_path, capsys):
     assert rows["mean"]["parameters"] < rows["full"]["parameters"]
     assert rows["mean"]["gflops"] < rows["full"]["gflops"]
     table = (out / "ablation.md").read_text()
-    assert f"{100 * rows['mean']['miou_mean']:.1f} ±" in table and "resnet18/mfam/ram/mean" in table
+    assert f"{100 * rows['mean']['miou_mean']:.1f} ±" in table
+    assert "resnet18/mfam/ram/mean" in table
     assert (out / "ablation.png").stat().st_size > 1000
     recipe = yaml.safe_load((out / "runs" / "mean" / "seed0" / "recipe.yaml").read_text())
     assert recipe["model"]["architecture"]["fusion"] == "mean"
