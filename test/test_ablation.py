@@ -59,6 +59,8 @@ def test_study_builds_one_recipe_per_run(tmp_path):
     ({"reference": "nope"}, "reference 'nope' is not a variant"),
     ({"recipe": {"train": {"iters": 3}}}, "unknown config key recipe.train.iters"),
     ({"extra": 1}, "unknown study keys"),
+    ({"evaluate": {"source": "val"}}, "the recipe has no validation split"),
+    ({"evaluate": {"source": "folder"}}, "source folder needs the folder's path"),
 ])
 def test_bad_studies_are_one_line_errors(tmp_path, capsys, changes, message):
     path = _study(tmp_path, **changes)
@@ -78,6 +80,10 @@ def test_default_study_and_training_recipe_with_a_variant():
             names["mean"]["fusion"], names["r50"]["backbone"]} == {
         "fpn", "bilinear", "max", "mean", "resnet50"}
     assert len(study.seeds) >= 2
+    gpu = load_study(str(REPO / "config" / "ablation_cityscapes.yaml"))
+    r50 = next(r for r in gpu.runs() if r.variant.name == "r50")
+    assert r50.config.model.backbone.endswith("resnet50-deep-stem.pth")
+    assert r50.config.train.iterations == 42_400 and gpu.evaluate.source == "val"
     cfg = load_config(str(REPO / "config" / "train_synthetic.yaml"),
                       [("model.architecture.alignment", "direct")])
     assert cfg.model.architecture.alignment == "direct"
@@ -155,3 +161,19 @@ def test_ctrl_c_keeps_what_finished(tmp_path, monkeypatch, capsys):
     assert rows["full"]["runs"] and not rows["mean"]["runs"]
     table = (tmp_path / "out" / "ablation.md").read_text()
     assert "**Incomplete:** 1 of 2 runs finished." in table and "| mean |" in table
+
+
+def test_held_out_val_split_scores_like_the_same_generated_frames(tmp_path, tiny_checkpoint):
+    """``evaluate.source: val`` reads the recipe's validation split (Cityscapes' val on a GPU
+    study); on generated scenes it must score exactly the frames ``generated`` makes."""
+    from mfaranet_ros.training.ablation import evaluate_checkpoint
+
+    recipe = {**TINY["recipe"], "data": {**TINY["recipe"]["data"],
+                                         "val": {"frames": 2, "size": [48, 96], "seed": 7}}}
+    by_val = load_study(str(_study(tmp_path, recipe=recipe, evaluate={
+        "source": "val", "frames": None, "input_size": [48, 96]})))
+    by_generator = load_study(str(_study(tmp_path, evaluate={
+        "frames": 2, "size": [48, 96], "seed": 7, "input_size": [48, 96]})))
+    a = evaluate_checkpoint(str(tiny_checkpoint), by_val)
+    b = evaluate_checkpoint(str(tiny_checkpoint), by_generator)
+    assert 0 < a["evaluated_pixels"] <= 2 * 48 * 96 and a == b

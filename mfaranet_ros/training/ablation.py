@@ -126,8 +126,10 @@ def evaluate_checkpoint(checkpoint: str, study: Study) -> Dict:
     from ..inference import Segmenter
 
     held = study.evaluate
-    if held.folder:
+    if held.source == "folder":
         pairs = folder_pairs(held.folder, limit=held.frames)
+    elif held.source == "val":
+        pairs = _val_pairs(study, held.frames)
     else:
         pairs = generated_pairs(held.frames, held.size, held.seed)
     segmenter = Segmenter.from_checkpoint(
@@ -139,6 +141,16 @@ def evaluate_checkpoint(checkpoint: str, study: Study) -> Dict:
             "per_class_iou": {n: c["iou"] for n, c in summary["per_class"].items()},
             "evaluated_pixels": summary["evaluated_pixels"],
             "input_size": list(segmenter.input_size) if segmenter.input_size else None}
+
+
+def _val_pairs(study: Study, frames: Optional[int]):
+    """(RGB, trainIds) pairs of the recipe's validation split, the first ``frames``."""
+    from .config import config_from_dict
+    from .datasets import build_dataset
+
+    dataset = build_dataset(config_from_dict(study.recipe).data, "val", None)
+    count = len(dataset) if frames is None else min(frames, len(dataset))
+    return (dataset.load(i) for i in range(count))
 
 
 def _scored(run: Run, study: Study) -> Dict:

@@ -227,8 +227,15 @@ def format_markdown(report: Dict) -> str:
             f"| {len(row['runs'])} | {_fmt(_scaled(row.get('delta_miou')), '+.1f')} "
             f"| {_fmt(row.get('latency_ratio'), '.2f')} |")
     ev, lp = report["evaluate"], report["latency_protocol"]
-    held = (f"folder {ev['folder']} (first {ev['frames']} pairs)" if ev["folder"] else
-            f"{ev['frames']} generated {ev['size'][0]}x{ev['size'][1]} frames, seed {ev['seed']}")
+    cap = "all" if ev.get("frames") is None else f"the first {ev['frames']}"
+    source = ev.get("source", "folder" if ev.get("folder") else "generated")
+    if source == "folder":
+        held = f"folder {ev['folder']} ({cap} pairs)"
+    elif source == "val":
+        held = f"the recipe's validation split ({cap} frames)"
+    else:
+        held = (f"{ev['frames']} generated {ev['size'][0]}x{ev['size'][1]} frames, "
+                f"seed {ev['seed']}")
     hw, v = report["hardware"], report["versions"]
     lines += [
         "",

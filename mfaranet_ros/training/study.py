@@ -34,19 +34,26 @@ from .config import (
     load_config,
 )
 
-__all__ = ["HeldOutConfig", "LatencyConfig", "Run", "Study", "Variant", "load_study"]
+__all__ = ["HELD_OUT_SOURCES", "HeldOutConfig", "LatencyConfig", "Run", "Study", "Variant",
+           "load_study"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 _STUDY_KEYS = ("output_dir", "base", "recipe", "seeds", "reference", "evaluate", "latency",
                "variants")
 
 
+HELD_OUT_SOURCES = ("generated", "folder", "val")
+
+
 @dataclass
 class HeldOutConfig:
-    """The held-out frames every checkpoint is scored on: generated scenes ``frames`` x
-    ``size`` from ``seed``, or an image/label ``folder`` (as ``mfaranet synth`` writes)."""
+    """The held-out frames every checkpoint is scored on (``source``): ``generated`` scenes
+    ``frames`` x ``size`` from ``seed``; an image/label ``folder`` (as ``mfaranet synth``
+    writes one); or ``val``, the recipe's validation split (``data.val``: Cityscapes'
+    ``val``...). ``frames`` caps a folder or split (null: all of it)."""
 
-    frames: int = 16
+    source: str = "generated"
+    frames: Optional[int] = 16
     size: Tuple[int, int] = (128, 256)
     seed: int = 1000
     folder: Optional[str] = None
@@ -54,8 +61,15 @@ class HeldOutConfig:
     device: Optional[str] = None                   # null: CUDA if present, else CPU
 
     def __post_init__(self) -> None:
-        if self.frames < 1:
+        if self.source not in HELD_OUT_SOURCES:
+            raise ConfigError(f"evaluate.source {self.source!r} is unknown; use one of "
+                              f"{', '.join(HELD_OUT_SOURCES)}")
+        if self.frames is not None and self.frames < 1:
             raise ConfigError(f"evaluate.frames must be >= 1, got {self.frames}")
+        if self.source == "generated" and self.frames is None:
+            raise ConfigError("evaluate.frames: generated scenes need a number of frames")
+        if self.source == "folder" and not self.folder:
+            raise ConfigError("evaluate.folder: source folder needs the folder's path")
 
 
 @dataclass
@@ -77,8 +91,12 @@ class LatencyConfig:
 
 @dataclass
 class Variant:
+    """A row of the study. ``backbone_weights`` replaces the recipe's ImageNet file
+    (``model.backbone``) for this variant: a deeper encoder needs its own."""
+
     name: str
     architecture: ArchitectureConfig = field(default_factory=ArchitectureConfig)
+    backbone_weights: Optional[str] = None
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
@@ -129,6 +147,8 @@ class Study:
                 values["output_dir"] = os.path.join(self.output_dir, "runs", variant.name,
                                                     f"seed{seed}")
                 values["model"]["architecture"] = variant.parts
+                if variant.backbone_weights:
+                    values["model"]["backbone"] = variant.backbone_weights
                 values["metadata"]["source"] = (f"mfaranet ablate {os.path.basename(self.path)}: "
                                                 f"variant {variant.name}, seed {seed}")
                 out.append(Run(variant, seed, config_from_dict(values)))
@@ -222,6 +242,9 @@ def _study_from(values: Mapping[str, Any], path: str, output_dir: Optional[str],
     reference = values.get("reference", names[0])
     if reference not in names:
         raise ConfigError(f"reference {reference!r} is not a variant; variants: {names}")
+    held = _section(values, "evaluate", HeldOutConfig)
+    if held.source == "val" and not merged["data"].get("val"):
+        raise ConfigError("evaluate.source val: the recipe has no validation split (data.val)")
     return Study(
         path=path,
         output_dir=output_dir or str(values.get("output_dir") or "out/ablation"),
@@ -229,7 +252,7 @@ def _study_from(values: Mapping[str, Any], path: str, output_dir: Optional[str],
         recipe=merged,
         seeds=list(seeds),
         reference=reference,
-        evaluate=_section(values, "evaluate", HeldOutConfig),
+        evaluate=held,
         latency=_section(values, "latency", LatencyConfig),
         variants=variants,
     )
