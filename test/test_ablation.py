@@ -163,6 +163,7 @@ def test_ctrl_c_keeps_what_finished(tmp_path, monkeypatch, capsys):
     assert "**Incomplete:** 1 of 2 runs finished." in table and "| mean |" in table
 
 
+@pytest.mark.slow
 def test_held_out_val_split_scores_like_the_same_generated_frames(tmp_path, tiny_checkpoint):
     """``evaluate.source: val`` reads the recipe's validation split (Cityscapes' val on a GPU
     study); on generated scenes it must score exactly the frames ``generated`` makes."""
