@@ -267,3 +267,30 @@ def test_variant_onnx_export_matches_eager(variant_checkpoints, tmp_path, arch):
     (onnx_path,) = seg.backend.artifacts().values()
     props = {p.key: p.value for p in onnx.load(onnx_path).metadata_props}
     assert json.loads(props["mfaranet_ros.metadata"])["architecture"] == arch.to_dict()
+
+
+@pytest.mark.slow
+def test_variant_runs_in_openvino_with_no_option(variant_checkpoints, tmp_path):
+    """OpenVINO (and with it the int8 paths) builds from the same export: the variant
+    comes from the checkpoint, not from an option."""
+    pytest.importorskip("openvino", reason="needs openvino (requirements-test.txt)")
+    from mfaranet_ros.inference.backends import ModelSource, create_backend
+    from mfaranet_ros.inference.cache import resolve_cache_dir
+
+    path = variant_checkpoints["r18-fpn-direct-s3"]
+    frames = [scene(64, 128, 11), scene(64, 128, 12)]
+    backend = create_backend("openvino", ModelSource(path), precision="fp32",
+                             cache=resolve_cache_dir(tmp_path))
+    labels, _ = backend.run(np.stack(frames))
+    ref = _eager(path, frames)
+    assert np.mean([(a == r[0]).mean() for a, r in zip(labels, ref)]) >= 0.999
+
+
+def test_info_names_the_variant(tmp_path, capsys):
+    from mfaranet_ros.cli import main
+
+    path = tmp_path / "bilinear.pth"
+    save_checkpoint(path, MFARANet(19, architecture={"alignment": "bilinear"}),
+                    cityscapes_metadata())
+    assert main(["info", str(path)]) == 0
+    assert "variant:     r18-mfam-bilinear-asfm\n" in capsys.readouterr().out
