@@ -259,7 +259,8 @@ def test_variant_onnx_export_matches_eager(variant_checkpoints, tmp_path, arch):
                                     cache_dir=tmp_path)
     results = seg.segment_batch(frames, color=False, overlay=False, confidence=True)
     ref = _eager(path, frames)
-    assert all(len(np.unique(r[0])) >= 10 for r in ref)
+    # the 1/32 branch alone is coarse: fewer classes on a 64x128 frame
+    assert all(len(np.unique(r[0])) >= (4 if arch.fusion == "s4" else 10) for r in ref)
     agree = np.mean([(res.labels == r[0]).mean() for res, r in zip(results, ref)])
     assert agree >= 0.999, f"{arch.name}: {agree:.5f} identical labels"
     for res, r in zip(results, ref):
