@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "mfaranet_ros.demo",
     "mfaranet_ros.evaluation.cli",
     "mfaranet_ros.training.cli",
+    "mfaranet_ros.training.ablation_cli",
     "mfaranet_ros.evaluation.build_engine",
     "mfaranet_ros.bench.cli",
     "mfaranet_ros.ros.tools.cli",

@@ -1,15 +1,18 @@
-"""RAM: flow-based recursive alignment of the coarse features to 1/4 resolution."""
+"""RAM: flow-based recursive alignment of the coarse features to 1/4 resolution (or its
+ablations: direct one-step flows, bilinear upsampling)."""
 from __future__ import annotations
 
-from typing import Dict, List, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .layers import resize_to
+from .variants import ALIGNMENTS, ALL_SCALES
 
-__all__ = ["FlowGrid", "RecursiveAlignment", "identity_grid", "warp"]
+__all__ = ["BilinearAlignment", "DirectAlignment", "FlowGrid", "RecursiveAlignment",
+           "build_alignment", "identity_grid", "warp"]
 
 
 def identity_grid(height: int, width: int, like: torch.Tensor) -> torch.Tensor:
@@ -71,20 +74,76 @@ class RecursiveAlignment(nn.Module):
     ``G2 = flow(F2, F3)`` at 1/8, ``G3 = flow(F3, F4)`` at 1/16) and are reused
     recursively: ``F4' = gs(gs(gs(F4, G3), G2), G1)``. Flow modules are keyed by the
     fine scale of their pair. ``pruned`` keeps only ``G1``: input ``[F1, F2]``,
-    output ``[F2']``.
+    output ``[F2']``. ``outputs`` in general: the aligned scales returned; the input is
+    then ``F1 .. F_k`` up to the deepest of them (:attr:`needs`).
     """
 
-    def __init__(self, channels: int = 128, pruned: bool = False) -> None:
+    def __init__(self, channels: int = 128, pruned: bool = False,
+                 outputs: Sequence[str] = ALL_SCALES) -> None:
         super().__init__()
         self.pruned = pruned
-        scales = ("s1",) if pruned else ("s1", "s2", "s3")
-        self.flows = nn.ModuleDict({s: FlowGrid(channels) for s in scales})
+        self.outputs = ("s2",) if pruned else tuple(outputs)
+        deepest = max(int(s[1]) for s in self.outputs)
+        self.needs = ALL_SCALES[:deepest]
+        self.flows = nn.ModuleDict({s: FlowGrid(channels) for s in ALL_SCALES[:deepest - 1]})
 
     def forward(self, feats: List[torch.Tensor]) -> List[torch.Tensor]:
-        g1 = self.flows["s1"](feats[0], feats[1])
-        if self.pruned:
-            return [warp(feats[1], g1)]
-        f1, f2, f3, f4 = feats
-        g2 = self.flows["s2"](f2, f3)
-        g3 = self.flows["s3"](f3, f4)
-        return [f1, warp(f2, g1), warp(warp(f3, g2), g1), warp(warp(warp(f4, g3), g2), g1)]
+        grids = [self.flows[s](fine, coarse)
+                 for s, fine, coarse in zip(self.flows, feats, feats[1:])]
+        aligned = {}
+        for k, (s, f) in enumerate(zip(self.needs, feats)):
+            if s in self.outputs:
+                for g in reversed(grids[:k]):
+                    f = warp(f, g)
+                aligned[s] = f
+        return [aligned[s] for s in self.outputs]
+
+
+class DirectAlignment(nn.Module):
+    """Each coarse scale warped straight to 1/4 by a flow of its own (the one-step
+    alignment RAM is compared with): ``F_k' = gs(F_k, flow_k(F1, F_k))``.
+
+    Flow modules are keyed by the coarse scale they align. Input: ``F1`` and the other
+    scales of ``outputs`` (:attr:`needs`); output: the aligned ``outputs``.
+    """
+
+    def __init__(self, channels: int = 128, outputs: Sequence[str] = ALL_SCALES) -> None:
+        super().__init__()
+        self.outputs = tuple(outputs)
+        self.needs = tuple(s for s in ALL_SCALES if s == "s1" or s in self.outputs)
+        self.flows = nn.ModuleDict({s: FlowGrid(channels) for s in self.needs if s != "s1"})
+
+    def forward(self, feats: List[torch.Tensor]) -> List[torch.Tensor]:
+        named = dict(zip(self.needs, feats))
+        f1 = named["s1"]
+        aligned = {s: f1 if s == "s1" else warp(named[s], self.flows[s](f1, named[s]))
+                   for s in self.outputs}
+        return [aligned[s] for s in self.outputs]
+
+
+class BilinearAlignment(nn.Module):
+    """No alignment: every scale bilinearly upsampled (align_corners=True) to ``F1``'s size.
+
+    Input: ``F1`` (its size is the target) and the other scales of ``outputs``.
+    """
+
+    def __init__(self, outputs: Sequence[str] = ALL_SCALES) -> None:
+        super().__init__()
+        self.outputs = tuple(outputs)
+        self.needs = tuple(s for s in ALL_SCALES if s == "s1" or s in self.outputs)
+
+    def forward(self, feats: List[torch.Tensor]) -> List[torch.Tensor]:
+        named = dict(zip(self.needs, feats))
+        return [named[s] if s == "s1" else resize_to(named[s], named["s1"])
+                for s in self.outputs]
+
+
+def build_alignment(kind: str, channels: int, outputs: Sequence[str]) -> nn.Module:
+    """The alignment module ``kind`` (``ram``, ``direct``, ``bilinear``) for ``outputs``."""
+    if kind == "ram":
+        return RecursiveAlignment(channels, outputs=outputs)
+    if kind == "direct":
+        return DirectAlignment(channels, outputs)
+    if kind == "bilinear":
+        return BilinearAlignment(outputs)
+    raise ValueError(f"alignment {kind!r} is unknown; use one of {ALIGNMENTS}")

@@ -141,15 +141,15 @@ def _looks_official(state_dict: Mapping[str, torch.Tensor]) -> bool:
 # --------------------------------------------------------------------------- strict load
 
 def _pruned_away(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> List[str]:
-    """Keys of a full checkpoint that belong to modules MFARANet-Pruned does not build."""
+    """Keys of a whole checkpoint that belong to modules a pruned model does not build:
+    those of the unpruned architecture that the pruned graph lacks."""
     if not getattr(model, "pruned", False):
         return []
-    removed = (
-        "aggregation.bottom_up.s3.", "aggregation.bottom_up.s4.", "aggregation.merge.s3.",
-        "alignment.flows.s2.", "alignment.flows.s3.", "heads.classifiers.s1.",
-        "heads.classifiers.s3.", "heads.classifiers.s4.", "fusion.", "boundary.",
-    )
-    return [k for k in state_dict if k.startswith(removed)]
+    with torch.device("meta"):
+        whole = MFARANet(model.num_classes, architecture=model.architecture,
+                         boundary_heads=True, use_dilation=model.encoder.use_dilation)
+    removed = set(whole.state_dict()) - set(model.state_dict())
+    return [k for k in state_dict if k in removed]
 
 
 def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, torch.Tensor],
@@ -194,7 +194,7 @@ class LoadedCheckpoint:
 
 
 def _num_classes_of(state_dict: Mapping[str, torch.Tensor]) -> int:
-    for key in ("heads.classifiers.s2.weight", "heads.classifiers.s1.weight"):
+    for key in (f"heads.classifiers.{s}.weight" for s in ("s2", "s1", "s3", "s4")):
         if key in state_dict:
             return int(state_dict[key].shape[0])
     raise CheckpointError("cannot tell the number of classes: no classifier weights in the file")
@@ -245,14 +245,22 @@ def read_checkpoint(path: PathLike) -> LoadedCheckpoint:
 
 
 def build_model_for(ckpt: LoadedCheckpoint, pruned: bool = False) -> MFARANet:
+    """The model a checkpoint's weights fit: its classes, build options and architecture."""
     n = ckpt.metadata.num_classes
     if ckpt.model_config.get("num_classes", n) != n or _num_classes_of(ckpt.state_dict) != n:
         raise CheckpointError(
             f"metadata lists {n} classes but the classifier weights have "
             f"{_num_classes_of(ckpt.state_dict)}"
         )
+    arch = ckpt.metadata.model_architecture()
+    if pruned:
+        try:
+            arch.pruned()
+        except ValueError as exc:
+            raise CheckpointError(str(exc)) from None
     return MFARANet(
         num_classes=n,
+        architecture=arch,
         pruned=pruned,
         boundary_heads=bool(ckpt.model_config.get("boundary_heads", True)),
         use_dilation=bool(ckpt.model_config.get("use_dilation", True)),
@@ -264,9 +272,10 @@ def load_checkpoint(path: PathLike, *, pruned: bool = False,
     """Builds MFARANet from a project or official checkpoint, strictly, in eval mode.
 
     Returns the model (``(N,3,H,W)`` normalised input -> ``(N,C,H,W)`` logits), or
-    ``(model, metadata)`` with ``return_metadata=True``. With ``pruned=True`` the
-    branch-2 graph is built and the tensors of the modules it drops are discarded
-    by name; everything else must match exactly.
+    ``(model, metadata)`` with ``return_metadata=True``. The architecture (which variant
+    of each part) is the one the metadata records. With ``pruned=True`` the branch-2
+    graph is built and the tensors of the modules it drops are discarded by name;
+    everything else must match exactly.
     """
     ckpt = read_checkpoint(path)
     model = build_model_for(ckpt, pruned=pruned)
@@ -296,9 +305,13 @@ def save_checkpoint(path: PathLike, model: nn.Module, metadata: ModelMetadata,
         "model_config": {
             "num_classes": int(model.num_classes),
             "boundary_heads": model.boundary is not None,
-            "use_dilation": model.encoder.layer3[0].conv2.dilation[0] == 2,
+            "use_dilation": model.encoder.use_dilation,
         },
     }
+    arch = getattr(model, "architecture", None)
+    if arch is not None and arch.to_dict() != metadata.architecture:
+        # the metadata says what the weights are: the model's own architecture wins
+        payload["metadata"]["architecture"] = arch.to_dict()
     if extra:
         payload.update(extra)
     tmp = f"{os.fspath(path)}.tmp"

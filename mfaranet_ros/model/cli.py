@@ -28,7 +28,10 @@ def _info(args: argparse.Namespace) -> int:
     m = ckpt.metadata
     n_params = sum(v.numel() for k, v in ckpt.state_dict.items()
                    if not k.endswith(("running_mean", "running_var", "num_batches_tracked")))
+    arch = m.model_architecture()
+    paper = " (the paper's model)" if arch.is_paper else ""
     print(f"format:      {ckpt.kind}")
+    print(f"variant:     {arch.name}{paper}")
     print(f"classes:     {m.num_classes} ({', '.join(m.class_names)})")
     print(f"dataset:     {m.dataset}")
     print(f"input size:  {m.input_size}")

@@ -1,12 +1,13 @@
-"""Per-scale heads and ASFM, the attention-based fusion of the four scales."""
+"""Per-scale heads and ASFM, the attention-based fusion of the four scales (and its ablations)."""
 from __future__ import annotations
 
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 import torch
 from torch import nn
 
-__all__ = ["ScaleHeads", "AttentionFusion", "BoundaryHeads"]
+__all__ = ["ScaleHeads", "AttentionFusion", "BoundaryHeads", "ConcatFusion", "ScoreFusion",
+           "build_fusion"]
 
 
 def _scale_dict(scales: Sequence[str], make) -> nn.ModuleDict:
@@ -60,6 +61,46 @@ class AttentionFusion(nn.Module):
             term = score * self.attention[s](f)
             fused = term if fused is None else fused + term
         return fused
+
+
+class ScoreFusion(nn.Module):
+    """Parameter-free fusion of the score maps: their element-wise ``mean`` or ``max``."""
+
+    def __init__(self, mode: str) -> None:
+        super().__init__()
+        if mode not in ("mean", "max"):
+            raise ValueError(f"score fusion is 'mean' or 'max', got {mode!r}")
+        self.mode = mode
+
+    def forward(self, feats: List[torch.Tensor], scores: List[torch.Tensor]) -> torch.Tensor:
+        stacked = torch.stack(scores, dim=0)
+        return stacked.mean(dim=0) if self.mode == "mean" else stacked.amax(dim=0)
+
+
+class ConcatFusion(nn.Module):
+    """``Z = Conv1x1(concat(F_1', ..., F_4'))`` (with bias): a learned fusion of the aligned
+    features that weighs scales per class but, unlike ASFM, not per pixel."""
+
+    def __init__(self, channels: int, num_classes: int, scales: Sequence[str]) -> None:
+        super().__init__()
+        self.classifier = nn.Conv2d(channels * len(scales), num_classes, 1)
+
+    def forward(self, feats: List[torch.Tensor], scores: List[torch.Tensor]) -> torch.Tensor:
+        return self.classifier(torch.cat(feats, dim=1))
+
+
+def build_fusion(kind: str, channels: int, num_classes: int,
+                 scales: Sequence[str]) -> Optional[nn.Module]:
+    """The fusion module ``kind``; None for one scale alone (``Z = S_k``)."""
+    if len(scales) == 1:
+        return None
+    if kind == "asfm":
+        return AttentionFusion(channels, num_classes, scales)
+    if kind in ("mean", "max"):
+        return ScoreFusion(kind)
+    if kind == "concat":
+        return ConcatFusion(channels, num_classes, scales)
+    raise ValueError(f"fusion {kind!r} is unknown for {len(scales)} scales")
 
 
 class BoundaryHeads(nn.Module):

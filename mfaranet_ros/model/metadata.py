@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from .variants import PAPER, Architecture
+
 __all__ = [
     "ModelMetadata",
     "CITYSCAPES_CLASSES",
@@ -50,6 +52,9 @@ class ModelMetadata:
     source: str = "unknown"
     dataset: str = "unknown"
     metrics: Dict[str, float] = field(default_factory=dict)
+    #: the variant of each part (:class:`~.variants.Architecture`); a file without one
+    #: holds the paper's model
+    architecture: Dict[str, str] = field(default_factory=lambda: PAPER.to_dict())
 
     def __post_init__(self) -> None:
         self.validate()
@@ -77,6 +82,15 @@ class ModelMetadata:
             len(self.input_size) != 2 or min(int(v) for v in self.input_size) < 1
         ):
             raise ValueError(f"metadata: input_size must be [H, W], got {self.input_size}")
+        # a complete, known set of parts (a partial one is completed with the paper's)
+        self.architecture = self.model_architecture().to_dict()
+
+    def model_architecture(self) -> Architecture:
+        """The :class:`~.variants.Architecture` these weights belong to."""
+        try:
+            return Architecture.from_dict(self.architecture)
+        except ValueError as exc:
+            raise ValueError(f"metadata: {exc}") from None
 
     def to_dict(self) -> Dict:
         """Plain Python types only, so ``torch.load(weights_only=True)`` can read it."""
@@ -85,6 +99,7 @@ class ModelMetadata:
         d["mean"] = [float(v) for v in self.mean]
         d["std"] = [float(v) for v in self.std]
         d["metrics"] = {str(k): float(v) for k, v in self.metrics.items()}
+        d["architecture"] = {str(k): str(v) for k, v in self.architecture.items()}
         return d
 
     @classmethod

@@ -1,20 +1,19 @@
-"""MFARANet: deep-stem ResNet-18 + MFAM + RAM + per-scale heads + ASFM."""
+"""MFARANet: deep-stem ResNet-18 + MFAM + RAM + per-scale heads + ASFM, each part switchable."""
 from __future__ import annotations
 
-from typing import Dict, List, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .aggregation import MultiLevelAggregation
-from .alignment import RecursiveAlignment
-from .encoder import ENCODER_CHANNELS, DeepStemResNet18
-from .fusion import AttentionFusion, BoundaryHeads, ScaleHeads
+from .alignment import build_alignment
+from .encoder import DeepStemResNet
+from .fusion import BoundaryHeads, ScaleHeads, build_fusion
+from .variants import ALL_SCALES, PAPER, Architecture
 
 __all__ = ["MFARANet", "ALL_SCALES"]
-
-ALL_SCALES = ("s1", "s2", "s3", "s4")
 
 
 class MFARANet(nn.Module):
@@ -29,10 +28,12 @@ class MFARANet(nn.Module):
 
     Args:
         num_classes: C (19 for Cityscapes trainIds, 11 for CamVid).
+        architecture: which variant of each part (:class:`~.variants.Architecture`,
+            or its dict); the default is the paper's model with the official keys.
         pruned: MFARANet-Pruned, i.e. ``Z = S_2``. Builds only the modules branch 2
-            needs (no attention fusion, no B3/B4/F3, no G2/G3); it loads the same
-            weights (``checkpoint.load_checkpoint`` drops the tensors of the
-            removed modules by name).
+            needs (no fusion, no B3/B4/F3, no G2/G3); it loads the same weights as the
+            unpruned architecture (``checkpoint.load_checkpoint`` drops the tensors of
+            the removed modules by name).
         boundary_heads: build the training-only boundary heads (the released
             checkpoints contain them).
         use_dilation: dilate layer3/layer4 as in the released configs.
@@ -44,6 +45,7 @@ class MFARANet(nn.Module):
         self,
         num_classes: int = 19,
         *,
+        architecture: Union[Architecture, Dict[str, str], None] = None,
         pruned: bool = False,
         boundary_heads: bool = True,
         use_dilation: bool = True,
@@ -53,14 +55,24 @@ class MFARANet(nn.Module):
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        arch = architecture if isinstance(architecture, Architecture) else (
+            PAPER if architecture is None else Architecture.from_dict(architecture))
         self.num_classes = num_classes
         self.pruned = pruned
-        self.encoder = DeepStemResNet18(use_dilation=use_dilation, dropout=backbone_dropout)
-        self.aggregation = MultiLevelAggregation(ENCODER_CHANNELS, dim, pruned=pruned)
-        self.alignment = RecursiveAlignment(dim, pruned=pruned)
-        scales = ("s2",) if pruned else ALL_SCALES
+        #: the architecture of the weights (a pruned model reads them through branch 2)
+        self.architecture = arch
+        built = arch.pruned() if pruned else arch
+        scales = built.scales
+        self.encoder = DeepStemResNet(arch.backbone, use_dilation=use_dilation,
+                                      dropout=backbone_dropout)
+        # each part builds only what the next one needs: the heads' scales decide what
+        # is aligned, the alignment what is aggregated
+        self.alignment = build_alignment(built.alignment, dim, scales)
+        self.aggregation = MultiLevelAggregation(self.encoder.channels, dim,
+                                                 mode=arch.aggregation,
+                                                 outputs=self.alignment.needs)
         self.heads = ScaleHeads(dim, num_classes, scales)
-        self.fusion = None if pruned else AttentionFusion(dim, num_classes, scales)
+        self.fusion: Optional[nn.Module] = build_fusion(built.fusion, dim, num_classes, scales)
         self.boundary = BoundaryHeads(dim, scales) if (boundary_heads and not pruned) else None
 
     def forward(self, x: torch.Tensor) -> Union[torch.Tensor, Dict[str, object]]:

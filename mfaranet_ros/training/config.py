@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, Mapping, Optional, Tuple, Union
 
 __all__ = [
-    "ConfigError", "GeneratedSplit", "DataConfig", "ModelConfig", "AugmentConfig",
-    "LossConfig", "OptimConfig", "LoopConfig", "EvalConfig", "MetadataConfig", "TrainConfig",
+    "ConfigError", "GeneratedSplit", "DataConfig", "ArchitectureConfig", "ModelConfig",
+    "AugmentConfig", "LossConfig", "OptimConfig", "LoopConfig", "EvalConfig", "MetadataConfig",
+    "TrainConfig",
     "config_from_dict", "config_to_dict", "load_config", "parse_override", "apply_overrides",
 ]
 
@@ -54,8 +55,27 @@ class DataConfig:
 
 
 @dataclass
+class ArchitectureConfig:
+    """Which variant of each part (mfaranet_ros.model.variants); the defaults are the paper's."""
+
+    backbone: str = "resnet18"
+    aggregation: str = "mfam"
+    alignment: str = "ram"
+    fusion: str = "asfm"
+
+    def __post_init__(self) -> None:
+        from ..model.variants import Architecture
+
+        try:
+            Architecture(**dataclasses.asdict(self))
+        except ValueError as exc:
+            raise ConfigError(f"model.{exc}") from None
+
+
+@dataclass
 class ModelConfig:
     num_classes: int = 19
+    architecture: ArchitectureConfig = field(default_factory=ArchitectureConfig)
     backbone: Optional[str] = None        # ImageNet deep-stem file for the encoder
     init_weights: Optional[str] = None    # whole-model checkpoint to fine-tune from
     backbone_dropout: Tuple[float, float, float, float, float] = (0.0,) * 5

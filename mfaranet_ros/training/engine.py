@@ -12,6 +12,7 @@ save and resume, and ``train`` strings them together.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import logging
 import os
 import random
@@ -136,8 +137,10 @@ def build_datasets(cfg: TrainConfig) -> Tuple[SegmentationDataset,
 
 
 def build_model(mcfg: ModelConfig) -> MFARANet:
-    """MFARANet with its training-only boundary heads, from ImageNet or whole-model weights."""
-    model = MFARANet(mcfg.num_classes, boundary_heads=True, use_dilation=mcfg.use_dilation,
+    """MFARANet (the variant ``mcfg.architecture`` names) with its training-only boundary
+    heads, from ImageNet or whole-model weights."""
+    model = MFARANet(mcfg.num_classes, architecture=dataclasses.asdict(mcfg.architecture),
+                     boundary_heads=True, use_dilation=mcfg.use_dilation,
                      backbone_dropout=mcfg.backbone_dropout)
     if mcfg.backbone:
         load_backbone(model, mcfg.backbone)
