@@ -116,7 +116,7 @@ def _hardware() -> Dict:
 
 
 def _versions() -> Dict:
-    from .. import __version__
+    from mfaranet_ros import __version__
 
     versions = {"mfaranet_ros": __version__, "torch": torch.__version__,
                 "python": platform.python_version()}
