@@ -1,7 +1,7 @@
 """The node as ``ros2 launch`` starts it, met with the everyday ROS tools.
 
 One node process for the module, started the way launch/segment.launch.py starts it: the
-shipped parameter YAML, ``--log-level``, FASTDDS_DEFAULT_PROFILES_FILE set to the shipped
+shipped parameter YAML, ``--log-level``, the Fast DDS profile variable set to the shipped
 profile, the default ``input_size: []`` (the checkpoint's recorded 64x128) and an integer
 for the decimal ``overlay_alpha``. The camera appears while the node waits for publishers.
 """
@@ -32,7 +32,7 @@ from ros_helpers import (  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 from mfaranet_ros.ros.parameters import PARAMETER_NAMES  # noqa: E402
-from mfaranet_ros.ros.qos import profile_path  # noqa: E402
+from mfaranet_ros.ros.qos import profile_envs, profile_path  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -50,7 +50,7 @@ def node(tmp_path_factory):
                        "--params-file", str(REPO / "config" / "segment.yaml"),
                        "-p", f"weights:={ckpt}", "-p", "backend:=torch",
                        "-p", "overlay_alpha:=1",
-                       env={"FASTDDS_DEFAULT_PROFILES_FILE": profile_path()})
+                       env={name: profile_path() for name in profile_envs()})
     yield proc
     if proc.proc.poll() is None:
         proc.interrupt()
@@ -121,8 +121,9 @@ def test_no_slow_first_frames_at_new_camera_sizes(node, client):
 
 def test_the_log_says_what_is_applied(node, client):
     log = node.output()
+    # set in the variable this Fast DDS reads (3.x: FASTDDS_..., 2.x: FASTRTPS_...)
     assert (f"Fast DDS profile: {profile_path()} (large shared-memory segment; the shipped "
-            f"profile, set in FASTDDS_DEFAULT_PROFILES_FILE)") in log
+            f"profile, set in {profile_envs()[0]})") in log
     assert "not applied" not in log
     assert "network input 64x128, recorded in the checkpoint (input_size [])" in log
 

@@ -1,5 +1,6 @@
-"""A user's own Fast DDS profile (FASTDDS_DEFAULT_PROFILES_FILE) is respected: the node
-does not replace it with its large shared-memory profile."""
+"""A user's own Fast DDS profile, in the variable the installed Fast DDS reads
+(FASTDDS_DEFAULT_PROFILES_FILE on 3.x, FASTRTPS_... on 2.x), is respected: the node does not
+replace it with its large shared-memory profile."""
 from __future__ import annotations
 
 import time
@@ -11,6 +12,8 @@ pytest.importorskip("rclpy", reason="needs rclpy (requirements-ros-pypi.txt)")
 
 from ros_helpers import Client, NodeProcess, best_effort, constant_checkpoint, image_msg, reliable  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
+
+from mfaranet_ros.ros.qos import profile_envs  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -29,7 +32,7 @@ def test_user_profile_is_kept_and_reliable_viewers_still_get_large_frames(tmp_pa
     ckpt = constant_checkpoint(tmp_path / "car.pth")
     node = NodeProcess(tmp_path, "-p", f"weights:={ckpt}", "-p", "backend:=torch",
                        "-p", "input_size:=[64, 128]",
-                       env={"FASTDDS_DEFAULT_PROFILES_FILE": str(profile)})
+                       env={name: str(profile) for name in profile_envs()})
     client = Client("mfaranet_profile_test")
     try:
         client.collect(Image, "/mfaranet/overlay", reliable(5), "reliable")
