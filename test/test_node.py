@@ -246,10 +246,14 @@ def test_latency_message_per_frame(client):
     assert lat.header.frame_id == "lat" and (lat.header.stamp.sec, lat.header.stamp.nanosec) \
         == stamp
     values = kv(lat.status[0])
-    stages = ("decode", "preprocess", "inference", "postprocess", "publish", "end_to_end")
-    for s in stages:
+    stages = ("queue", "decode", "preprocess", "inference", "postprocess", "wait", "publish")
+    for s in stages + ("end_to_end",):
         assert float(values[f"{s}_ms"]) >= 0.0, s
     assert float(values["end_to_end_ms"]) >= float(values["inference_ms"]) > 0.0
+    # The stages partition the frame's time in the node: nothing is left unaccounted
+    # (each value is printed to 3 decimals).
+    assert sum(float(values[f"{s}_ms"]) for s in stages) == pytest.approx(
+        float(values["end_to_end_ms"]), abs=0.001 * len(stages))
     assert values["batch_size"] == "1"
     assert values["outputs"] == "labels,color,overlay"
 
@@ -259,6 +263,7 @@ def test_diagnostics_every_second(client):
     status = latest_status(client)
     assert status.name == "mfaranet: segmentation"
     assert values["backend"] == "torch" and values["device"] == "cpu"
+    assert values["publish_overlap"] == "never"   # auto, on the CPU
     for stage in ("decode", "preprocess", "inference", "postprocess", "publish", "end_to_end"):
         for stat in ("p50", "p95", "max"):
             assert float(values[f"{stage}_{stat}_ms"]) >= 0.0

@@ -17,7 +17,8 @@ pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 SUMMARY_KEYS = {"median_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms", "fps", "n"}
 OVERHEAD_KEYS = {"node_overhead_ms", "end_to_end_ms", "segmenter_ms", "decode_ms",
-                 "publish_ms", "queue_ms", "camera_round_trip_ms"}
+                 "publish_ms", "queue_ms", "wait_ms", "unaccounted_ms",
+                 "camera_round_trip_ms"}
 
 
 def test_ros_envs_share_one_domain_and_copy_os_environ():
@@ -55,6 +56,8 @@ def test_bench_node_reports_the_overhead(tmp_path, capsys):
     assert 0 < seg < e2e and over > 0
     assert r["camera_round_trip_ms"]["median_ms"] >= e2e * 0.9
     assert r["publish_ms"]["median_ms"] <= over
+    # The latency report's stages add up to its end-to-end time (3 decimals each).
+    assert abs(r["unaccounted_ms"]["max_ms"]) < 0.01
 
 
 def test_bench_node_cameras(tmp_path, capsys):
@@ -121,3 +124,25 @@ def test_bench_node_publish_path_attributes_every_output_and_stage(tmp_path, cap
         assert set(o["stages_ms"]) == stages and all(v > 0 for v in o["stages_ms"].values())
         assert set(o["passes"]) == stages and o["memcpy_ms"] > 0
     assert report["rclpy"]
+
+
+def test_bench_node_overlap_compares_both_settings_in_one_run(tmp_path, capsys):
+    """--overlap: one saturating camera, three outputs subscribed, the node with
+    publish_overlap never and always (a process each), the frame period and the latency."""
+    ckpt = constant_checkpoint(tmp_path / "car.pth")
+    out_json = tmp_path / "overlap.json"
+    assert main(["bench-node", "--overlap", "--weights", str(ckpt), "--input-size", "64x128",
+                 "--frame-size", "128x256", "--rate", "10", "--seconds", "1.5",
+                 "--rounds", "1", "--json", str(out_json)]) == 0
+    printed = capsys.readouterr().out
+    assert "always / never: frame period" in printed
+    r = json.loads(out_json.read_text())
+    assert list(r["settings"]) == ["never", "always"]
+    for s in r["settings"].values():
+        assert s["frames"] > 0
+        assert s["frame_period_ms"] == pytest.approx(1e3 / s["frames_per_s"])
+        assert {"inference", "wait", "publish", "end_to_end"} <= set(s["stages_ms"])
+        assert s["latency"]["median_ms"] == s["stages_ms"]["end_to_end"] > 0
+    assert r["frame_period_ratio"] == pytest.approx(
+        r["settings"]["always"]["frame_period_ms"] / r["settings"]["never"]["frame_period_ms"])
+    assert main(["bench-node", "--overlap", "--rounds", "0"]) == 2

@@ -1,7 +1,9 @@
 """Several cameras through one node and one model: own outputs (under ~/<camera>/) and
 stamps per camera, every output subscribed at once (confidence, label_info, camera_info
 too), each camera's camera_info, batched cycles, a stalled camera does not block the
-others, per-camera counters, and QoS events in /diagnostics."""
+others, per-camera counters, and QoS events in /diagnostics. The node publishes on its
+publishing thread (``publish_overlap: always``), as a bringup on a GPU does; the other
+node tests run it inline (``auto`` on the CPU)."""
 from __future__ import annotations
 
 import threading
@@ -42,7 +44,8 @@ def node(tmp_path_factory):
     ckpt = constant_checkpoint(tmp / "car.pth")
     proc = NodeProcess(tmp, "-p", f"weights:={ckpt}", "-p", "backend:=torch",
                        "-p", "input_size:=[64, 128]",
-                       "-p", f"cameras:=[{', '.join(CAMERAS)}]")
+                       "-p", f"cameras:=[{', '.join(CAMERAS)}]",
+                       "-p", "publish_overlap:=always")
     yield proc
     if proc.proc.poll() is None:
         proc.interrupt()
@@ -141,6 +144,7 @@ def test_per_camera_counters_in_diagnostics(client):
         for key in ("input_rate_hz", "output_rate_hz", "frames_rejected",
                     "end_to_end_p50_ms", "end_to_end_p95_ms", "end_to_end_max_ms"):
             assert key in v
+    assert kv(client.messages("diag")[-1].status[0])["publish_overlap"] == "always"
     # a bad frame on one camera is counted on that camera only
     before = {c: int(kv(camera_status(client, c))["frames_rejected"]) for c in CAMERAS}
     bad = image_msg(np.zeros((10, 10, 3), np.uint8), "rgb8", stamp=(1, 0))

@@ -380,3 +380,20 @@ def test_camera_info_effective_size_is_roi_then_binning():
     np.testing.assert_allclose(p, [200, 0, 145, 0, 0, 205, 115, 0, 0, 0, 1, 0])
     plain = CameraInfo(height=480, width=640, binning_x=0, binning_y=1)
     assert effective_size(plain) == (480, 640) and size_mismatch(plain, (480, 640)) == ""
+
+
+@pytest.mark.parametrize("choice, device, expected", [
+    ("auto", "cpu", False), ("auto", "cuda", True), ("auto", "cuda:1", True),
+    ("always", "cpu", True), ("never", "cuda", False)])
+def test_publish_overlap_auto_is_on_where_inference_waits_for_a_gpu(choice, device, expected):
+    from mfaranet_ros.ros.core import publish_overlap
+
+    assert publish_overlap(choice, device) is expected
+
+
+@pytest.mark.parametrize("value", ["on", "off", True, ""])
+def test_publish_overlap_refuses_what_is_not_a_setting(value):
+    problem = validate_parameter("publish_overlap", value)
+    assert problem and "publish_overlap" in problem
+    if isinstance(value, bool):   # what `-p publish_overlap:=off` gives
+        assert "give one of auto, always, never" in problem

@@ -193,6 +193,135 @@ def test_frames_offered_while_inactive_are_not_counted(worker):
     assert cam.counters.received == 0 and worker.in_flight(cam) == 0
 
 
+# ------------------------------------------------------------------ publish_overlap
+
+class TwoStageBatch:
+    """A batch function in two parts, as the node's pipeline is: the call ("inference")
+    returns the rest ("publishing"), which waits on its batch's own event, then accounts."""
+
+    def __init__(self, fail_rest=()):
+        self.infer_threads, self.publish_threads = set(), set()
+        self.entered = []            # batch numbers whose inference started
+        self.publishing = []         # batch numbers whose publishing started
+        self.release = {}            # batch number -> Event letting its publishing go on
+        self.published = []
+        self.fail_rest = set(fail_rest)
+        self._lock = threading.Lock()
+
+    def __call__(self, batch, publishable, account):
+        self.infer_threads.add(threading.get_ident())
+        with self._lock:
+            n = len(self.entered)
+            self.entered.append(n)
+            go = self.release.setdefault(n, threading.Event())
+
+        def rest():
+            self.publish_threads.add(threading.get_ident())
+            self.publishing.append(n)
+            assert go.wait(WAIT)
+            if n in self.fail_rest:
+                raise OSError("publisher gone")
+            for cam, msg, _ in batch:
+                if publishable():
+                    self.published.append(msg)
+                    account(cam, "processed")
+                else:
+                    account(cam, "dropped")
+        return rest
+
+    def go(self, n):
+        with self._lock:
+            self.release.setdefault(n, threading.Event()).set()
+
+
+def overlapping(worker, cams, process):
+    worker.start(cams, process, overlap=True)
+    worker.activate()
+    return worker
+
+
+def test_overlap_segments_the_next_batch_while_the_previous_one_is_published(worker):
+    cam, batch = Cam("a"), TwoStageBatch()
+    overlapping(worker, [cam], batch)
+    worker.offer(cam, "f0")
+    _wait_until(lambda: batch.publishing == [0])   # batch 0 is being published ...
+    worker.offer(cam, "f1")
+    _wait_until(lambda: batch.entered == [0, 1])   # ... while batch 1 is segmented
+    assert batch.published == []
+    # Both of the camera's frames are in flight at once, and the counters still add up.
+    assert worker.in_flight(cam) == 2 and balanced(worker, cam)
+    assert batch.infer_threads.isdisjoint(batch.publish_threads)
+    batch.go(0)
+    batch.go(1)
+    _wait_until(lambda: batch.published == ["f0", "f1"])
+    _wait_until(lambda: not worker.busy())
+    assert cam.counters.processed == 2 and balanced(worker, cam)
+
+
+def test_overlap_publishes_one_batch_at_a_time_and_never_queues_more(worker):
+    cam, batch = Cam("a"), TwoStageBatch()
+    overlapping(worker, [cam], batch)
+    worker.offer(cam, "f0")
+    _wait_until(lambda: batch.publishing == [0])
+    worker.offer(cam, "f1")
+    _wait_until(lambda: batch.entered == [0, 1])
+    worker.offer(cam, "f2")   # waits: batch 1's results wait for batch 0 to be out
+    threading.Event().wait(0.2)
+    assert batch.entered == [0, 1] and batch.publishing == [0]
+    assert worker.in_flight(cam) == 3 and balanced(worker, cam)
+    batch.go(0)
+    _wait_until(lambda: batch.publishing == [0, 1])
+    _wait_until(lambda: batch.entered == [0, 1, 2])
+    batch.go(1)
+    batch.go(2)
+    _wait_until(lambda: batch.published == ["f0", "f1", "f2"])
+
+
+def test_overlap_a_deactivate_drops_the_batch_being_published(worker):
+    cam, batch = Cam("a"), TwoStageBatch()
+    released = []
+    overlapping(worker, [cam], batch)
+    worker.offer(cam, "f0")
+    _wait_until(lambda: batch.publishing == [0])
+    worker.deactivate()
+    batch.go(0)
+    _wait_until(lambda: not worker.busy())
+    assert batch.published == [] and cam.counters.dropped == 1
+    worker.activate()
+    worker.offer(cam, "f1")
+    _wait_until(lambda: batch.publishing == [0, 1])
+    worker.stop(release=lambda: released.append(1))
+    assert released == [] and worker.alive()   # the publishing thread is still in batch 1
+    batch.go(1)
+    assert worker.wait_stopped(WAIT)
+    assert released == [1] and batch.published == [] and cam.counters.dropped == 2
+    assert balanced(worker, cam)
+    assert not [t for t in threading.enumerate() if t.name == "test-worker-publish"]
+
+
+def test_overlap_a_failed_publish_rejects_its_frames_and_the_worker_goes_on(worker, errors):
+    cam, batch = Cam("a"), TwoStageBatch(fail_rest={0})
+    overlapping(worker, [cam], batch)
+    batch.go(0)
+    worker.offer(cam, "f0")
+    _wait_until(lambda: cam.counters.rejected == 1)
+    batch.go(1)
+    worker.offer(cam, "f1")
+    _wait_until(lambda: cam.counters.processed == 1)
+    assert errors == ["OSError: publisher gone"]
+    assert "publisher gone" in cam.counters.last_reject_reason
+    assert batch.published == ["f1"] and balanced(worker, cam)
+
+
+def test_without_overlap_the_rest_runs_in_the_worker_thread(worker):
+    cam, batch = Cam("a"), TwoStageBatch()
+    started(worker, [cam], batch)
+    batch.go(0)
+    worker.offer(cam, "f0")
+    _wait_until(lambda: batch.published == ["f0"])
+    assert batch.publish_threads == batch.infer_threads
+
+
 def _wait_until(condition, timeout=WAIT):
     done = threading.Event()
     for _ in range(int(timeout / 0.01)):

@@ -60,6 +60,15 @@ PREVIOUS_WORKER_WAIT_S = 30.0
 SHUTDOWN_WAIT_S = 5.0
 
 
+def publish_overlap(choice: str, device: Any) -> bool:
+    """``publish_overlap`` decided: ``auto`` is ``always`` where inference runs on a GPU (it waits
+    for the device, leaving the CPU to publishing) and ``never`` on the CPU, where inference uses
+    every core and a publishing thread beside it would slow it down."""
+    if choice != "auto":
+        return choice == "always"
+    return str(device).startswith("cuda")
+
+
 class SegmentationCore:
     """The parts of one segmentation node, coordinated (module docstring).
 
@@ -82,6 +91,7 @@ class SegmentationCore:
         self.cameras: List[CameraInput] = []
         self.settings = RuntimeSettings()
         self.configure_error = ""
+        self.overlap = False   # publish_overlap, decided at configure
 
         self.worker = FrameWorker(self._fail)
         self._lock = self.worker.lock
@@ -157,7 +167,8 @@ class SegmentationCore:
         pipeline = BatchPipeline(self.slot, run, lambda: self.settings, self.cameras,
                                  self.node.get_logger(), self._lock, self.stages,
                                  self._processed)
-        self.worker.start(self.cameras, pipeline)
+        self.overlap = publish_overlap(cfg.publish_overlap, self.slot.segmenter.device)
+        self.worker.start(self.cameras, pipeline, overlap=self.overlap)
 
     def _create_outputs(self, cfg: NodeConfig) -> None:
         """The camera inputs (not yet subscribed) and their outputs."""
@@ -274,5 +285,6 @@ class SegmentationCore:
             active=self.active, failing=failing, errors=errors, failed_sizes=failed_sizes,
             no_confidence=no_confidence, input_size=self.slot.input_size_text,
             qos=self.qos_events.counters, stages=self.stages,
-            extra=dict(lifecycle, **({"precision_choice": self.slot.precision_choice}
-                                     if self.slot.precision_choice else {})))
+            extra=dict(lifecycle, publish_overlap="always" if self.overlap else "never",
+                       **({"precision_choice": self.slot.precision_choice}
+                          if self.slot.precision_choice else {})))

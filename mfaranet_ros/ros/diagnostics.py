@@ -22,10 +22,10 @@ def status(level: int, name: str, message: str, hardware_id: str,
 
 
 def latency_report(header, name: str, hardware_id: str, times_ms: Dict[str, float],
-                   queue_ms: float, batch_size: int, outputs: Iterable[str]) -> DiagnosticArray:
-    """One frame's stage times: the input's header, one status with ``<stage>_ms`` keys."""
+                   batch_size: int, outputs: Iterable[str]) -> DiagnosticArray:
+    """One frame's stage times: the input's header, one status with ``<stage>_ms`` keys
+    (the stages add up to ``end_to_end_ms``)."""
     values = {f"{k}_ms": f"{v:.3f}" for k, v in times_ms.items()}
-    values["queue_ms"] = f"{queue_ms:.3f}"
     values["batch_size"] = str(batch_size)
     values["outputs"] = ",".join(outputs)
     report = DiagnosticArray()

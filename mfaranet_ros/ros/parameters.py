@@ -30,6 +30,7 @@ __all__ = [
 
 TRANSPORTS = ("raw", "compressed")
 RELIABILITIES = ("auto", "reliable", "best_effort")
+PUBLISH_OVERLAPS = ("auto", "always", "never")
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,12 @@ PARAMETERS: Tuple[ParamSpec, ...] = (
               "camera image's) or network (the network's scale, nothing upscaled: the "
               "camera image's region of the letterboxed input; cheaper).",
               choices=LABEL_RESOLUTIONS),
+    ParamSpec("publish_overlap", "string", "auto",
+              "always: publish a batch's outputs on a thread of their own while the next "
+              "batch is segmented (a shorter frame period when inference leaves the CPU "
+              "free); never: publish, then take the next batch; auto: always where inference "
+              "runs on a GPU, never on the CPU (where inference uses every core).",
+              choices=PUBLISH_OVERLAPS),
     ParamSpec("overlay_alpha", "double", 0.5, "Weight of the mask in the overlay.",
               read_only=False, float_range=(0.0, 1.0)),
     ParamSpec("qos_reliability", "string", "auto",
@@ -183,6 +190,9 @@ def validate_parameter(name: str, value: Any) -> Optional[str]:
     if spec is None:
         return f"unknown parameter {name!r}"
     problem = _type_problem(spec, value)
+    if problem and spec.choices and isinstance(value, bool):
+        return (f"{problem} (YAML reads on/off, yes/no, true/false as a boolean): give one "
+                f"of {', '.join(spec.choices)}")
     if problem:
         return problem
     if spec.choices and value not in spec.choices:
@@ -229,6 +239,7 @@ class NodeConfig:
     label_map: str = _default("label_map")
     label_format: str = _default("label_format")
     label_resolution: str = _default("label_resolution")
+    publish_overlap: str = _default("publish_overlap")
     overlay_alpha: float = _default("overlay_alpha")
     qos_reliability: str = _default("qos_reliability")
     qos_depth: int = _default("qos_depth")

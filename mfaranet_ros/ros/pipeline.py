@@ -9,6 +9,11 @@ reads nothing else of the node.
 Every frame it is given ends processed, dropped (deactivated meanwhile) or rejected (a
 malformed image, a size the backend cannot run, a frame the Segmenter refuses), through
 the worker's ``account``; one bad camera rejects only its own frame.
+
+A batch runs in two parts: the call decodes, checks and segments, and returns the
+publishing of the results, which the worker runs right after or, with ``publish_overlap``,
+on its publishing thread while the next batch is segmented. Each frame's ``~/latency``
+report gives its stages, which add up to its end-to-end time (:class:`_Marks`).
 """
 from __future__ import annotations
 
@@ -53,6 +58,34 @@ class RuntimeSettings:
         return self
 
 
+@dataclass(frozen=True)
+class _Marks:
+    """One batch's clock readings, for its frames' latency reports."""
+
+    t_start: float     # the worker took the batch
+    t_decoded: float   # every frame decoded and checked: the Segmenter starts
+    batch_size: int
+    device: str
+
+    def stages(self, t_recv: float, timings: Dict[str, float], t_publish: float,
+               t_done: float) -> Dict[str, float]:
+        """A frame's stage times (ms), which add up to its ``end_to_end`` exactly:
+        ``queue`` (receipt -> the worker takes it), ``decode`` (the batch's decoding and
+        checks), the Segmenter's ``preprocess``, ``inference``, ``postprocess``, ``wait``
+        (until its outputs start going out: the previous batch's publishing, earlier
+        frames of its batch) and ``publish`` (its outputs)."""
+        ms = 1000.0
+        pre, inf, post = (float(timings.get(k, 0.0))
+                          for k in ("preprocess", "inference", "postprocess"))
+        segmented = (self.t_decoded - t_recv) * ms + pre + inf + post
+        return {"queue": (self.t_start - t_recv) * ms,
+                "decode": (self.t_decoded - self.t_start) * ms,
+                "preprocess": pre, "inference": inf, "postprocess": post,
+                "wait": (t_publish - t_recv) * ms - segmented,
+                "publish": (t_done - t_publish) * ms,
+                "end_to_end": (t_done - t_recv) * ms}
+
+
 class BatchPipeline:
     """The batch function the worker runs (module docstring).
 
@@ -68,18 +101,21 @@ class BatchPipeline:
         self.cameras, self._log, self._lock = cameras, logger, lock
         self._stages, self._on_processed = stages, on_processed
 
-    def __call__(self, batch, publishable: Callable[[], bool], account) -> None:
+    def __call__(self, batch, publishable: Callable[[], bool],
+                 account) -> Optional[Callable[[], None]]:
+        """Runs ``batch`` up to its results; returns their publishing (the worker runs it
+        right away, or beside the next batch's inference), or None when nothing is left."""
         seg = self.slot.segmenter
         if seg is None:  # cleaned up between taking the batch and running it
             for cam, _, _ in batch:
                 account(cam, "dropped")
-            return
+            return None
         t_start = time.perf_counter()
         settings = self._settings()
         frames, items = self._decode(batch, settings, account)
         frames, items = self._usable(seg, frames, items, account)
         if not frames:
-            return
+            return None
         confidence = (any(w["confidence"] for *_, w in items)
                       and all(self.slot.confidence_available(
                           tuple(seg.network_shape(f.shape[:2]))) for f in frames))
@@ -87,16 +123,21 @@ class BatchPipeline:
                       overlay=any(w["overlay"] for *_, w in items),
                       overlay_alpha=settings.overlay_alpha, confidence=confidence,
                       network_resolution=self.run.network_resolution)
+        t_decoded = time.perf_counter()
         results = self._segment(seg, frames, items, kwargs, account)
         self._on_processed()
-        for (cam, msg, t_recv, decode_ms, wanted), result in zip(items, results):
-            if result is None:
-                continue
-            if not publishable():  # deactivated or cleaned up meanwhile
-                account(cam, "dropped")
-                continue
-            self._publish(seg, cam, msg, t_recv, t_start, decode_ms, wanted, result,
-                          len(frames), publishable, account)
+        marks = _Marks(t_start, t_decoded, len(frames), str(seg.device))
+        del seg  # publishing needs the results only, never the model
+
+        def publish() -> None:
+            for (cam, msg, t_recv, wanted), result in zip(items, results):
+                if result is None:
+                    continue
+                if not publishable():  # deactivated or cleaned up meanwhile
+                    account(cam, "dropped")
+                    continue
+                self._publish(cam, msg, t_recv, marks, wanted, result, publishable, account)
+        return publish
 
     # ------------------------------------------------------------------ steps
     def reject(self, cam: Any, reason: str, account) -> None:
@@ -108,7 +149,6 @@ class BatchPipeline:
         """The batch's frames as RGB arrays and, per frame, what to publish it with."""
         frames, items = [], []
         for cam, msg, t_recv in batch:
-            t0 = time.perf_counter()
             try:
                 frame = compressed_to_rgb(msg) if self.run.compressed else image_to_rgb(msg)
             except ImageFormatError as exc:
@@ -116,8 +156,7 @@ class BatchPipeline:
                 continue
             frames.append(frame)
             cam.frame_shape = frame.shape[:2]
-            items.append((cam, msg, t_recv, (time.perf_counter() - t0) * 1000.0,
-                          cam.outputs.wanted(settings.enabled)))
+            items.append((cam, msg, t_recv, cam.outputs.wanted(settings.enabled)))
         return frames, items
 
     def _usable(self, seg, frames: list, items: list, account) -> Tuple[list, list]:
@@ -161,8 +200,8 @@ class BatchPipeline:
                 results.append(None)
         return results
 
-    def _publish(self, seg, cam, msg, t_recv, t_start, decode_ms, wanted, result,
-                 batch_size, publishable, account) -> None:
+    def _publish(self, cam, msg, t_recv, marks: "_Marks", wanted, result, publishable,
+                 account) -> None:
         t0 = time.perf_counter()
         header, out, run = msg.header, cam.outputs, self.run
         sent = []
@@ -186,18 +225,13 @@ class BatchPipeline:
         if info is not None and out.publish("camera_info", info, publishable):
             sent.append("camera_info")
         t_done = time.perf_counter()
-        times = {"decode": decode_ms,
-                 "preprocess": float(result.timings.get("preprocess", 0.0)),
-                 "inference": float(result.timings.get("inference", 0.0)),
-                 "postprocess": float(result.timings.get("postprocess", 0.0)),
-                 "publish": (t_done - t0) * 1000.0,
-                 "end_to_end": (t_done - t_recv) * 1000.0}
+        times = marks.stages(t_recv, result.timings, t0, t_done)
         cam.stages.add(times)
         self._stages.add(times)
         account(cam, "processed")
         report = diagnostics.latency_report(
-            header, run.latency_name + (f"/{cam.key}" if cam.key else ""), str(seg.device),
-            times, (t_start - t_recv) * 1000.0, batch_size, sent)
+            header, run.latency_name + (f"/{cam.key}" if cam.key else ""), marks.device,
+            times, marks.batch_size, sent)
         out.publish("latency", report, publishable)
 
     def _camera_info(self, cam, header, labels_hw, wanted: bool) -> Optional[Any]:

@@ -12,7 +12,13 @@ Pure Python (no rclpy), so each guarantee is testable in milliseconds:
 - **counters that add up**: per camera, ``received = processed + dropped + rejected +
   in_flight(cam)`` at every moment, where the batch function accounts for each frame
   it is given (processed, dropped or rejected) and an exception it lets out rejects
-  the frames of that batch it had not yet accounted for.
+  the frames of that batch it had not yet accounted for;
+- **publishing beside inference** (``overlap``): the batch function may return what is
+  left of a batch once its results exist (publishing them); the worker runs that on a
+  second thread while it takes and runs the next batch, with at most one batch being
+  published at a time (a batch whose results are ready waits for the previous one to be
+  out, so nothing queues up). Without ``overlap`` it runs in the worker thread, right
+  after. A frame stays in flight until its batch is published.
 
 A *camera* is any object with a ``counters`` attribute (:class:`~.stats.InputCounters`).
 """
@@ -27,8 +33,11 @@ __all__ = ["Frame", "FrameWorker", "WorkerBusy"]
 #: one pending frame: (camera, message, perf_counter time it was received)
 Frame = Tuple[Any, Any, float]
 #: process(batch, publishable, account): runs one batch; ``account(cam, outcome, reason)``
-#: records each frame's outcome ("processed", "dropped" or "rejected")
-Process = Callable[[List[Frame], Callable[[], bool], Callable[..., None]], None]
+#: records each frame's outcome ("processed", "dropped" or "rejected"). It may return the
+#: rest of the batch's work (publishing) as a callable, run on the publishing thread with
+#: ``overlap``, else right away.
+Process = Callable[[List[Frame], Callable[[], bool], Callable[..., None]],
+                   Optional[Callable[[], None]]]
 
 
 class WorkerBusy(RuntimeError):
@@ -38,11 +47,59 @@ class WorkerBusy(RuntimeError):
 class _Run:
     """What one thread works with; emptied when it ends so nothing keeps the model alive."""
 
-    def __init__(self, process: Process):
+    def __init__(self, process: Process, overlap: bool):
         self.process: Optional[Process] = process
+        self.overlap = overlap
         self.stop = threading.Event()
         self.release: Optional[Callable[[], None]] = None
         self.exited = False
+
+
+class _Batch:
+    """One batch's frames, the epoch it was taken in, and its frames not yet accounted."""
+
+    def __init__(self, frames: List[Frame], epoch: int):
+        self.frames = frames
+        self.epoch = epoch
+        self.open = {id(cam) for cam, _, _ in frames}
+
+
+class _Handoff:
+    """The publishing thread: one batch's rest at a time; :meth:`put` waits while the
+    previous one still runs; :meth:`close` lets the last one finish and ends the thread."""
+
+    def __init__(self, name: str):
+        self._cond = threading.Condition()
+        self._job: Optional[Callable[[], None]] = None
+        self._closed = False
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    def put(self, job: Callable[[], None]) -> None:
+        with self._cond:
+            while self._job is not None:
+                self._cond.wait()
+            self._job = job
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while self._job is None and not self._closed:
+                    self._cond.wait()
+                if self._job is None:
+                    return
+                job = self._job
+            job()   # never raises: the worker's completion catches and accounts
+            with self._cond:
+                self._job = None
+                self._cond.notify_all()
 
 
 class FrameWorker:
@@ -59,7 +116,7 @@ class FrameWorker:
         self._name = name
         self._cameras: List[Any] = []
         self._pending: Dict[int, Frame] = {}
-        self._in_flight: Dict[int, int] = {}
+        self._in_flight: Dict[int, int] = {}   # frames taken, not yet accounted, by camera
         self._active = False
         self._epoch = 0  # raised by deactivate: older batches are not published
         self._run: Optional[_Run] = None
@@ -74,11 +131,12 @@ class FrameWorker:
         """Whether an inference thread (maybe one being stopped) is still running."""
         return self._thread is not None and self._thread.is_alive()
 
-    def start(self, cameras: List[Any], process: Process) -> None:
-        """Start the thread for ``cameras``; WorkerBusy while an earlier one still runs."""
+    def start(self, cameras: List[Any], process: Process, overlap: bool = False) -> None:
+        """Start the thread for ``cameras``; WorkerBusy while an earlier one still runs.
+        ``overlap``: publish each batch on a second thread while the next one runs."""
         if self.alive():
             raise WorkerBusy("the previous inference thread is still running its batch")
-        run = _Run(process)
+        run = _Run(process, overlap)
         with self.lock:
             self._cameras = list(cameras)
             self._pending, self._in_flight = {}, {}
@@ -169,25 +227,35 @@ class FrameWorker:
             cam.counters.dropped += 1
         self._pending = {}
 
-    def _take(self, run: _Run) -> Optional[Tuple[List[Frame], int]]:
+    def _take(self, run: _Run) -> Optional[_Batch]:
         with self.lock:
             while not run.stop.is_set() and not self._pending:
                 self._wake.wait(0.5)
             if run.stop.is_set():
                 return None
-            batch = [self._pending[id(c)] for c in self._cameras if id(c) in self._pending]
+            frames = [self._pending[id(c)] for c in self._cameras if id(c) in self._pending]
             self._pending = {}
-            self._in_flight = {id(cam): 1 for cam, _, _ in batch}
-            return batch, self._epoch
+            for cam, _, _ in frames:
+                self._in_flight[id(cam)] = self._in_flight.get(id(cam), 0) + 1
+            return _Batch(frames, self._epoch)
 
     def _loop(self, run: _Run) -> None:
+        handoff = _Handoff(self._name + "-publish") if run.overlap else None
         try:
             while True:
-                taken = self._take(run)
-                if taken is None:
+                batch = self._take(run)
+                if batch is None:
                     return
-                self._one_batch(run, *taken)
+                rest = self._one_batch(run, batch)
+                if rest is None:
+                    continue
+                if handoff is not None:
+                    handoff.put(rest)
+                else:
+                    rest()
         finally:
+            if handoff is not None:
+                handoff.close()  # the batch being published finishes (unpublished if stopped)
             run.process = None  # the model's last reference from this thread goes here
             with self.lock:
                 run.exited = True
@@ -195,29 +263,62 @@ class FrameWorker:
             if release is not None:
                 release()
 
-    def _one_batch(self, run: _Run, batch: List[Frame], epoch: int) -> None:
+    def _account(self, batch: _Batch, cam: Any, outcome: str, reason: str = "") -> None:
+        with self.lock:
+            if id(cam) not in batch.open:
+                return  # already accounted for
+            batch.open.discard(id(cam))
+            self._leave(cam)
+            setattr(cam.counters, outcome, getattr(cam.counters, outcome) + 1)
+            if outcome == "rejected" and reason:
+                cam.counters.last_reject_reason = reason
+
+    def _leave(self, cam: Any) -> None:  # lock held: one of cam's frames is accounted
+        left = self._in_flight.get(id(cam), 0) - 1
+        if left > 0:
+            self._in_flight[id(cam)] = left
+        else:
+            self._in_flight.pop(id(cam), None)
+
+    def _settle(self, batch: _Batch) -> None:
+        """The batch is over: a frame the batch function forgot counts as dropped."""
+        with self.lock:
+            for cam, _, _ in batch.frames:
+                if id(cam) in batch.open:
+                    batch.open.discard(id(cam))
+                    self._leave(cam)
+                    cam.counters.dropped += 1
+
+    def _failed(self, run: _Run, batch: _Batch, exc: Exception) -> None:
+        reason = f"{type(exc).__name__}: {exc}"
+        for cam, _, _ in batch.frames:
+            self._account(batch, cam, "rejected", f"inference failed: {reason}")
+        if not run.stop.is_set():
+            self._on_error(reason)
+
+    def _one_batch(self, run: _Run, batch: _Batch) -> Optional[Callable[[], None]]:
+        """Runs the batch function; what is left of the batch (its publishing, ending in
+        its accounting), or None when it is over."""
         def publishable() -> bool:
-            return not run.stop.is_set() and self._epoch == epoch
+            return not run.stop.is_set() and self._epoch == batch.epoch
 
         def account(cam: Any, outcome: str, reason: str = "") -> None:
-            with self.lock:
-                if not self._in_flight.pop(id(cam), 0):
-                    return  # already accounted for
-                setattr(cam.counters, outcome, getattr(cam.counters, outcome) + 1)
-                if outcome == "rejected" and reason:
-                    cam.counters.last_reject_reason = reason
+            self._account(batch, cam, outcome, reason)
 
         try:
-            run.process(batch, publishable, account)
+            rest = run.process(batch.frames, publishable, account)
         except Exception as exc:  # noqa: BLE001 - the worker must survive and report
-            reason = f"{type(exc).__name__}: {exc}"
-            for cam, _, _ in batch:
-                account(cam, "rejected", f"inference failed: {reason}")
-            if not run.stop.is_set():
-                self._on_error(reason)
-        finally:
-            with self.lock:
-                for cam, _, _ in batch:  # a frame the batch function forgot: dropped
-                    if self._in_flight.pop(id(cam), 0):
-                        cam.counters.dropped += 1
-                self._in_flight = {}
+            self._failed(run, batch, exc)
+            rest = None
+        if rest is None:
+            self._settle(batch)
+            return None
+
+        def complete() -> None:
+            try:
+                rest()
+            except Exception as exc:  # noqa: BLE001 - as above, on the publishing thread
+                self._failed(run, batch, exc)
+            finally:
+                self._settle(batch)
+        return complete

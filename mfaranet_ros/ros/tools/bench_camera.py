@@ -76,6 +76,10 @@ class _Arrivals:
             time.sleep(0.001)
 
 
+#: the stages of a frame's latency report, which add up to its ``end_to_end_ms``
+STAGES = ("queue", "decode", "preprocess", "inference", "postprocess", "wait", "publish")
+
+
 def _frame_timings(got: Dict[str, Tuple[float, object]], t_sent: float, stamp: int,
                    outputs: Sequence[str] = OUTPUTS) -> Dict[str, float]:
     """One frame's figures (ms) from its latency report and the arrival times."""
@@ -87,7 +91,8 @@ def _frame_timings(got: Dict[str, Tuple[float, object]], t_sent: float, stamp: i
     last_output = max(got[name][0] for name in outputs)
     return {"end_to_end": ms["end_to_end"], "segmenter": segmenter,
             "overhead": ms["end_to_end"] - segmenter, "decode": ms["decode"],
-            "publish": ms["publish"], "queue": ms["queue"],
+            "publish": ms["publish"], "queue": ms["queue"], "wait": ms["wait"],
+            "unaccounted": ms["end_to_end"] - sum(ms[s] for s in STAGES),
             "round_trip": (last_output - t_sent) * 1e3}
 
 
@@ -134,20 +139,26 @@ def overhead_camera(spec: Dict, ready: Callable[[], None]) -> Dict:
 # ------------------------------------------------------------------ several cameras
 
 class _Window:
-    """Labels counted per camera and node latencies, while the measuring window is open."""
+    """Frames counted per camera (by their latency reports) and the reports' stage times,
+    while the measuring window is open."""
 
     def __init__(self, cameras: int) -> None:
         self._lock = threading.Lock()
         self.open = False
         self.counts = [0] * cameras
         self.latencies_ms: List[float] = []
+        self.stages_ms: Dict[str, List[float]] = {}
 
     def callback(self, camera: int) -> Callable:
         def on_latency(msg: DiagnosticArray) -> None:
+            values = _report_values(msg)
             with self._lock:
                 if self.open:
                     self.counts[camera] += 1
-                    self.latencies_ms.append(float(_report_values(msg)["end_to_end_ms"]))
+                    self.latencies_ms.append(float(values["end_to_end_ms"]))
+                    for key, value in values.items():
+                        if key.endswith("_ms"):
+                            self.stages_ms.setdefault(key[:-3], []).append(float(value))
         return on_latency
 
     def set_open(self, value: bool) -> None:
@@ -176,17 +187,19 @@ def _publish_at_rate(pubs: Sequence, window: _Window, data: array.array, size, r
 
 
 def multi_camera(spec: Dict, ready: Callable[[], None]) -> Dict:
-    """Worker: every camera of ``spec["layout"]`` (image, labels, latency topics) at
-    ``spec["rate"]`` Hz, faster than the model runs, so that the node(s) are saturated."""
+    """Worker: every camera of ``spec["layout"]`` (image topic, image output topics to
+    subscribe, latency topic) at ``spec["rate"]`` Hz, faster than the model runs, so that
+    the node(s) are saturated."""
     layout = spec["layout"]
     cam = Participant("mfaranet_bench_cameras")
     try:
         qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
         window = _Window(len(layout))
         pubs, subs = [], []
-        for i, (image, labels, latency) in enumerate(layout):
+        for i, (image, outputs, latency) in enumerate(layout):
             pubs.append(cam.node.create_publisher(Image, image, qos))
-            subs.append(cam.node.create_subscription(Image, labels, lambda _msg: None, qos))
+            subs += [cam.node.create_subscription(Image, topic, lambda _msg: None, qos)
+                     for topic in outputs]
             subs.append(cam.node.create_subscription(DiagnosticArray, latency,
                                                      window.callback(i), qos))
         cam.wait_matched(pubs, subs, spec["timeout"])
@@ -195,6 +208,6 @@ def multi_camera(spec: Dict, ready: Callable[[], None]) -> Dict:
                                     spec["frame_size"], spec["rate"], spec["seconds"],
                                     spec["settle"])
         return {"window_s": window_s, "per_camera_frames": window.counts,
-                "latencies_ms": window.latencies_ms}
+                "latencies_ms": window.latencies_ms, "stages_ms": window.stages_ms}
     finally:
         cam.close()

@@ -26,8 +26,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from ...bench import BackendPrecision, child_env, run_workers, summarize, weights_or_random
 from ...bench.processes import peak_rss_mb, python_command, start_logged, stop_processes
 
-__all__ = ["bench_node", "bench_node_cameras", "bench_node_outputs", "format_report",
-           "format_multicamera", "format_outputs", "ros_envs", "node_command"]
+__all__ = ["bench_node", "bench_node_cameras", "bench_node_outputs", "bench_node_overlap",
+           "format_report", "format_multicamera", "format_outputs", "format_overlap",
+           "ros_envs", "node_command"]
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,9 @@ def _overhead_report(frames: List[Dict[str, float]], conditions: Dict) -> Dict[s
     return {"conditions": conditions, "node_overhead_ms": summary("overhead"),
             "end_to_end_ms": summary("end_to_end"), "segmenter_ms": summary("segmenter"),
             "decode_ms": summary("decode"), "publish_ms": summary("publish"),
-            "queue_ms": summary("queue"), "camera_round_trip_ms": summary("round_trip")}
+            "queue_ms": summary("queue"), "wait_ms": summary("wait"),
+            "unaccounted_ms": summary("unaccounted"),
+            "camera_round_trip_ms": summary("round_trip")}
 
 
 def bench_node(weights: Optional[str] = None, *, pair: BackendPrecision = TORCH_FP32,
@@ -181,12 +184,13 @@ def format_outputs(r: Dict[str, object]) -> str:
     return "\n".join(lines)
 
 
-def _layout(ns: str, names: Sequence[str], batched: bool) -> List[Tuple[str, str, str]]:
-    """(image, labels, latency) topics per camera, as the node names them in each setup."""
+def _layout(ns: str, names: Sequence[str],
+            batched: bool) -> List[Tuple[str, List[str], str]]:
+    """(image, [labels], latency) topics per camera, as the node names them in each setup."""
     if batched:
-        return [(f"{ns}/{c}/image", f"{ns}/mfaranet/{c}/labels", f"{ns}/mfaranet/{c}/latency")
-                for c in names]
-    return [(f"{ns}/{c}/image", f"{ns}/{c}/mfaranet/labels", f"{ns}/{c}/mfaranet/latency")
+        return [(f"{ns}/{c}/image", [f"{ns}/mfaranet/{c}/labels"],
+                 f"{ns}/mfaranet/{c}/latency") for c in names]
+    return [(f"{ns}/{c}/image", [f"{ns}/{c}/mfaranet/labels"], f"{ns}/{c}/mfaranet/latency")
             for c in names]
 
 
@@ -248,6 +252,82 @@ def bench_node_cameras(cameras: Sequence[int] = (2, 4), weights: Optional[str] =
             "results": results}
 
 
+#: ``bench-node --overlap``: the node's publish_overlap settings compared in one run
+OVERLAP_SETTINGS = ("never", "always")
+
+
+def bench_node_overlap(weights: Optional[str] = None, *, pair: BackendPrecision = TORCH_FP32,
+                       input_size: Optional[Tuple[int, int]] = (256, 512),
+                       frame_size: Tuple[int, int] = (1024, 2048), rate: float = 30.0,
+                       seconds: float = 10.0, settle: float = 3.0, rounds: int = 2,
+                       timeout: float = 180.0) -> Dict[str, object]:
+    """One camera publishing faster than the node runs, labels, color and overlay
+    subscribed, against the node with ``publish_overlap`` never and always (a node process each,
+    alternated ``rounds`` times so both see the same machine): the frame period (the
+    inverse of the frames/s it sustains) and a frame's latency (its ``end_to_end_ms``),
+    with the stage medians of the frames' latency reports."""
+    spec = {"frame_size": list(frame_size), "rate": rate, "seconds": seconds,
+            "settle": settle, "timeout": timeout}
+    runs: Dict[str, List[Dict[str, object]]] = {s: [] for s in OVERLAP_SETTINGS}
+    given = weights
+    with tempfile.TemporaryDirectory(prefix="mfaranet_bench_overlap_") as tmp:
+        weights = weights_or_random(weights, tmp)
+        for _ in range(rounds):
+            for setting in OVERLAP_SETTINGS:
+                ns = f"/ov_{os.getpid()}_{setting}"
+                command = node_command(ns, weights, pair, input_size,
+                                       parameters=[f"publish_overlap:={setting}"])
+                layout = [(f"{ns}/image", [f"{ns}/mfaranet/{o}" for o in OUTPUTS],
+                           f"{ns}/mfaranet/latency")]
+                node_env, camera_env = ros_envs()
+                with _Nodes([command], node_env, tmp) as nodes:
+                    log.info("publish_overlap %s: one camera at %.0f Hz", setting, rate)
+                    (r,) = run_workers(CAMERAS_WORKER, [dict(spec, layout=layout)],
+                                       camera_env, timeout + settle + seconds * 3,
+                                       nodes.watch)
+                if not r["latencies_ms"]:
+                    raise RuntimeError(f"no frame came back within {seconds} s; measure for "
+                                       f"longer (--seconds)")
+                runs[setting].append(r)
+    result: Dict[str, object] = {}
+    for setting, rs in runs.items():
+        frames = sum(sum(r["per_camera_frames"]) for r in rs)
+        window = sum(r["window_s"] for r in rs)
+        stages = {k: summarize([v for r in rs for v in r["stages_ms"].get(k, [])]).as_dict()
+                  for k in rs[0]["stages_ms"]}
+        result[setting] = {"frames_per_s": frames / window, "frame_period_ms": 1e3 * window
+                           / frames, "frames": frames, "latency": stages["end_to_end"],
+                           "stages_ms": {k: v["median_ms"] for k, v in stages.items()}}
+    off, on = result["never"], result["always"]
+    return {"conditions": {"weights": given or "random init", "backend": pair.backend,
+                           "precision": pair.precision,
+                           "input_size": list(input_size) if input_size else None,
+                           "frame_size": list(frame_size), "encoding": "rgb8",
+                           "outputs": list(OUTPUTS), "rate_hz": rate, "seconds": seconds,
+                           "rounds": rounds, "cpu_count": os.cpu_count()},
+            "settings": result,
+            "frame_period_ratio": on["frame_period_ms"] / off["frame_period_ms"],
+            "latency_ratio": on["latency"]["median_ms"] / off["latency"]["median_ms"]}
+
+
+def format_overlap(r: Dict[str, object]) -> str:
+    c = r["conditions"]
+    lines = [f"publish_overlap, one {_size(c['frame_size'])} rgb8 camera at {c['rate_hz']} Hz, "
+             f"labels+color+overlay subscribed, backend {c['backend']}:{c['precision']}, "
+             f"network input {_size(c['input_size'])}, {c['rounds']} x {c['seconds']} s per "
+             f"setting ({c['cpu_count']} CPUs):",
+             f"  {'setting':<8}{'frames/s':>9}{'period':>9}{'latency':>9}{'inference':>10}"
+             f"{'wait':>7}{'publish':>9}   (medians, ms)"]
+    for setting, s in r["settings"].items():
+        st = s["stages_ms"]
+        lines.append(f"  {setting:<8}{s['frames_per_s']:>9.2f}{s['frame_period_ms']:>9.1f}"
+                     f"{s['latency']['median_ms']:>9.1f}{st.get('inference', 0):>10.1f}"
+                     f"{st.get('wait', 0):>7.1f}{st.get('publish', 0):>9.1f}")
+    lines.append(f"  always / never: frame period x{r['frame_period_ratio']:.3f}, latency "
+                 f"x{r['latency_ratio']:.3f}")
+    return "\n".join(lines)
+
+
 def _size(size) -> str:
     return f"{size[0]}x{size[1]}" if size else "full resolution"
 
@@ -262,6 +342,8 @@ def format_report(r: Dict[str, object]) -> str:
                        ("segmenter_ms", "segmenter (preprocess+inference+postprocess)"),
                        ("decode_ms", "decode"), ("publish_ms", "publish (3 outputs)"),
                        ("queue_ms", "queue (receipt -> worker)"),
+                       ("wait_ms", "wait (results -> its publishing starts)"),
+                       ("unaccounted_ms", "end-to-end - sum of the report's stages"),
                        ("camera_round_trip_ms", "camera round trip (publish -> last output)")):
         s = r[key]
         lines.append(f"  {label:<50} median {s['median_ms']:8.2f} ms   p95 {s['p95_ms']:8.2f}"

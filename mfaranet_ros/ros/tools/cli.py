@@ -100,10 +100,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(building the message, publish() with no subscriber, with a "
                         "reliable and with a best-effort subscriber in another process), "
                         "in ms and in passes of one memcpy, on the installed rclpy")
+    p.add_argument("--overlap", action="store_true",
+                   help="one camera faster than the node, three outputs subscribed: the frame "
+                        "period and latency with publish_overlap never and always, alternated "
+                        "--rounds times (uses --rate, default 30 here, and --seconds)")
+    p.add_argument("--rounds", type=int, default=2, metavar="N",
+                   help="with --overlap: how often each setting is measured (default: 2)")
     p.add_argument("--no-camera-profile", action="store_true",
                    help="do not give the camera process the large shared-memory profile")
-    p.add_argument("--rate", type=positive_float, default=15.0, metavar="HZ",
-                   help="with --cameras: frames per second per camera (default: 15)")
+    p.add_argument("--rate", type=positive_float, default=None, metavar="HZ",
+                   help="with --cameras: frames per second per camera (default: 15; "
+                        "--overlap: 30)")
     p.add_argument("--seconds", type=positive_float, default=10.0, metavar="S",
                    help="with --cameras: measuring time per setup (default: 10)")
     p.set_defaults(func=_bench_node)
@@ -125,8 +132,10 @@ def _run(args: argparse.Namespace) -> int:
         bench_node,
         bench_node_cameras,
         bench_node_outputs,
+        bench_node_overlap,
         format_multicamera,
         format_outputs,
+        format_overlap,
         format_report,
     )
 
@@ -136,6 +145,15 @@ def _run(args: argparse.Namespace) -> int:
         result = bench_publish_path(frame_size=args.frame_size or OVERHEAD_FRAME,
                                     iterations=args.iterations)
         print(format_publish_path(result))
+    elif args.overlap:
+        if args.rounds < 1:
+            print("error: --rounds must be at least 1", file=sys.stderr)
+            return 2
+        result = bench_node_overlap(args.weights, pair=args.backend, input_size=args.input_size,
+                                    frame_size=args.frame_size or OVERHEAD_FRAME,
+                                    rate=args.rate or 30.0, seconds=args.seconds,
+                                    rounds=args.rounds)
+        print(format_overlap(result))
     elif args.outputs:
         result = bench_node_outputs(args.weights, pair=args.backend, input_size=args.input_size,
                                     frame_size=args.frame_size or OVERHEAD_FRAME,
@@ -146,7 +164,7 @@ def _run(args: argparse.Namespace) -> int:
         result = bench_node_cameras(args.cameras, args.weights, pair=args.backend,
                                     input_size=args.input_size,
                                     frame_size=args.frame_size or CAMERAS_FRAME,
-                                    rate=args.rate, seconds=args.seconds)
+                                    rate=args.rate or 15.0, seconds=args.seconds)
         print(format_multicamera(result))
     else:
         result = bench_node(args.weights, pair=args.backend, input_size=args.input_size,
