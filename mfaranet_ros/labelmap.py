@@ -62,8 +62,15 @@ class LabelMap:
     def is_identity(self) -> bool:
         return bool(np.array_equal(self.lut, np.arange(256, dtype=np.uint8)))
 
-    def apply(self, labels: np.ndarray) -> np.ndarray:
-        """``(H, W)`` uint8 model ids -> ``(H, W)`` uint8 output ids (the input if identity)."""
+    def apply(self, labels: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
+        """``(H, W)`` uint8 model ids -> ``(H, W)`` uint8 output ids (the input if identity);
+        ``out``: written there (e.g. a message's buffer), in one pass."""
+        if out is not None:
+            if self.is_identity:
+                np.copyto(out, labels)
+            else:
+                np.take(self.lut, labels, out=out)
+            return out
         if self.is_identity:
             return labels
         return self.lut[labels]

@@ -75,7 +75,7 @@ def test_serialize_image_matches_rclpy(frame_id, encoding, shape):
     ours = serialize_image(header, pixels, encoding)
     reference = fill_image(Image(), header, pixels, encoding)
     assert len(ours) == len(serialize_message(reference))
-    back = deserialize_message(ours, Image)
+    back = deserialize_message(bytes(ours), Image)
     assert back == reference
     assert back.header.frame_id == frame_id and back.encoding == encoding
     np.testing.assert_array_equal(np.frombuffer(back.data, np.uint8), pixels.reshape(-1))

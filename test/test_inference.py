@@ -359,3 +359,58 @@ def test_network_resolution_results_are_the_frames_region_at_network_scale(
 
 def seg_palette(seg):
     return palette_lut(seg.metadata.palette)
+
+
+# ------------------------------------------------ results written where the caller wants them
+
+@pytest.mark.parametrize("device_processing", [False, True], ids=["host", "device"])
+@pytest.mark.parametrize("input_size, network_resolution", [
+    ((64, 128), False), ((64, 128), True), (None, False)],
+    ids=["upscaled", "network-resolution", "full-resolution"])
+def test_into_writes_each_output_once_into_the_callers_array(
+        varied_checkpoint, inference_cache_dir, device_processing, input_size,
+        network_resolution):
+    """``into``: labels, colour and overlay land in the arrays the caller gives (e.g. a
+    message's buffer), as those very arrays (no copy after them), equal to the results
+    without ``into``; an output the caller gives nothing for is allocated as before."""
+    seg = Segmenter.from_checkpoint(varied_checkpoint, backend="torch", device="cpu",
+                                    input_size=input_size, cache_dir=inference_cache_dir,
+                                    device_processing=device_processing)
+    frames = [scene(96, 130, 61), scene(80, 100, 62)]   # 96x130: a non-integer scale
+    kw = dict(confidence=True, network_resolution=network_resolution, overlay_alpha=0.4)
+    plain = seg.segment_batch(frames, **kw)
+    given = {}
+
+    def into(index, name, shape):
+        if (index, name) == (1, "color"):
+            return None
+        given[index, name] = np.full(shape, 7, np.uint8)
+        return given[index, name]
+
+    results = seg.segment_batch(frames, into=into, **kw)
+    assert sorted(given) == [(0, "color"), (0, "labels"), (0, "overlay"), (1, "labels"),
+                             (1, "overlay")]
+    for i, (a, b) in enumerate(zip(plain, results)):
+        for name in ("labels", "color", "overlay"):
+            np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+            if (i, name) in given:
+                assert getattr(b, name) is given[i, name]
+        np.testing.assert_array_equal(a.confidence, b.confidence)
+    with pytest.raises(ValueError, match="into: labels needs a writable contiguous uint8"):
+        seg.segment(frames[0], into=lambda i, name, shape: np.zeros((3, 3), np.uint8))
+
+
+@pytest.mark.parametrize("source", [(96, 130), (64, 128), (200, 301), (47, 1000)])
+def test_host_colours_at_network_size_then_enlarged_equal_the_enlarged_labels_coloured(source):
+    """The host colours the network's pixels and enlarges the colours: the same image as
+    colouring the enlarged labels, also at scales that are no integer."""
+    rng = np.random.default_rng(9)
+    lut = rng.integers(0, 256, (256, 3)).astype(np.uint8)
+    proc = HostProcessing(lut, FILL)
+    labels = rng.integers(0, 19, (64, 128)).astype(np.uint8)
+    box = letterbox_geometry(source, (64, 128))
+    restored = restore_labels(labels, box)
+    out = np.empty((*source, 3), np.uint8)
+    got = proc.restore_colors(labels, restored, box, out)
+    assert got is out
+    np.testing.assert_array_equal(out, colorize(restored, lut))

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .processing import Letterbox, Processing
+from .processing import Letterbox, OutArray, Processing
 
 __all__ = ["DeviceProcessing"]
 
@@ -59,7 +59,8 @@ class DeviceProcessing(Processing):
     def stack(self, images: Sequence[torch.Tensor]) -> torch.Tensor:
         return images[0].unsqueeze(0) if len(images) == 1 else torch.stack(list(images))
 
-    def restore_labels(self, labels: torch.Tensor, box: Letterbox) -> torch.Tensor:
+    def restore_labels(self, labels: torch.Tensor, box: Letterbox,
+                       out: OutArray = None) -> torch.Tensor:
         vh, vw = box.valid
         valid = labels[:vh, :vw]
         if (vh, vw) == box.source:
@@ -82,15 +83,23 @@ class DeviceProcessing(Processing):
     def set_lut(self, lut: np.ndarray) -> None:
         self.lut = torch.from_numpy(np.ascontiguousarray(lut, dtype=np.uint8)).to(self.device)
 
-    def colorize(self, labels: torch.Tensor) -> torch.Tensor:
+    def colorize(self, labels: torch.Tensor, out: OutArray = None) -> torch.Tensor:
         return self.lut[labels.long()]
 
-    def blend(self, image: torch.Tensor, color: torch.Tensor, alpha: float) -> torch.Tensor:
-        out = image.float() * (1.0 - alpha) + color.float() * alpha
-        return out.round_().clamp_(0, 255).to(torch.uint8)
+    def blend(self, image: torch.Tensor, color: torch.Tensor, alpha: float,
+              out: OutArray = None) -> torch.Tensor:
+        mixed = image.float() * (1.0 - alpha) + color.float() * alpha
+        return mixed.round_().clamp_(0, 255).to(torch.uint8)
 
-    def download(self, array: Optional[torch.Tensor]) -> Optional[np.ndarray]:
-        return None if array is None else array.cpu().numpy()
+    def download(self, array: Optional[torch.Tensor],
+                 out: OutArray = None) -> Optional[np.ndarray]:
+        """To the host; ``out``: straight into it (e.g. a message's buffer), one copy."""
+        if array is None:
+            return None
+        if out is None:
+            return array.cpu().numpy()
+        torch.from_numpy(out).copy_(array)
+        return out
 
 
 def _resize(image: torch.Tensor, box: Letterbox) -> torch.Tensor:

@@ -46,6 +46,8 @@ __all__ = [
 
 #: What a processing implementation works on: numpy in host memory, or torch tensors.
 Array = Union[np.ndarray, torch.Tensor]
+#: Where a step's result is wanted (see :class:`Processing`), or None: anywhere.
+OutArray = Optional[np.ndarray]
 
 
 def check_frame(frame: object, index: Optional[int] = None) -> np.ndarray:
@@ -97,6 +99,12 @@ class Processing(abc.ABC):
     ``(H, W)`` uint8 trainIds, confidence ``(H, W)`` float32, all in this
     implementation's array type. ``lut`` is the ``(256, 3)`` uint8 palette table
     (:func:`palette_lut`), ``fill`` the ``(3,)`` uint8 letterbox padding.
+
+    ``out``: where a result is wanted in the end, a host numpy array of its shape (e.g. a
+    view of a message's buffer). The host implementation writes the result there at once;
+    one whose arrays live on a device ignores it until :meth:`download`, which copies into
+    ``out`` straight from the device. Either way ``download(x, out)`` returns ``out``
+    holding the result, with no copy in between.
     """
 
     def sync(self) -> None:
@@ -129,14 +137,14 @@ class Processing(abc.ABC):
         return labels, conf
 
     @abc.abstractmethod
-    def restore_labels(self, labels: Array, box: Letterbox) -> Array:
+    def restore_labels(self, labels: Array, box: Letterbox, out: OutArray = None) -> Array:
         """Network-size labels ``(H, W)`` -> source-size labels ``(h, w)`` (nearest)."""
 
     @abc.abstractmethod
     def restore_confidence(self, conf: Array, box: Letterbox) -> Array:
         """Network-size confidence ``(H, W)`` -> source size ``(h, w)`` float32 (bilinear)."""
 
-    def valid_labels(self, labels: Array, box: Letterbox) -> Array:
+    def valid_labels(self, labels: Array, box: Letterbox, out: OutArray = None) -> Array:
         """Network-size labels -> the frame's region of them, at network scale
         ``(valid_h, valid_w)``: the letterbox padding cut off, nothing resized."""
         vh, vw = box.valid
@@ -154,16 +162,24 @@ class Processing(abc.ABC):
         letterbox resizes it (for an overlay at network resolution)."""
 
     @abc.abstractmethod
-    def colorize(self, labels: Array) -> Array:
+    def colorize(self, labels: Array, out: OutArray = None) -> Array:
         """``(H, W)`` uint8 labels -> ``(H, W, 3)`` uint8 RGB through the palette."""
 
+    def restore_colors(self, labels: Array, restored: Array, box: Letterbox,
+                       out: OutArray = None) -> Array:
+        """The colour mask at the source size: the colours of ``restored``, which is
+        :meth:`restore_labels` of the network-size ``labels`` (an implementation may
+        colour the fewer network pixels instead)."""
+        return self.colorize(restored, out)
+
     @abc.abstractmethod
-    def blend(self, image: Array, color: Array, alpha: float) -> Array:
+    def blend(self, image: Array, color: Array, alpha: float, out: OutArray = None) -> Array:
         """``(1 - alpha) * image + alpha * color``, rounded, uint8."""
 
     @abc.abstractmethod
-    def download(self, array: Optional[Array]) -> Optional[np.ndarray]:
-        """This implementation's array -> a host numpy array (None stays None)."""
+    def download(self, array: Optional[Array], out: OutArray = None) -> Optional[np.ndarray]:
+        """This implementation's array -> a host numpy array (None stays None); ``out``
+        given: that array, holding it."""
 
 
 def letterbox_fill(mean: Sequence[float]) -> np.ndarray:
@@ -188,14 +204,24 @@ def letterbox_into(frame: np.ndarray, out: np.ndarray, box: Letterbox, fill: np.
         out[:vh, vw:] = fill
 
 
-def restore_labels(labels: np.ndarray, box: Letterbox) -> np.ndarray:
-    """Network-size labels ``(H, W)`` -> source-size labels ``(h, w)`` (nearest neighbour)."""
+def restore_labels(labels: np.ndarray, box: Letterbox, out: OutArray = None) -> np.ndarray:
+    """Network-size labels ``(H, W)`` -> source-size labels ``(h, w)`` (nearest neighbour);
+    also for ``(H, W, 3)`` colours of labels. ``out``: written there."""
     vh, vw = box.valid
     valid = labels[:vh, :vw]
     if (vh, vw) == box.source:
-        return np.ascontiguousarray(valid)
+        return _into(valid, out)
     h, w = box.source
-    return cv2.resize(valid, (w, h), interpolation=cv2.INTER_NEAREST)
+    return _into(cv2.resize(valid, (w, h), dst=out, interpolation=cv2.INTER_NEAREST), out)
+
+
+def _into(result: np.ndarray, out: OutArray) -> np.ndarray:
+    """``result`` in ``out`` (copied unless a step already wrote it there), or contiguous."""
+    if out is None:
+        return np.ascontiguousarray(result)
+    if result is not out:
+        np.copyto(out, result)
+    return out
 
 
 def restore_confidence(conf: np.ndarray, box: Letterbox) -> np.ndarray:
@@ -219,16 +245,17 @@ def palette_lut(palette: Sequence[Sequence[int]]) -> np.ndarray:
     return lut
 
 
-def colorize(labels: np.ndarray, lut: np.ndarray) -> np.ndarray:
+def colorize(labels: np.ndarray, lut: np.ndarray, out: OutArray = None) -> np.ndarray:
     """``(H, W)`` uint8 labels -> ``(H, W, 3)`` uint8 RGB through a ``(256, 3)`` table."""
-    return np.take(lut, labels, axis=0)
+    return np.take(lut, labels, axis=0, out=out)
 
 
-def blend(frame: np.ndarray, color: np.ndarray, alpha: float) -> np.ndarray:
+def blend(frame: np.ndarray, color: np.ndarray, alpha: float,
+          out: OutArray = None) -> np.ndarray:
     """``(1 - alpha) * frame + alpha * color``, rounded, uint8."""
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"overlay_alpha must be in [0, 1], got {alpha}")
-    return cv2.addWeighted(frame, 1.0 - alpha, color, alpha, 0.0)
+    return _into(cv2.addWeighted(frame, 1.0 - alpha, color, alpha, 0.0, dst=out), out)
 
 
 class HostProcessing(Processing):
@@ -270,14 +297,16 @@ class HostProcessing(Processing):
             return labels, conf
         return labels.cpu().numpy(), None if conf is None else conf.float().cpu().numpy()
 
-    def restore_labels(self, labels: np.ndarray, box: Letterbox) -> np.ndarray:
-        return restore_labels(labels, box)
+    def restore_labels(self, labels: np.ndarray, box: Letterbox,
+                       out: OutArray = None) -> np.ndarray:
+        return restore_labels(labels, box, out)
 
     def restore_confidence(self, conf: np.ndarray, box: Letterbox) -> np.ndarray:
         return restore_confidence(conf, box)
 
-    def valid_labels(self, labels: np.ndarray, box: Letterbox) -> np.ndarray:
-        return np.ascontiguousarray(super().valid_labels(labels, box))
+    def valid_labels(self, labels: np.ndarray, box: Letterbox,
+                     out: OutArray = None) -> np.ndarray:
+        return _into(super().valid_labels(labels, box), out)
 
     def shrink(self, image: np.ndarray, box: Letterbox) -> np.ndarray:
         if box.valid == box.source:
@@ -286,11 +315,26 @@ class HostProcessing(Processing):
         letterbox_into(image, out, box, self.fill)   # the valid region is all of ``out``
         return out
 
-    def colorize(self, labels: np.ndarray) -> np.ndarray:
-        return colorize(labels, self.lut)
+    def colorize(self, labels: np.ndarray, out: OutArray = None) -> np.ndarray:
+        return colorize(labels, self.lut, out)
 
-    def blend(self, image: np.ndarray, color: np.ndarray, alpha: float) -> np.ndarray:
-        return blend(image, color, alpha)
+    def restore_colors(self, labels: np.ndarray, restored: np.ndarray, box: Letterbox,
+                       out: OutArray = None) -> np.ndarray:
+        """Colours the network-size labels, then enlarges the colours as the labels were
+        enlarged (nearest neighbour picks the same pixels, so the result is the same): a
+        palette lookup over the network's pixels instead of the camera's."""
+        if box.valid == box.source:
+            return self.colorize(restored, out)
+        vh, vw = box.valid
+        return restore_labels(self.colorize(labels[:vh, :vw]), Letterbox(
+            box.source, box.valid, box.valid), out)
 
-    def download(self, array: Optional[np.ndarray]) -> Optional[np.ndarray]:
-        return array
+    def blend(self, image: np.ndarray, color: np.ndarray, alpha: float,
+              out: OutArray = None) -> np.ndarray:
+        return blend(image, color, alpha, out)
+
+    def download(self, array: Optional[np.ndarray],
+                 out: OutArray = None) -> Optional[np.ndarray]:
+        if array is None or out is None:
+            return array
+        return _into(array, out)

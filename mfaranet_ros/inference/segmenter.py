@@ -5,7 +5,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -98,6 +98,24 @@ def resolve_input_size(input_size: InputSize,
     if size is None:
         return None, "full resolution, requested"
     return size, f"{size[0]}x{size[1]}, requested"
+
+
+#: ``into(index, name, shape)``: where a frame's output goes (:meth:`Segmenter.segment_batch`)
+Destination = Callable[[int, str, Tuple[int, ...]], Optional[np.ndarray]]
+
+
+def _destinations(into: Optional[Destination],
+                  index: int) -> Callable[[str, Tuple[int, ...]], Optional[np.ndarray]]:
+    """Frame ``index``'s ``into``, checked: an array of the wrong shape or type is a bug of
+    the caller's, refused here rather than written past."""
+    def destination(name: str, shape: Tuple[int, ...]) -> Optional[np.ndarray]:
+        out = None if into is None else into(index, name, shape)
+        if out is not None and (out.shape != shape or out.dtype != np.uint8
+                                or not out.flags.c_contiguous or not out.flags.writeable):
+            raise ValueError(f"into: {name} needs a writable contiguous uint8 array of shape "
+                             f"{shape}, got {out.dtype} {out.shape}")
+        return out
+    return destination
 
 
 def _with_timings(results: List[SegmentationResult], t0: float, t1: float, t2: float,
@@ -268,18 +286,19 @@ class Segmenter:
 
     def segment(self, frame: np.ndarray, *, color: bool = True, overlay: bool = True,
                 confidence: bool = False, overlay_alpha: float = 0.5,
-                network_resolution: bool = False) -> SegmentationResult:
+                network_resolution: bool = False,
+                into: Optional[Destination] = None) -> SegmentationResult:
         """Segments one ``(H, W, 3)`` uint8 RGB frame (see :meth:`segment_batch`)."""
         result = self.segment_batch([frame], color=color, overlay=overlay, confidence=confidence,
                                     overlay_alpha=overlay_alpha,
-                                    network_resolution=network_resolution)[0]
+                                    network_resolution=network_resolution, into=into)[0]
         result.timings.pop("batch_size", None)
         return result
 
     def segment_batch(self, frames: Sequence[np.ndarray], *, color: bool = True,
                       overlay: bool = True, confidence: bool = False,
-                      overlay_alpha: float = 0.5,
-                      network_resolution: bool = False) -> List[SegmentationResult]:
+                      overlay_alpha: float = 0.5, network_resolution: bool = False,
+                      into: Optional[Destination] = None) -> List[SegmentationResult]:
         """Segments several frames (e.g. one per camera) in as few backend calls as possible.
 
         The results are at each frame's own size; ``network_resolution``: at the network's
@@ -289,6 +308,11 @@ class Segmenter:
 
         With a fixed ``input_size`` all frames, whatever their sizes, run as one batch; at
         full resolution frames of the same size are batched together.
+
+        ``into(index, name, shape)``: where frame ``index``'s ``labels``, ``color`` or
+        ``overlay`` of ``shape`` is to be written, a uint8 host array of that shape (e.g. a
+        view of a message's buffer), or None: anywhere. The result's array is then that
+        array, written once (on a GPU: downloaded straight into it).
         """
         t0 = time.perf_counter()
         if isinstance(frames, np.ndarray) and frames.ndim == 3:
@@ -311,8 +335,9 @@ class Segmenter:
             proc.sync()
             t2 = time.perf_counter()
             results = [self._finish(image, box, labels, conf, color, overlay, overlay_alpha,
-                                    network_resolution)
-                       for image, box, (labels, conf) in zip(images, boxes, outputs)]
+                                    network_resolution, _destinations(into, i))
+                       for i, (image, box, (labels, conf)) in enumerate(zip(images, boxes,
+                                                                            outputs))]
         t3 = time.perf_counter()
         return _with_timings(results, t0, t1, t2, t3)
 
@@ -356,23 +381,32 @@ class Segmenter:
         return outputs
 
     def _finish(self, image: Array, box: Letterbox, labels: Array, conf: Optional[Array],
-                color: bool, overlay: bool, alpha: float,
-                network_resolution: bool = False) -> SegmentationResult:
+                color: bool, overlay: bool, alpha: float, network_resolution: bool,
+                into: Callable[[str, Tuple[int, ...]], Optional[np.ndarray]]
+                ) -> SegmentationResult:
         """One frame's network outputs -> its result at the source size (or the network's
-        scale), in host memory."""
+        scale), in host memory (in ``into``'s arrays where it gives them)."""
         proc = self._processing
+        size = box.valid if network_resolution else box.source
+        out_labels = into("labels", tuple(size))
+        out_color = into("color", (*size, 3)) if color else None
+        out_overlay = into("overlay", (*size, 3)) if overlay else None
+        col = None
         if network_resolution:
-            labels = proc.valid_labels(labels, box)
+            labels = proc.valid_labels(labels, box, out_labels)
             conf = None if conf is None else proc.valid_confidence(conf, box)
             image = proc.shrink(image, box) if overlay else image
+            if color or overlay:
+                col = proc.colorize(labels, out_color)
         else:
-            labels = proc.restore_labels(labels, box)
+            net_labels, labels = labels, proc.restore_labels(labels, box, out_labels)
             conf = None if conf is None else proc.restore_confidence(conf, box)
-        col = proc.colorize(labels) if (color or overlay) else None
-        ov = proc.blend(image, col, alpha) if overlay else None
+            if color or overlay:
+                col = proc.restore_colors(net_labels, labels, box, out_color)
+        ov = proc.blend(image, col, alpha, out_overlay) if overlay else None
         return SegmentationResult(
-            labels=proc.download(labels),
-            color=proc.download(col) if color else None,
-            overlay=proc.download(ov),
+            labels=proc.download(labels, out_labels),
+            color=proc.download(col, out_color) if color else None,
+            overlay=proc.download(ov, out_overlay),
             confidence=proc.download(conf),
         )

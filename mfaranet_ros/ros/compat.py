@@ -21,6 +21,7 @@ except ImportError:  # Humble: the same classes in rclpy.qos_event
     _IRON_OR_LATER = False
 
 __all__ = ["PublisherEventCallbacks", "SubscriptionEventCallbacks", "try_shutdown",
+           "publish_serialized", "serialized_publish_path",
            "add_pre_set_parameters_callback", "has_pre_set_parameters_callback",
            "publisher_count", "localhost_discovery_env", "guard_change_state"]
 
@@ -97,3 +98,50 @@ def guard_change_state(node) -> None:
             return response
 
     service.callback = change_state
+
+
+# A serialized message goes out through ``Publisher.publish(bytes)``, whose C side
+# (``publish_raw``, a pybind11 ``std::string`` argument) copies it once. That C function
+# also takes a ``bytearray`` with pybind11 2.10 and later (rclpy from Iron on), which lets
+# the node send a buffer it wrote its pixels into without first copying it into a
+# ``bytes``; the Python wrapper accepts ``bytes`` only, so the bytearray goes to the C
+# publisher it wraps (``Publisher.__publisher``, a private attribute, under the handle's
+# lock as ``publish`` takes it). Where that attribute is missing or its function refuses a
+# bytearray (an rclpy built with an older pybind11), the message is copied into ``bytes``
+# and published the public way. test_conversions fails when the direct path stops working
+# on a release this package is tested on.
+_DIRECT: Dict[str, bool] = {}
+
+
+def serialized_publish_path() -> str:
+    """How :func:`publish_serialized` has sent a bytearray in this process: ``direct``
+    (no copy before rclpy's), ``bytes`` (one copy first) or ``untried``."""
+    if "ok" not in _DIRECT:
+        return "untried"
+    return "direct" if _DIRECT["ok"] else "bytes"
+
+
+def publish_serialized(publisher, data) -> None:
+    """Publishes a serialized message (``bytes`` or ``bytearray``) on ``publisher`` (a
+    plain or lifecycle publisher of the message's type); a lifecycle publisher that is
+    not activated publishes nothing, as its ``publish`` does."""
+    if isinstance(data, bytes) or _DIRECT.get("ok") is False:
+        publisher.publish(bytes(data))
+        return
+    if not getattr(publisher, "is_activated", True):
+        return
+    inner = getattr(publisher, "_Publisher__publisher", None)
+    if inner is None:
+        _DIRECT["ok"] = False
+        publisher.publish(bytes(data))
+        return
+    with publisher.handle:
+        try:
+            inner.publish_raw(data)
+        except TypeError:   # pybind11 before 2.10: std::string from bytes only
+            if _DIRECT.get("ok"):
+                raise
+            _DIRECT["ok"] = False
+            inner.publish_raw(bytes(data))
+            return
+    _DIRECT["ok"] = True

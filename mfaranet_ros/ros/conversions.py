@@ -5,14 +5,16 @@ Decoding (every encoding, compressed frames, label images) lives in
 re-exported here for the node. What stays here is specific to rclpy's messages: writing
 fills an ``array.array('B')`` with one memcpy, which rclpy's generated setter accepts
 without a per-element check (assigning an ndarray costs about 260 ms for 6 MB), and
-:func:`serialize_image` builds the CDR bytes that ``publisher.publish`` takes as they are.
+:class:`ImageBuffer` holds the CDR bytes of a message whose pixels are written in place,
+which :func:`~.compat.publish_serialized` sends as they are.
 Functions take plain objects with the message's field names.
 """
 from __future__ import annotations
 
 import array
 import struct
-from typing import Any
+import threading
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -25,6 +27,9 @@ __all__ = [
     "compressed_to_rgb",
     "fill_image",
     "serialize_image",
+    "ImageBuffer",
+    "BufferPool",
+    "image_size",
 ]
 
 
@@ -60,20 +65,8 @@ def _cdr_string(out: bytearray, text: str) -> None:
     out += raw
 
 
-def serialize_image(header: Any, pixels: np.ndarray, encoding: str) -> bytes:
-    """A sensor_msgs/Image already serialized (CDR), for ``publisher.publish(bytes)``.
-
-    The same CDR layout as ``rclpy.serialization.serialize_message(fill_image(...))``
-    (zeros where rclpy leaves its padding bytes uninitialised), but the
-    pixels are copied once into the result instead of into a Python message, then into
-    its C counterpart, then into the CDR buffer: about half the publish cost of a 6 MB
-    output. Offsets are aligned relative to the end of the 4-byte encapsulation header.
-    """
-    if pixels.dtype != np.uint8:
-        raise ValueError(f"serialize_image: expected uint8 pixels, got {pixels.dtype}")
-    pixels = np.ascontiguousarray(pixels)
-    height, width = pixels.shape[:2]
-    channels = 1 if pixels.ndim == 2 else pixels.shape[2]
+def _image_prefix(header: Any, height: int, width: int, channels: int, encoding: str) -> bytes:
+    """A serialized sensor_msgs/Image up to its pixel bytes (the data length included)."""
     body = bytearray(struct.pack("<iI", header.stamp.sec, header.stamp.nanosec))
     _cdr_string(body, header.frame_id)
     body += b"\x00" * (-len(body) % 4)
@@ -81,5 +74,92 @@ def serialize_image(header: Any, pixels: np.ndarray, encoding: str) -> bytes:
     _cdr_string(body, encoding)
     body += b"\x00"  # is_bigendian
     body += b"\x00" * (-len(body) % 4)
-    body += struct.pack("<II", width * channels, pixels.size)
-    return b"".join((_CDR_LE, body, pixels.reshape(-1).data))
+    body += struct.pack("<II", width * channels, height * width * channels)
+    return _CDR_LE + bytes(body)
+
+
+class ImageBuffer:
+    """A sensor_msgs/Image serialized (CDR) in one ``bytearray`` whose pixel region is a
+    writable numpy array: the pixels are written there once, where they are made (the
+    colour lookup, the blend, the download from a GPU), and :attr:`data` is what
+    ``publish`` sends (:func:`~.compat.publish_serialized`).
+
+    :meth:`frame` lays out the next message (header, size, encoding) in the same bytes: a
+    buffer is reused from frame to frame (:class:`BufferPool`), so a frame allocates and
+    zeroes nothing.
+    """
+
+    def __init__(self, size: int):
+        self.data = bytearray(size)
+        self.pixels: Optional[np.ndarray] = None
+
+    def frame(self, header: Any, shape: Tuple[int, ...], encoding: str) -> np.ndarray:
+        """Writes the message's fields for ``shape`` (``(H, W)`` or ``(H, W, C)``) pixels;
+        returns the pixel region, ``(H, W[, C])`` uint8, to be filled. The buffer must
+        be :func:`image_size` long for them."""
+        height, width = int(shape[0]), int(shape[1])
+        channels = int(shape[2]) if len(shape) == 3 else 1
+        prefix = _image_prefix(header, height, width, channels, encoding)
+        count = height * width * channels
+        if len(prefix) + count != len(self.data):
+            raise ValueError(f"ImageBuffer: {len(self.data)} bytes cannot hold a {shape} "
+                             f"{encoding} image ({len(prefix) + count} bytes)")
+        self.data[:len(prefix)] = prefix
+        self.pixels = np.frombuffer(self.data, np.uint8, count, len(prefix)).reshape(shape)
+        return self.pixels
+
+
+def image_size(header: Any, shape: Tuple[int, ...], encoding: str) -> int:
+    """The serialized size of a sensor_msgs/Image of ``shape`` pixels with ``header``."""
+    channels = int(shape[2]) if len(shape) == 3 else 1
+    prefix = _image_prefix(header, int(shape[0]), int(shape[1]), channels, encoding)
+    return len(prefix) + int(shape[0]) * int(shape[1]) * channels
+
+
+class BufferPool:
+    """Reused :class:`ImageBuffer` s, by size: :meth:`take` one for a message, :meth:`give`
+    it back once published (``publish`` has copied it by then). Thread-safe; at most
+    ``keep`` idle buffers per size (one being filled while another is published)."""
+
+    def __init__(self, keep: int = 2):
+        self._lock = threading.Lock()
+        self._idle: Dict[int, List[ImageBuffer]] = {}
+        self._keep = keep
+        self.allocated = 0   # buffers made, for the tests: a steady stream makes none
+
+    def take(self, header: Any, shape: Tuple[int, ...], encoding: str) -> ImageBuffer:
+        size = image_size(header, shape, encoding)
+        with self._lock:
+            idle = self._idle.get(size)
+            buffer = idle.pop() if idle else None
+            if buffer is None:
+                self.allocated += 1
+        if buffer is None:
+            buffer = ImageBuffer(size)
+        buffer.frame(header, shape, encoding)
+        return buffer
+
+    def give(self, buffer: ImageBuffer) -> None:
+        buffer.pixels = None
+        with self._lock:
+            idle = self._idle.setdefault(len(buffer.data), [])
+            if len(idle) < self._keep:
+                idle.append(buffer)
+
+
+def serialize_image(header: Any, pixels: np.ndarray, encoding: str) -> bytearray:
+    """A sensor_msgs/Image already serialized (CDR), for
+    :func:`~.compat.publish_serialized` (or ``publisher.publish(bytes(...))``).
+
+    The same CDR layout as ``rclpy.serialization.serialize_message(fill_image(...))``
+    (zeros where rclpy leaves its padding bytes uninitialised), but the pixels are copied
+    once into the result instead of into a Python message, then into its C counterpart,
+    then into the CDR buffer. Offsets are aligned relative to the end of the 4-byte
+    encapsulation header. Where the pixels are made for the message, write them into an
+    :class:`ImageBuffer` instead: no copy at all.
+    """
+    if pixels.dtype != np.uint8:
+        raise ValueError(f"serialize_image: expected uint8 pixels, got {pixels.dtype}")
+    buffer = ImageBuffer(image_size(header, pixels.shape, encoding))
+    np.copyto(buffer.frame(header, pixels.shape, encoding), pixels)
+    return buffer.data

@@ -15,13 +15,14 @@ publisher rather than a silent topic.
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, Tuple
 
 from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import CameraInfo, Image
 
 from . import label_outputs
-from .compat import PublisherEventCallbacks
+from .compat import PublisherEventCallbacks, publish_serialized
+from .conversions import BufferPool, ImageBuffer
 
 __all__ = ["IMAGE_OUTPUTS", "CameraOutputs"]
 
@@ -44,6 +45,7 @@ class CameraOutputs:
         self._lock = threading.Lock()
         self._closed = False
         self.pubs: Dict[str, Any] = {}
+        self.buffers = BufferPool()   # the image outputs' message buffers, reused
 
         def output(msg_type, name):
             topic = node.resolve_topic_name(prefix + name)
@@ -79,13 +81,25 @@ class CameraOutputs:
             wanted["camera_info"] = self.pubs["camera_info"].get_subscription_count() > 0
             return wanted
 
+    def buffer(self, header: Any, shape: Tuple[int, ...], encoding: str) -> ImageBuffer:
+        """A message buffer for an image output: its pixels (``.pixels``) are to be
+        written in place, then the buffer given to :meth:`publish`."""
+        return self.buffers.take(header, shape, encoding)
+
     def publish(self, name: str, msg: Any, publishable: Callable[[], bool]) -> bool:
         """Publishes ``msg`` on output ``name`` unless closed or no longer ``publishable()``
-        (deactivated meanwhile); whether it went out."""
+        (deactivated meanwhile); whether it went out. ``msg``: a message, its serialized
+        bytes, or an :class:`~.conversions.ImageBuffer` (back to the pool once sent)."""
         with self._lock:
             if self._closed or not publishable():
                 return False
-            self.pubs[name].publish(msg)
+            if isinstance(msg, ImageBuffer):
+                publish_serialized(self.pubs[name], msg.data)
+                self.buffers.give(msg)
+            elif isinstance(msg, (bytes, bytearray)):
+                publish_serialized(self.pubs[name], msg)
+            else:
+                self.pubs[name].publish(msg)
             return True
 
     def publish_label_info(self, msg: Any) -> None:

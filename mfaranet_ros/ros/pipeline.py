@@ -21,11 +21,16 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+import numpy as np
+
 from ..label_formats import confidence_to_mono8
 from . import camera_info as info_tools
 from . import diagnostics, label_outputs
-from .conversions import ImageFormatError, compressed_to_rgb, image_to_rgb, serialize_image
+from .conversions import ImageFormatError, compressed_to_rgb, image_to_rgb
 from .outputs import IMAGE_OUTPUTS
+
+#: each image output's encoding
+ENCODINGS = {"labels": "mono8", "color": "rgb8", "overlay": "rgb8"}
 
 __all__ = ["RunConfig", "RuntimeSettings", "BatchPipeline"]
 
@@ -124,19 +129,23 @@ class BatchPipeline:
                       overlay_alpha=settings.overlay_alpha, confidence=confidence,
                       network_resolution=self.run.network_resolution)
         t_decoded = time.perf_counter()
-        results = self._segment(seg, frames, items, kwargs, account)
+        buffers: Dict[Tuple[int, str], Any] = {}
+        results = self._segment(seg, frames, items, kwargs, account,
+                                self._destinations(items, buffers))
         self._on_processed()
         marks = _Marks(t_start, t_decoded, len(frames), str(seg.device))
         del seg  # publishing needs the results only, never the model
 
         def publish() -> None:
-            for (cam, msg, t_recv, wanted), result in zip(items, results):
+            for i, ((cam, msg, t_recv, wanted), result) in enumerate(zip(items, results)):
                 if result is None:
                     continue
                 if not publishable():  # deactivated or cleaned up meanwhile
                     account(cam, "dropped")
                     continue
-                self._publish(cam, msg, t_recv, marks, wanted, result, publishable, account)
+                written = {name: buffers.get((i, name)) for name in IMAGE_OUTPUTS}
+                self._publish(cam, msg, t_recv, marks, wanted, result, written, publishable,
+                              account)
         return publish
 
     # ------------------------------------------------------------------ steps
@@ -180,45 +189,63 @@ class BatchPipeline:
         with self._lock:
             return [c.last_shape for c in self.cameras if c.last_shape is not None]
 
-    def _segment(self, seg, frames, items, kwargs, account) -> List[Any]:
+    def _destinations(self, items: list, buffers: Dict[Tuple[int, str], Any]):
+        """The Segmenter's ``into``: each wanted image output of frame ``index`` is written
+        straight into a message buffer of its camera's outputs (kept in ``buffers``). Labels
+        go there when published as they come (mono8, no label map); otherwise they are
+        mapped or encoded into their message after."""
+        run = self.run
+        labels_as_they_are = run.label_format == "mono8" and run.label_map.is_identity
+
+        def into(index: int, name: str, shape: Tuple[int, ...]):
+            cam, msg, _, wanted = items[index]
+            if not wanted[name] or (name == "labels" and not labels_as_they_are):
+                return None
+            buffer = cam.outputs.buffer(msg.header, shape, ENCODINGS[name])
+            buffers[index, name] = buffer
+            return buffer.pixels
+        return into
+
+    def _segment(self, seg, frames, items, kwargs, account, into) -> List[Any]:
         """The results, None where the Segmenter refused that frame: a refused batch is
         run frame by frame, so one bad camera rejects only its own frame."""
         try:
             if len(frames) == 1:
-                return [seg.segment(frames[0], **kwargs)]
-            return list(seg.segment_batch(frames, **kwargs))
+                return [seg.segment(frames[0], into=into, **kwargs)]
+            return list(seg.segment_batch(frames, into=into, **kwargs))
         except ValueError as exc:  # the Segmenter refuses these frames
             if len(frames) == 1:
                 self.reject(items[0][0], f"segmenter: {exc}", account)
                 return [None]
         results = []
-        for frame, item in zip(frames, items):
+        for i, (frame, item) in enumerate(zip(frames, items)):
             try:
-                results.append(seg.segment(frame, **kwargs))
+                results.append(seg.segment(
+                    frame, into=lambda _, name, shape, i=i: into(i, name, shape), **kwargs))
             except ValueError as exc:
                 self.reject(item[0], f"segmenter: {exc}", account)
                 results.append(None)
         return results
 
-    def _publish(self, cam, msg, t_recv, marks: "_Marks", wanted, result, publishable,
-                 account) -> None:
+    def _publish(self, cam, msg, t_recv, marks: "_Marks", wanted, result, written,
+                 publishable, account) -> None:
+        """Publishes one frame's outputs: the image outputs from the message buffers the
+        Segmenter wrote them into (``written``, by output), the others serialized here."""
         t0 = time.perf_counter()
         header, out, run = msg.header, cam.outputs, self.run
         sent = []
-        for name, encoding in (("labels", "mono8"), ("color", "rgb8"), ("overlay", "rgb8")):
+        for name in IMAGE_OUTPUTS:
             pixels = getattr(result, name)
             if not wanted[name] or pixels is None:
                 continue
-            if name == "labels":
-                pixels = run.label_map.apply(pixels)
-            if name == "labels" and run.label_format == "autoware_rle":
-                message = label_outputs.autoware_rle_image(header, pixels)
-            else:  # pre-serialized: one copy of the pixels instead of three
-                message = serialize_image(header, pixels, encoding)
+            message = written[name]
+            if message is None or message.pixels is not pixels:
+                message = self._image_message(out, header, name, pixels)
             if out.publish(name, message, publishable):
                 sent.append(name)
         if wanted["confidence"] and result.confidence is not None:
-            message = serialize_image(header, confidence_to_mono8(result.confidence), "mono8")
+            message = out.buffer(header, result.confidence.shape, "mono8")
+            confidence_to_mono8(result.confidence, out=message.pixels)
             if out.publish("confidence", message, publishable):
                 sent.append("confidence")
         info = self._camera_info(cam, header, result.labels.shape[:2], wanted["camera_info"])
@@ -233,6 +260,18 @@ class BatchPipeline:
             header, run.latency_name + (f"/{cam.key}" if cam.key else ""), marks.device,
             times, marks.batch_size, sent)
         out.publish("latency", report, publishable)
+
+    def _image_message(self, out, header, name: str, pixels):
+        """An image output's message from pixels made elsewhere: the labels through the
+        label map into their buffer (or Autoware's run-length image), else a copy."""
+        if name == "labels" and self.run.label_format == "autoware_rle":
+            return label_outputs.autoware_rle_image(header, self.run.label_map.apply(pixels))
+        message = out.buffer(header, pixels.shape, ENCODINGS[name])
+        if name == "labels":
+            self.run.label_map.apply(pixels, out=message.pixels)
+        else:
+            np.copyto(message.pixels, pixels)
+        return message
 
     def _camera_info(self, cam, header, labels_hw, wanted: bool) -> Optional[Any]:
         """``~/camera_info`` for this label image, from the camera's newest camera_info
