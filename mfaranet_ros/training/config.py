@@ -12,6 +12,8 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, Mapping, Optional, Tuple, Union
 
+from ..model.variants import Architecture
+
 __all__ = [
     "ConfigError", "GeneratedSplit", "DataConfig", "ArchitectureConfig", "ModelConfig",
     "AugmentConfig", "LossConfig", "OptimConfig", "LoopConfig", "EvalConfig", "MetadataConfig",
@@ -54,22 +56,23 @@ class DataConfig:
             raise ConfigError(f"data.type {self.type!r} is unknown; use one of {DATASET_TYPES}")
 
 
-@dataclass
-class ArchitectureConfig:
-    """Which variant of each part (mfaranet_ros.model.variants); the defaults are the paper's."""
+def _check_architecture(self) -> None:
+    try:
+        Architecture(**dataclasses.asdict(self))
+    except ValueError as exc:
+        raise ConfigError(f"model.{exc}") from None
 
-    backbone: str = "resnet18"
-    aggregation: str = "mfam"
-    alignment: str = "ram"
-    fusion: str = "asfm"
 
-    def __post_init__(self) -> None:
-        from ..model.variants import Architecture
-
-        try:
-            Architecture(**dataclasses.asdict(self))
-        except ValueError as exc:
-            raise ConfigError(f"model.{exc}") from None
+# The recipe's ``model.architecture`` section: the parts of model.variants.Architecture, with
+# its defaults (the paper's model), read from it so that they are written in one place. A
+# mutable copy, as every section is, that :func:`config_from_dict` reads like the others.
+ArchitectureConfig = dataclasses.make_dataclass(
+    "ArchitectureConfig",
+    [(part.name, typing.get_type_hints(Architecture)[part.name], field(default=part.default))
+     for part in dataclasses.fields(Architecture)],
+    namespace={"__module__": __name__, "__post_init__": _check_architecture,
+               "__doc__": "Which variant of each part (mfaranet_ros.model.variants); the "
+                          "defaults are the paper's."})
 
 
 @dataclass
