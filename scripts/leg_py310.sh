@@ -109,6 +109,6 @@ files=(test/test_model.py test/test_inference.py test/test_backends.py
        test/test_tensorrt_backend.py test/test_node.py test/test_lifecycle_node.py
        test/test_node_startup.py test/test_node_multicamera.py test/test_node_compressed.py
        test/test_node_camera_info.py test/test_node_label_format.py test/test_node_launch.py
-       test/test_launch_config.py)
+       test/test_launch_config.py test/test_publish_buffers.py test/test_worker.py)
 [ $# -gt 0 ] && files=("$@")
 exec "$PY" -m pytest -ra --timeout=600 -p no:cacheprovider "${files[@]}"

@@ -116,14 +116,14 @@ def test_bench_node_publish_path_attributes_every_output_and_stage(tmp_path, cap
     printed = capsys.readouterr().out
     assert "publish path, 96x128" in printed and "labels+color+overlay" in printed
     report = json.loads(out.read_text())
-    stages = {"build", "publish_no_subscriber", "publish_reliable_subscriber",
-              "publish_best_effort_subscriber"}
+    stages = {"build", "copy", "publish_no_subscriber", "publish_bytes_no_subscriber",
+              "publish_reliable_subscriber", "publish_best_effort_subscriber"}
     assert set(report["outputs"]) == {"labels", "color", "overlay", "confidence"}
     for name, o in report["outputs"].items():
         assert o["bytes"] == 96 * 128 * (3 if name in ("color", "overlay") else 1)
         assert set(o["stages_ms"]) == stages and all(v > 0 for v in o["stages_ms"].values())
         assert set(o["passes"]) == stages and o["memcpy_ms"] > 0
-    assert report["rclpy"]
+    assert report["rclpy"] and report["serialized_publish"] == "direct"
 
 
 def test_bench_node_overlap_compares_both_settings_in_one_run(tmp_path, capsys):

@@ -33,6 +33,13 @@ pytestmark = [pytest.mark.ros, pytest.mark.slow]
 NETWORK = (64, 128)
 
 
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    """One checkpoint and one artifact cache for the backends."""
+    root = tmp_path_factory.mktemp("confidence")
+    return constant_checkpoint(root / "car.pth"), root / "cache"
+
+
 def _node(tmp_path, ckpt, backend, precision="fp32", cache=None):
     args = ["--params-file", str(REPO / "config" / "segment.yaml"), "-p", f"weights:={ckpt}",
             "-p", f"backend:={backend}", "-p", f"precision:={precision}", "-p", "device:=cpu",
@@ -46,9 +53,8 @@ def _node(tmp_path, ckpt, backend, precision="fp32", cache=None):
     "torch", "onnxruntime",
     pytest.param("openvino", marks=pytest.mark.skipif(
         importlib.util.find_spec("openvino") is None, reason="needs openvino"))])
-def test_confidence_matches_the_segmenters_and_the_labels_header(tmp_path, backend):
-    ckpt = constant_checkpoint(tmp_path / "car.pth")
-    cache = tmp_path / "cache"
+def test_confidence_matches_the_segmenters_and_the_labels_header(tmp_path, shared, backend):
+    ckpt, cache = shared   # OpenVINO compiles the ONNX export ONNX Runtime made before it
     node = _node(tmp_path, ckpt, backend, cache=cache)
     client = Client(f"mfaranet_confidence_{backend}")
     try:

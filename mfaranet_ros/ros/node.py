@@ -10,9 +10,9 @@ transitions. :func:`run` (signals, spinning, clean-up) is shared by both.
 
 Per-frame latency goes out on ``~/latency`` (or ``<camera>/latency``) as a
 ``diagnostic_msgs/DiagnosticArray``: its header is the input frame's header, and its one
-status carries the stage times in milliseconds as key/values (``decode_ms``,
-``preprocess_ms``, ``inference_ms``, ``postprocess_ms``, ``publish_ms``,
-``end_to_end_ms``, ``queue_ms``, ``batch_size``, ``outputs``).
+status carries the stage times in milliseconds as key/values, which add up to
+``end_to_end_ms`` (``queue_ms``, ``decode_ms``, ``preprocess_ms``, ``inference_ms``,
+``postprocess_ms``, ``wait_ms``, ``publish_ms``), then ``batch_size`` and ``outputs``.
 """
 from __future__ import annotations
 

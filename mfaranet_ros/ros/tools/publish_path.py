@@ -3,9 +3,16 @@
 For each output the node publishes (labels and confidence mono8, colour and overlay rgb8, at
 the camera's size) and each stage of its publish path, on the installed rclpy:
 
-- ``build``: the node's own pass, the pixels into the pre-serialised CDR message
-  (:func:`~mfaranet_ros.ros.conversions.serialize_image`);
-- ``publish`` with no subscriber: rclpy's copy of the bytes and the middleware's write;
+- ``build``: the node's own work on the message: a reused buffer from its pool and the
+  header written into it (:class:`~mfaranet_ros.ros.conversions.BufferPool`); the pixels
+  are made in that buffer by the Segmenter (the colour lookup, the blend, the download),
+  so no pass of the node's own is left;
+- ``copy``: for comparison, the pass the node made before it wrote in place (the pixels
+  copied into a new serialized message, :func:`~mfaranet_ros.ros.conversions.serialize_image`);
+- ``publish`` with no subscriber: rclpy's copy of the bytes and the middleware's write,
+  the bytearray handed over as it is (:func:`~mfaranet_ros.ros.compat.publish_serialized`);
+  ``publish_bytes``: the same through ``Publisher.publish(bytes)``, which needs a copy
+  into ``bytes`` first (the path rclpy's public API gives);
 - ``publish`` with a same-host subscriber in another process, with the node's output QoS
   (reliable, KEEP_LAST 1: what Nav2's layer or a reliable ``ros2 topic echo`` takes) and
   with a best-effort one (KEEP_LAST 5: RViz's and rqt's image displays): the shared-memory
@@ -19,6 +26,7 @@ as the node does.
 from __future__ import annotations
 
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -76,7 +84,8 @@ def bench_publish_path(frame_size: Tuple[int, int] = (1024, 2048), iterations: i
     from sensor_msgs.msg import Image
     from std_msgs.msg import Header
 
-    from ..conversions import serialize_image
+    from ..compat import publish_serialized, serialized_publish_path
+    from ..conversions import BufferPool, serialize_image
     from ..qos import apply_fastdds_profile
     from .bench_node import ros_envs
 
@@ -96,15 +105,24 @@ def bench_publish_path(frame_size: Tuple[int, int] = (1024, 2048), iterations: i
             for name in pixels}
     stages: Dict[str, Dict[str, float]] = {name: {} for name in pixels}
     procs: List[subprocess.Popen] = []
+    pool = BufferPool()
+
+    def build(px, enc):
+        pool.give(pool.take(header, px.shape, enc))
+
     try:
         messages = {name: serialize_image(header, px, OUTPUT_FORMATS[name][0])
                     for name, px in pixels.items()}
         for name, px in pixels.items():
             enc = OUTPUT_FORMATS[name][0]
-            stages[name]["build"] = _median_ms(
+            stages[name]["build"] = _median_ms(lambda px=px, enc=enc: build(px, enc),
+                                               iterations)
+            stages[name]["copy"] = _median_ms(
                 lambda px=px, enc=enc: serialize_image(header, px, enc), iterations)
             stages[name]["publish_no_subscriber"] = _median_ms(
-                lambda n=name: pubs[n].publish(messages[n]), iterations, pause_s)
+                lambda n=name: publish_serialized(pubs[n], messages[n]), iterations, pause_s)
+            stages[name]["publish_bytes_no_subscriber"] = _median_ms(
+                lambda n=name: pubs[n].publish(bytes(messages[n])), iterations, pause_s)
         for kind in SUBSCRIBERS:
             proc = _subscriber(kind, node_env)
             procs.append(proc)
@@ -116,9 +134,14 @@ def bench_publish_path(frame_size: Tuple[int, int] = (1024, 2048), iterations: i
             time.sleep(0.5)   # discovery settles
             for name in pixels:
                 stages[name][f"publish_{kind}_subscriber"] = _median_ms(
-                    lambda n=name: pubs[n].publish(messages[n]), iterations, pause_s)
-            proc.kill()
-            proc.wait()
+                    lambda n=name: publish_serialized(pubs[n], messages[n]), iterations,
+                    pause_s)
+            proc.send_signal(signal.SIGINT)   # leaves the graph at once (a kill: a lease later)
+            try:
+                proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
             while any(p.get_subscription_count() for p in pubs.values()):
                 if time.monotonic() > deadline + timeout_s:
                     break
@@ -136,10 +159,12 @@ def bench_publish_path(frame_size: Tuple[int, int] = (1024, 2048), iterations: i
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    return _report(stages, memcpy, pixels, frame_size, iterations, applied)
+    return _report(stages, memcpy, pixels, frame_size, iterations, applied,
+                   serialized_publish_path())
 
 
-def _report(stages, memcpy, pixels, frame_size, iterations, applied) -> Dict[str, object]:
+def _report(stages, memcpy, pixels, frame_size, iterations, applied,
+            path: str) -> Dict[str, object]:
     from importlib import metadata
 
     def version(dist: str) -> Optional[str]:
@@ -164,30 +189,34 @@ def _report(stages, memcpy, pixels, frame_size, iterations, applied) -> Dict[str
             "iterations": iterations, "rclpy": version("rclpy") or "from a ROS install",
             "rmw": os.environ.get("RMW_IMPLEMENTATION") or "default (Fast DDS)",
             "fastdds_profile": applied or "the user's / none",
+            "serialized_publish": path,
             "outputs": per_output, "totals_ms": totals,
             "three_outputs_ms": {s: sum(stages[n][s] for n in three) for s in totals},
             "three_outputs_memcpy_ms": sum(memcpy[n] for n in three)}
 
 
 def format_publish_path(r: Dict[str, object]) -> str:
-    stages = list(r["totals_ms"])
-    head = f"{'output':<12}{'MB':>6}" + "".join(f"{s:>34}" for s in stages)
+    names = list(r["outputs"])
     lines = [f"publish path, {r['frame_size'][0]}x{r['frame_size'][1]}, {r['rclpy']}, "
-             f"{r['rmw']}; medians of {r['iterations']} (ms, and passes = / one memcpy)",
-             head]
-    for name, o in r["outputs"].items():
-        cells = "".join(f"{o['stages_ms'][s]:>24.2f} ms ({o['passes'][s]:4.1f}x)"
-                        for s in stages)
-        lines.append(f"{name:<12}{o['bytes'] / 2**20:>6.1f}{cells}")
-    lines.append(f"{'labels+color+overlay':<18}" + "".join(
-        f"{r['three_outputs_ms'][s]:>28.2f} ms" for s in stages)
-        + f"   (one memcpy of them: {r['three_outputs_memcpy_ms']:.2f} ms)")
+             f"{r['rmw']}, bytearray sent {r['serialized_publish']}; medians of "
+             f"{r['iterations']}, ms (passes = / one memcpy of the output's bytes)",
+             f"{'stage':<32}" + "".join(f"{n:>17}" for n in names)
+             + f"{'labels+color+overlay':>22}",
+             f"{'  bytes (MB)':<32}" + "".join(f"{r['outputs'][n]['bytes'] / 2**20:>17.1f}"
+                                            for n in names)
+             + f"{'one memcpy ' + format(r['three_outputs_memcpy_ms'], '.2f'):>22}"]
+    for stage in r["totals_ms"]:
+        outs = [r["outputs"][n] for n in names]
+        cells = "".join(f"{o['stages_ms'][stage]:>9.2f} ({o['passes'][stage]:4.1f}x)"
+                        for o in outs)
+        lines.append(f"  {stage:<30}{cells}{r['three_outputs_ms'][stage]:>22.2f}")
     return "\n".join(lines)
 
 
 def _subscribe(kind: str) -> None:
     """The child: subscribes to every output with ``kind``'s QoS until killed."""
     import rclpy
+    from rclpy.executors import ExternalShutdownException
     from sensor_msgs.msg import Image
 
     reliable, depth = SUBSCRIBERS[kind]
@@ -196,7 +225,13 @@ def _subscribe(kind: str) -> None:
     for name in OUTPUT_FORMATS:
         node.create_subscription(Image, f"{TOPIC_PREFIX}/{name}", lambda m: None,
                                  _qos(reliable, depth))
-    rclpy.spin(node)
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass   # SIGINT from the benchmark: leave the graph cleanly
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
 
 
 if __name__ == "__main__":
