@@ -42,7 +42,6 @@ class CameraInput:
         self.outputs: Any = None        # its CameraOutputs, while configured
         self.info_subscription = None   # the camera's camera_info, beside its image
         self.camera_info = None         # the newest one received
-        self.frame_shape: Size = None   # (H, W) of the frame being processed
         self.counters = InputCounters()
         self.stages = StageStats()
         self.last_shape: Size = None  # network (H, W) of its latest frame

@@ -137,15 +137,16 @@ class BatchPipeline:
         del seg  # publishing needs the results only, never the model
 
         def publish() -> None:
-            for i, ((cam, msg, t_recv, wanted), result) in enumerate(zip(items, results)):
+            for i, (item, result) in enumerate(zip(items, results)):
+                cam, msg, t_recv, shape, wanted = item
                 if result is None:
                     continue
                 if not publishable():  # deactivated or cleaned up meanwhile
                     account(cam, "dropped")
                     continue
                 written = {name: buffers.get((i, name)) for name in IMAGE_OUTPUTS}
-                self._publish(cam, msg, t_recv, marks, wanted, result, written, publishable,
-                              account)
+                self._publish(cam, msg, t_recv, shape, marks, wanted, result, written,
+                              publishable, account)
         return publish
 
     # ------------------------------------------------------------------ steps
@@ -164,8 +165,8 @@ class BatchPipeline:
                 self.reject(cam, str(exc), account)
                 continue
             frames.append(frame)
-            cam.frame_shape = frame.shape[:2]
-            items.append((cam, msg, t_recv, cam.outputs.wanted(settings.enabled)))
+            items.append((cam, msg, t_recv, frame.shape[:2],
+                          cam.outputs.wanted(settings.enabled)))
         return frames, items
 
     def _usable(self, seg, frames: list, items: list, account) -> Tuple[list, list]:
@@ -198,7 +199,7 @@ class BatchPipeline:
         labels_as_they_are = run.label_format == "mono8" and run.label_map.is_identity
 
         def into(index: int, name: str, shape: Tuple[int, ...]):
-            cam, msg, _, wanted = items[index]
+            cam, msg, _, _, wanted = items[index]
             if not wanted[name] or (name == "labels" and not labels_as_they_are):
                 return None
             buffer = cam.outputs.buffer(msg.header, shape, ENCODINGS[name])
@@ -227,7 +228,7 @@ class BatchPipeline:
                 results.append(None)
         return results
 
-    def _publish(self, cam, msg, t_recv, marks: "_Marks", wanted, result, written,
+    def _publish(self, cam, msg, t_recv, shape, marks: "_Marks", wanted, result, written,
                  publishable, account) -> None:
         """Publishes one frame's outputs: the image outputs from the message buffers the
         Segmenter wrote them into (``written``, by output), the others serialized here."""
@@ -248,7 +249,8 @@ class BatchPipeline:
             confidence_to_mono8(result.confidence, out=message.pixels)
             if out.publish("confidence", message, publishable):
                 sent.append("confidence")
-        info = self._camera_info(cam, header, result.labels.shape[:2], wanted["camera_info"])
+        info = self._camera_info(cam, header, shape, result.labels.shape[:2],
+                                 wanted["camera_info"])
         if info is not None and out.publish("camera_info", info, publishable):
             sent.append("camera_info")
         t_done = time.perf_counter()
@@ -273,14 +275,14 @@ class BatchPipeline:
             np.copyto(message.pixels, pixels)
         return message
 
-    def _camera_info(self, cam, header, labels_hw, wanted: bool) -> Optional[Any]:
+    def _camera_info(self, cam, header, frame_hw, labels_hw, wanted: bool) -> Optional[Any]:
         """``~/camera_info`` for this label image, from the camera's newest camera_info
         (REP 104: its ROI and binning give the image size); one that describes another
         size than the frame is counted and warned about, and none goes out with it."""
         info = cam.camera_info
         if info is None:
             return None
-        mismatch = info_tools.size_mismatch(info, cam.frame_shape)
+        mismatch = info_tools.size_mismatch(info, frame_hw)   # this frame's, not the newest
         if mismatch:
             with self._lock:
                 cam.counters.camera_info_mismatched += 1
