@@ -102,14 +102,15 @@ def guard_change_state(node) -> None:
 
 # A serialized message goes out through ``Publisher.publish(bytes)``, whose C side
 # (``publish_raw``, a pybind11 ``std::string`` argument) copies it once. That C function
-# also takes a ``bytearray`` with pybind11 2.10 and later (rclpy from Iron on), which lets
-# the node send a buffer it wrote its pixels into without first copying it into a
-# ``bytes``; the Python wrapper accepts ``bytes`` only, so the bytearray goes to the C
-# publisher it wraps (``Publisher.__publisher``, a private attribute, under the handle's
-# lock as ``publish`` takes it). Where that attribute is missing or its function refuses a
-# bytearray (an rclpy built with an older pybind11), the message is copied into ``bytes``
-# and published the public way. test_conversions fails when the direct path stops working
-# on a release this package is tested on.
+# also takes a ``bytearray`` where rclpy is built with pybind11 2.10 or later (its
+# changelog: "Support bytearray casting to string"): Jazzy's and Kilted's rclpy are
+# (pybind11_vendor 2.11.1), Humble's is not (2.9.1). That lets the node send a buffer it
+# wrote its pixels into without first copying it into ``bytes``. The Python wrapper accepts
+# ``bytes`` only, so the bytearray goes to the C publisher it wraps, which its public
+# ``handle`` property returns (Humble to Kilted), under that handle's lock as ``publish``
+# takes it. Where the function refuses a bytearray, the message is copied into ``bytes``
+# once and for all (the Humble emulation refuses it as pybind11 2.9.1 does);
+# test_publish_buffers fails when the direct path stops working on a release that has it.
 _DIRECT: Dict[str, bool] = {}
 
 
@@ -130,18 +131,14 @@ def publish_serialized(publisher, data) -> None:
         return
     if not getattr(publisher, "is_activated", True):
         return
-    inner = getattr(publisher, "_Publisher__publisher", None)
-    if inner is None:
-        _DIRECT["ok"] = False
-        publisher.publish(bytes(data))
-        return
-    with publisher.handle:
+    handle = publisher.handle
+    with handle:
         try:
-            inner.publish_raw(data)
+            handle.publish_raw(data)
         except TypeError:   # pybind11 before 2.10: std::string from bytes only
             if _DIRECT.get("ok"):
                 raise
             _DIRECT["ok"] = False
-            inner.publish_raw(bytes(data))
+            handle.publish_raw(bytes(data))
             return
     _DIRECT["ok"] = True

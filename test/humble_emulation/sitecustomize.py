@@ -10,8 +10,11 @@ fixture is):
 - ``Node.add_pre_set_parameters_callback``;
 - ``Subscription.get_publisher_count``;
 - the ``uninstall_handlers`` keyword of ``rclpy.try_shutdown``;
-- and it restores Humble's (and Jazzy's) ``LifecycleNode`` behaviour of letting rcl's
-  error for a transition the current state lacks escape ``~/change_state``.
+- it restores Humble's (and Jazzy's) ``LifecycleNode`` behaviour of letting rcl's
+  error for a transition the current state lacks escape ``~/change_state``;
+- and its C publisher's ``publish_raw`` refuses a ``bytearray``, as an rclpy built with
+  Humble's pybind11 2.9.1 does (pybind11_vendor's humble branch; bytearray to
+  ``std::string`` came with pybind11 2.10).
 
 Only names the package looks up are hidden: rclpy's own modules keep theirs. A
 ``humble emulation: on`` line on stderr says it took effect.
@@ -53,4 +56,15 @@ if os.environ.get("MFARANET_EMULATE_HUMBLE") == "1":
         return _change_state(self, transition_id)
 
     _lifecycle.LifecycleNodeMixin._LifecycleNodeMixin__change_state = _humble_change_state
+
+    _publish_raw = _impl.Publisher.publish_raw
+
+    def _humble_publish_raw(self, msg):
+        """pybind11 2.9's std::string caster: str or bytes, nothing else."""
+        if not isinstance(msg, (bytes, str)):
+            raise TypeError("publish_raw(): incompatible function arguments (bytes expected; "
+                            "Humble's pybind11 2.9.1, emulated)")
+        return _publish_raw(self, msg)
+
+    _impl.Publisher.publish_raw = _humble_publish_raw
     print("humble emulation: on", file=sys.stderr, flush=True)
