@@ -18,9 +18,12 @@
 # TensorRT-argument tests and the ROS test files (plain and managed node, start-up errors,
 # several cameras, compressed input, camera_info, label formats, launch files) over real DDS.
 # Where no Python 3.10 exists it says so in one line and exits 77 (automake's code for
-# skipped), which scripts/test.sh reports as skipped.
+# skipped), which scripts/test.sh reports as skipped. `--build-only`: build (or check) the
+# venv and stop before the tests (scripts/test.sh builds it beside the main suite).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+build_only=0
+if [ "${1:-}" = --build-only ]; then build_only=1; shift; fi
 VENV=.venv-py310
 PY=$VENV/bin/python
 
@@ -103,6 +106,7 @@ if [ "$(cat "$VENV/.leg-stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$VENV/.leg-stamp"
 fi
 jetpack
+[ $build_only = 0 ] || exit 0
 # the Jazzy leg's ROS test files are among them (same rclpy 7.1.6): scripts/test.sh runs that
 # leg only where this one is skipped
 files=(test/test_model.py test/test_inference.py test/test_backends.py
@@ -110,5 +114,10 @@ files=(test/test_model.py test/test_inference.py test/test_backends.py
        test/test_node_startup.py test/test_node_multicamera.py test/test_node_compressed.py
        test/test_node_camera_info.py test/test_node_label_format.py test/test_node_launch.py
        test/test_launch_config.py test/test_publish_buffers.py test/test_worker.py)
-[ $# -gt 0 ] && files=("$@")
-exec "$PY" -m pytest -ra --timeout=600 -p no:cacheprovider "${files[@]}"
+# Left out here (the main suite runs them): two more exports of the whole network with torch
+# 2.8's slow exporter that test the artifact cache's bookkeeping, which no Python version
+# changes; the ONNX Runtime parity export stays.
+deselect=(--deselect test/test_backends.py::test_a_cached_onnx_file_must_carry_the_key_its_manifest_claims
+          --deselect test/test_backends.py::test_onnxruntime_pruned_confidence_unwritable_cache)
+if [ $# -gt 0 ]; then files=("$@"); deselect=(); fi
+exec "$PY" -m pytest -ra --timeout=600 -p no:cacheprovider "${files[@]}" "${deselect[@]}"
