@@ -7,6 +7,7 @@ the Segmenter on a real (if tiny) MFARANet checkpoint.
 from __future__ import annotations
 
 import array
+import contextlib
 import os
 import random
 import signal
@@ -15,7 +16,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 
@@ -231,6 +232,23 @@ class Client(Participant):
                 s.qos_profile.reliability == ReliabilityPolicy.RELIABLE for s in subs)
         self.wait_until(ready, timeout, "the node to subscribe")
         assert node.proc.poll() is None, node.output()
+
+
+@contextlib.contextmanager
+def in_process_node(name: str) -> Iterator:
+    """A node named ``name`` in namespace ``/name``, in a context of its own in this process,
+    not spun (for tests that drive the node's core directly)."""
+    import rclpy
+    from rclpy.context import Context
+
+    context = Context()
+    rclpy.init(context=context, args=["--ros-args", "-r", f"__ns:=/{name}"])
+    node = rclpy.create_node(name, context=context)
+    try:
+        yield node
+    finally:
+        node.destroy_node()
+        context.try_shutdown()
 
 
 def reliable(depth: int = 5):

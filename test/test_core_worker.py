@@ -16,7 +16,7 @@ import pytest
 pytest.importorskip("rclpy", reason="needs rclpy (requirements-ros-pypi.txt)")
 
 from diagnostic_msgs.msg import DiagnosticStatus  # noqa: E402
-from ros_helpers import image_msg  # noqa: E402
+from ros_helpers import image_msg, in_process_node  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 from mfaranet_ros.labelmap import identity_label_map  # noqa: E402
@@ -74,15 +74,8 @@ class DoubleSegmenter:
 
 @pytest.fixture
 def node():
-    import rclpy
-    from rclpy.context import Context
-
-    context = Context()
-    rclpy.init(context=context, args=["--ros-args", "-r", "__ns:=/core_worker_test"])
-    n = rclpy.create_node("core_worker_test", context=context)
-    yield n
-    n.destroy_node()
-    context.try_shutdown()
+    with in_process_node("core_worker_test") as n:
+        yield n
 
 
 def started_core(node, cameras=(), seg=None):

@@ -12,7 +12,7 @@ import pytest
 
 pytest.importorskip("rclpy", reason="needs rclpy (requirements-ros-pypi.txt)")
 
-from ros_helpers import Client, image_msg, reliable, to_array  # noqa: E402
+from ros_helpers import Client, image_msg, in_process_node, reliable, to_array  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
@@ -74,15 +74,18 @@ def test_a_bytearray_goes_to_rclpy_without_a_copy_first():
 
 @pytest.fixture
 def node():
-    import rclpy
-    from rclpy.context import Context
+    with in_process_node("publish_buffers_test") as n:
+        yield n
 
-    context = Context()
-    rclpy.init(context=context, args=["--ros-args", "-r", "__ns:=/publish_buffers_test"])
-    n = rclpy.create_node("publish_buffers_test", context=context)
-    yield n
-    n.destroy_node()
-    context.try_shutdown()
+
+def core_with(node, seg, cfg, label_map):
+    """The node's core on the real Segmenter, its outputs created, not yet started."""
+    core = SegmentationCore(node, node.create_publisher, node.destroy_publisher)
+    core.cfg = cfg
+    core.slot.segmenter, core.slot.max_batch = seg, 1
+    core._create_outputs(cfg)
+    core.label_map = label_map
+    return core
 
 
 @pytest.mark.parametrize("overlap", [False, True], ids=["inline", "publishing-thread"])
@@ -95,12 +98,10 @@ def test_the_node_publishes_the_buffers_the_segmenter_wrote(node, tiny_checkpoin
     original = BatchPipeline._image_message
     monkeypatch.setattr(BatchPipeline, "_image_message",
                         lambda self, *a: copies.append(a[2]) or original(self, *a))
-    core = SegmentationCore(node, node.create_publisher, node.destroy_publisher)
-    core.cfg = NodeConfig(device="cpu", publish_overlap="always" if overlap else "never")
-    core.slot.segmenter, core.slot.max_batch = seg, 1
-    core._create_outputs(core.cfg)
-    core.label_map = identity_label_map(seg.metadata.class_names,
-                                        [tuple(c) for c in seg.metadata.palette])
+    core = core_with(node, seg,
+                     NodeConfig(device="cpu", publish_overlap="always" if overlap else "never"),
+                     identity_label_map(seg.metadata.class_names,
+                                        [tuple(c) for c in seg.metadata.palette]))
     client = Client("mfaranet_publish_buffers_client")
     try:
         cam = core.cameras[0]
@@ -148,11 +149,7 @@ def test_a_label_map_writes_the_mapped_labels_into_their_buffer(node, tiny_check
     mapping = LabelMap({i: names[i] for i in range(len(names))},
                        {i: (i, i, i) for i in range(len(names))},
                        np.array([(i + 1) % 256 for i in range(256)], np.uint8), "test")
-    core = SegmentationCore(node, node.create_publisher, node.destroy_publisher)
-    core.cfg = NodeConfig(device="cpu")
-    core.slot.segmenter, core.slot.max_batch = seg, 1
-    core._create_outputs(core.cfg)
-    core.label_map = mapping
+    core = core_with(node, seg, NodeConfig(device="cpu"), mapping)
     client = Client("mfaranet_publish_labelmap_client")
     try:
         cam = core.cameras[0]

@@ -63,8 +63,8 @@ def worker(errors):
     assert w.wait_stopped(WAIT)
 
 
-def started(worker, cams, process):
-    worker.start(cams, process)
+def started(worker, cams, process, overlap=False):
+    worker.start(cams, process, overlap=overlap)
     worker.activate()
     return worker
 
@@ -234,15 +234,9 @@ class TwoStageBatch:
             self.release.setdefault(n, threading.Event()).set()
 
 
-def overlapping(worker, cams, process):
-    worker.start(cams, process, overlap=True)
-    worker.activate()
-    return worker
-
-
 def test_overlap_segments_the_next_batch_while_the_previous_one_is_published(worker):
     cam, batch = Cam("a"), TwoStageBatch()
-    overlapping(worker, [cam], batch)
+    started(worker, [cam], batch, overlap=True)
     worker.offer(cam, "f0")
     _wait_until(lambda: batch.publishing == [0])   # batch 0 is being published ...
     worker.offer(cam, "f1")
@@ -260,7 +254,7 @@ def test_overlap_segments_the_next_batch_while_the_previous_one_is_published(wor
 
 def test_overlap_publishes_one_batch_at_a_time_and_never_queues_more(worker):
     cam, batch = Cam("a"), TwoStageBatch()
-    overlapping(worker, [cam], batch)
+    started(worker, [cam], batch, overlap=True)
     worker.offer(cam, "f0")
     _wait_until(lambda: batch.publishing == [0])
     worker.offer(cam, "f1")
@@ -280,7 +274,7 @@ def test_overlap_publishes_one_batch_at_a_time_and_never_queues_more(worker):
 def test_overlap_a_deactivate_drops_the_batch_being_published(worker):
     cam, batch = Cam("a"), TwoStageBatch()
     released = []
-    overlapping(worker, [cam], batch)
+    started(worker, [cam], batch, overlap=True)
     worker.offer(cam, "f0")
     _wait_until(lambda: batch.publishing == [0])
     worker.deactivate()
@@ -301,7 +295,7 @@ def test_overlap_a_deactivate_drops_the_batch_being_published(worker):
 
 def test_overlap_a_failed_publish_rejects_its_frames_and_the_worker_goes_on(worker, errors):
     cam, batch = Cam("a"), TwoStageBatch(fail_rest={0})
-    overlapping(worker, [cam], batch)
+    started(worker, [cam], batch, overlap=True)
     batch.go(0)
     worker.offer(cam, "f0")
     _wait_until(lambda: cam.counters.rejected == 1)
