@@ -78,6 +78,15 @@ def _image_prefix(header: Any, height: int, width: int, channels: int, encoding:
     return _CDR_LE + bytes(body)
 
 
+def _layout(header: Any, shape: Tuple[int, ...], encoding: str) -> Tuple[bytes, int]:
+    """A message of ``shape`` (``(H, W)`` or ``(H, W, C)``) pixels: its bytes before the
+    pixels, and the number of pixel bytes."""
+    height, width = int(shape[0]), int(shape[1])
+    channels = int(shape[2]) if len(shape) == 3 else 1
+    return (_image_prefix(header, height, width, channels, encoding),
+            height * width * channels)
+
+
 class ImageBuffer:
     """A sensor_msgs/Image serialized (CDR) in one ``bytearray`` whose pixel region is a
     writable numpy array: the pixels are written there once, where they are made (the
@@ -97,10 +106,10 @@ class ImageBuffer:
         """Writes the message's fields for ``shape`` (``(H, W)`` or ``(H, W, C)``) pixels;
         returns the pixel region, ``(H, W[, C])`` uint8, to be filled. The buffer must
         be :func:`image_size` long for them."""
-        height, width = int(shape[0]), int(shape[1])
-        channels = int(shape[2]) if len(shape) == 3 else 1
-        prefix = _image_prefix(header, height, width, channels, encoding)
-        count = height * width * channels
+        return self._lay_out(*_layout(header, shape, encoding), shape, encoding)
+
+    def _lay_out(self, prefix: bytes, count: int, shape: Tuple[int, ...],
+                 encoding: str) -> np.ndarray:
         if len(prefix) + count != len(self.data):
             raise ValueError(f"ImageBuffer: {len(self.data)} bytes cannot hold a {shape} "
                              f"{encoding} image ({len(prefix) + count} bytes)")
@@ -111,9 +120,8 @@ class ImageBuffer:
 
 def image_size(header: Any, shape: Tuple[int, ...], encoding: str) -> int:
     """The serialized size of a sensor_msgs/Image of ``shape`` pixels with ``header``."""
-    channels = int(shape[2]) if len(shape) == 3 else 1
-    prefix = _image_prefix(header, int(shape[0]), int(shape[1]), channels, encoding)
-    return len(prefix) + int(shape[0]) * int(shape[1]) * channels
+    prefix, count = _layout(header, shape, encoding)
+    return len(prefix) + count
 
 
 class BufferPool:
@@ -128,7 +136,8 @@ class BufferPool:
         self.allocated = 0   # buffers made, for the tests: a steady stream makes none
 
     def take(self, header: Any, shape: Tuple[int, ...], encoding: str) -> ImageBuffer:
-        size = image_size(header, shape, encoding)
+        prefix, count = _layout(header, shape, encoding)   # serialized once per message
+        size = len(prefix) + count
         with self._lock:
             idle = self._idle.get(size)
             buffer = idle.pop() if idle else None
@@ -136,7 +145,7 @@ class BufferPool:
                 self.allocated += 1
         if buffer is None:
             buffer = ImageBuffer(size)
-        buffer.frame(header, shape, encoding)
+        buffer._lay_out(prefix, count, shape, encoding)
         return buffer
 
     def give(self, buffer: ImageBuffer) -> None:
@@ -160,6 +169,7 @@ def serialize_image(header: Any, pixels: np.ndarray, encoding: str) -> bytearray
     """
     if pixels.dtype != np.uint8:
         raise ValueError(f"serialize_image: expected uint8 pixels, got {pixels.dtype}")
-    buffer = ImageBuffer(image_size(header, pixels.shape, encoding))
-    np.copyto(buffer.frame(header, pixels.shape, encoding), pixels)
+    prefix, count = _layout(header, pixels.shape, encoding)
+    buffer = ImageBuffer(len(prefix) + count)
+    np.copyto(buffer._lay_out(prefix, count, pixels.shape, encoding), pixels)
     return buffer.data
